@@ -1,0 +1,129 @@
+// Serves gRPC connections over one virtio-serial port. The port is a byte stream that outlives host
+// connections; see LINK_HELLO in src/runtime/protocol.ts for how connection boundaries are found.
+import * as fs from 'node:fs';
+import { Duplex } from 'node:stream';
+import { LINK_HELLO, LINK_READY } from '../src/runtime/protocol.js';
+
+const READ_SIZE = 64 * 1024;
+const IDLE_POLL_MS = 50; // read() returns 0 at once while no host is connected
+
+/** One host connection: bytes from the port go to the HTTP/2 server, its writes go to the port. */
+class PortConnection extends Duplex {
+  ended = false;
+  constructor(private readonly write_: (b: Buffer) => Promise<void>) {
+    super({ allowHalfOpen: false });
+  }
+  _read(): void {}
+  _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.ended) return cb();
+    this.write_(chunk).then(() => cb(), (err) => cb(err));
+  }
+  _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.ended = true;
+    cb(err);
+  }
+  feed(b: Buffer): void {
+    if (!this.ended && !this.destroyed) this.push(b);
+  }
+}
+
+export function servePort(devicePath: string, onConnection: (d: Duplex) => void, log: (m: string) => void): void {
+  const fd = fs.openSync(devicePath, 'r+');
+  const write = (b: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const loop = (off: number) =>
+        fs.write(fd, b, off, b.length - off, null, (err, n) => {
+          // EPIPE/ENODEV: the host went away; the connection ends when read() says so.
+          if (err) return (err as NodeJS.ErrnoException).code === 'EPIPE' ? resolve() : reject(err);
+          if (off + n < b.length) loop(off + n);
+          else resolve();
+        });
+      loop(0);
+    });
+
+  let conn: PortConnection | null = null;
+  let nonce = '';
+  let pending = Buffer.alloc(0); // bytes not yet classified (scanning for HELLO, or stripping repeated HELLOs)
+  let stripping = false;
+
+  const endConnection = () => {
+    if (conn) {
+      conn.ended = true;
+      conn.destroy();
+      conn = null;
+    }
+    pending = Buffer.alloc(0);
+    stripping = false;
+  };
+
+  const scan = () => {
+    // Looking for "BOXLITE-HELLO <nonce>\n"; anything before it is stale.
+    const text = pending.toString('latin1');
+    const at = text.lastIndexOf(LINK_HELLO);
+    if (at < 0) {
+      pending = pending.subarray(Math.max(0, pending.length - LINK_HELLO.length));
+      return;
+    }
+    const nl = text.indexOf('\n', at);
+    if (nl < 0) {
+      pending = pending.subarray(at);
+      return;
+    }
+    nonce = text.slice(at + LINK_HELLO.length, nl);
+    pending = pending.subarray(nl + 1);
+    const c = new PortConnection(write);
+    conn = c;
+    c.on('close', () => {
+      if (conn === c) conn = null; // server closed it (protocol error, goaway): scan for the next HELLO
+    });
+    c.on('error', () => {});
+    stripping = true;
+    void write(Buffer.from(`${LINK_READY}${nonce}\n`, 'latin1')).then(() => onConnection(c));
+    strip();
+  };
+
+  const strip = () => {
+    // The host repeats HELLO until it sees READY: drop those repeats before HTTP/2 begins.
+    const line = Buffer.from(`${LINK_HELLO}${nonce}\n`, 'latin1');
+    while (pending.length > 0) {
+      const n = Math.min(pending.length, line.length);
+      if (!pending.subarray(0, n).equals(line.subarray(0, n))) {
+        stripping = false;
+        break;
+      }
+      if (n < line.length) return; // a partial repeat: wait for more
+      pending = pending.subarray(line.length);
+    }
+    if (!stripping && pending.length > 0 && conn) {
+      const rest = pending;
+      pending = Buffer.alloc(0);
+      conn.feed(rest);
+    }
+  };
+
+  const onData = (b: Buffer) => {
+    if (conn && !stripping) return conn.feed(b);
+    pending = Buffer.concat([pending, b]);
+    if (conn) strip();
+    else scan();
+  };
+
+  const buf = Buffer.alloc(READ_SIZE);
+  const readLoop = () => {
+    fs.read(fd, buf, 0, READ_SIZE, null, (err, n) => {
+      if (err) {
+        log(`port ${devicePath}: read failed: ${err.message}`);
+        endConnection();
+        return setTimeout(readLoop, 500);
+      }
+      if (n === 0) {
+        // No host connected (or it just left): the connection, if any, is over.
+        endConnection();
+        return setTimeout(readLoop, IDLE_POLL_MS);
+      }
+      onData(Buffer.from(buf.subarray(0, n)));
+      readLoop();
+    });
+  };
+  readLoop();
+}

@@ -1,0 +1,272 @@
+// Processes started by Exec. Each keeps its undelivered output so that a client that disconnects can reattach
+// (Output again) and still collect its exit status (Wait).
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tty from 'node:tty';
+import { randomUUID } from 'node:crypto';
+import { openPty, resizePty } from './pty.js';
+import { resolveUser } from './users.js';
+
+export const STDOUT = 0;
+export const STDERR = 1;
+const MAX_BUFFERED = 1 << 20; // undelivered bytes before the process's output is paused
+const KEEP_FINISHED = 256;
+const BUSYBOX = '/.boxlite/bin/busybox';
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface ExecOptions {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  user: string;
+  tty: boolean;
+  rows: number;
+  cols: number;
+  stdin: boolean;
+  timeoutMs: number;
+}
+
+export interface ExitStatus { exitCode: number; signal: string; timedOut: boolean }
+interface Chunk { stream: number; data: Buffer }
+type Reader = (c: Chunk | null) => void;
+
+export class ExecError extends Error {}
+
+/** Finds an executable the way execvp does, so "not found" can be answered like a shell (exit 127). */
+function lookPath(cmd: string, envPath: string, cwd: string): { path?: string; code?: number; message?: string } {
+  const check = (p: string) => {
+    try {
+      const st = fs.statSync(p);
+      if (st.isDirectory()) return { code: 126, message: `${cmd}: is a directory` };
+      fs.accessSync(p, fs.constants.X_OK);
+      return { path: p };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES') return { code: 126, message: `${cmd}: permission denied` };
+      return null;
+    }
+  };
+  if (cmd.includes('/')) {
+    return check(path.resolve(cwd, cmd)) ?? { code: 127, message: `${cmd}: no such file or directory` };
+  }
+  let denied: { code?: number; message?: string } | null = null;
+  for (const dir of envPath.split(':')) {
+    const r = check(path.join(dir || '.', cmd));
+    if (r?.path) return r;
+    if (r && !denied) denied = r;
+  }
+  return denied ?? { code: 127, message: `${cmd}: command not found` };
+}
+
+export class Process {
+  readonly id = randomUUID();
+  pid = 0;
+  private queue: Chunk[] = [];
+  private queued = 0;
+  private reader: Reader | null = null;
+  private outputDone = false;
+  private paused = false;
+  status: ExitStatus | null = null;
+  private waiters: ((s: ExitStatus) => void)[] = [];
+  private child: ChildProcess | null = null;
+  private master: number | null = null;
+  private masterIn: tty.ReadStream | null = null;
+  private masterOut: fs.WriteStream | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timedOut = false;
+
+  constructor(readonly opts: ExecOptions) {}
+
+  start(): void {
+    const o = this.opts;
+    if (o.argv.length === 0 || !o.argv[0]) throw new ExecError('no command given');
+    const user = resolveUser(o.user);
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: user.home, ...o.env };
+    if (o.tty && !env.TERM) env.TERM = 'xterm';
+    const cwd = o.cwd || user.home || '/';
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(cwd);
+    } catch {}
+    if (!st?.isDirectory()) throw new ExecError(`working directory ${cwd} does not exist in the box`);
+
+    const found = lookPath(o.argv[0], env.PATH, cwd);
+    if (!found.path) {
+      // Answer like a shell would, without starting anything.
+      this.push(STDERR, Buffer.from(`${found.message}\n`));
+      this.finishOutput();
+      this.exited({ exitCode: found.code ?? 127, signal: '', timedOut: false });
+      return;
+    }
+
+    const common = { cwd, env, uid: user.uid, gid: user.gid, argv0: o.argv[0] };
+    if (o.tty) {
+      const { master, slavePath } = openPty(o.rows, o.cols);
+      this.master = master;
+      const slave = fs.openSync(slavePath, fs.constants.O_RDWR | fs.constants.O_NOCTTY);
+      // busybox setsid -c: new session with the pty as controlling terminal, then exec the command.
+      this.child = spawn(BUSYBOX, ['setsid', '-c', found.path, ...o.argv.slice(1)], {
+        ...common,
+        argv0: 'setsid',
+        stdio: [slave, slave, slave],
+      });
+      fs.closeSync(slave);
+      this.masterIn = new tty.ReadStream(master);
+      this.masterIn.on('data', (d: Buffer) => this.push(STDOUT, d));
+      // EIO on the master means every slave fd is closed: output is complete.
+      this.masterIn.on('error', () => this.finishOutput());
+      this.masterIn.on('end', () => this.finishOutput());
+      this.masterOut = fs.createWriteStream('', { fd: master, autoClose: false });
+      this.masterOut.on('error', () => {});
+    } else {
+      this.child = spawn(found.path, o.argv.slice(1), {
+        ...common,
+        detached: true, // its own process group, so Kill and the timeout reach its children too
+        stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      });
+      this.child.stdout!.on('data', (d: Buffer) => this.push(STDOUT, d));
+      this.child.stderr!.on('data', (d: Buffer) => this.push(STDERR, d));
+      this.child.stdin?.on('error', () => {});
+      this.child.on('close', () => this.finishOutput());
+    }
+    this.pid = this.child.pid ?? 0;
+    this.child.on('error', (err) => {
+      this.push(STDERR, Buffer.from(`${o.argv[0]}: ${err.message}\n`));
+      this.finishOutput();
+      this.exited({ exitCode: 126, signal: '', timedOut: false });
+    });
+    this.child.on('exit', (code, signal) => {
+      this.exited({ exitCode: code ?? -1, signal: signal ?? '', timedOut: this.timedOut });
+      if (this.master !== null) {
+        // The pty stays readable until the last slave fd closes; give stragglers a moment, then finish.
+        setTimeout(() => this.closeMaster(), 200);
+      }
+    });
+    if (o.timeoutMs > 0) {
+      this.timer = setTimeout(() => {
+        this.timedOut = true;
+        this.kill('SIGKILL');
+      }, o.timeoutMs);
+    }
+  }
+
+  private closeMaster(): void {
+    if (this.master === null) return;
+    this.masterIn?.destroy();
+    this.master = null;
+    this.finishOutput();
+  }
+
+  private exited(s: ExitStatus): void {
+    if (this.status) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.status = s;
+    for (const w of this.waiters.splice(0)) w(s);
+  }
+
+  private push(stream: number, data: Buffer): void {
+    if (this.reader && this.queue.length === 0) return this.reader({ stream, data });
+    this.queue.push({ stream, data });
+    this.queued += data.length;
+    if (this.queued > MAX_BUFFERED && !this.paused) {
+      this.paused = true;
+      this.child?.stdout?.pause();
+      this.child?.stderr?.pause();
+      this.masterIn?.pause();
+    }
+  }
+
+  private finishOutput(): void {
+    if (this.outputDone) return;
+    this.outputDone = true;
+    if (this.reader && this.queue.length === 0) this.reader(null);
+  }
+
+  get running(): boolean {
+    return this.status === null;
+  }
+
+  /** Attaches a reader (replacing any earlier one): first the queued output, then live output, then null. */
+  attach(reader: Reader): () => void {
+    this.reader?.(null);
+    this.reader = reader;
+    for (const c of this.queue.splice(0)) reader(c);
+    this.queued = 0;
+    if (this.paused) {
+      this.paused = false;
+      this.child?.stdout?.resume();
+      this.child?.stderr?.resume();
+      this.masterIn?.resume();
+    }
+    if (this.outputDone) reader(null);
+    return () => {
+      if (this.reader === reader) this.reader = null;
+    };
+  }
+
+  wait(): Promise<ExitStatus> {
+    if (this.status) return Promise.resolve(this.status);
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  write(data: Buffer): void {
+    if (this.masterOut) this.masterOut.write(data);
+    else this.child?.stdin?.write(data);
+  }
+
+  closeStdin(): void {
+    if (this.masterOut) this.masterOut.write(Buffer.from([4])); // ^D: end of input for the line discipline
+    else this.child?.stdin?.end();
+  }
+
+  kill(signal: string): void {
+    if (!this.pid || this.status) return;
+    try {
+      process.kill(-this.pid, signal as NodeJS.Signals); // the whole process group
+    } catch {
+      try {
+        process.kill(this.pid, signal as NodeJS.Signals);
+      } catch {}
+    }
+  }
+
+  resize(rows: number, cols: number): void {
+    if (this.master !== null) resizePty(this.master, rows, cols);
+  }
+}
+
+export class ProcessTable {
+  private procs = new Map<string, Process>();
+
+  start(opts: ExecOptions): Process {
+    const p = new Process(opts);
+    p.start();
+    this.procs.set(p.id, p);
+    this.prune();
+    return p;
+  }
+
+  get(id: string): Process {
+    const p = this.procs.get(id);
+    if (!p) throw new ExecError(`no process with exec id ${id} in this box`);
+    return p;
+  }
+
+  all(): Process[] {
+    return [...this.procs.values()];
+  }
+
+  private prune(): void {
+    const finished = this.all().filter((p) => !p.running);
+    for (const p of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.procs.delete(p.id);
+  }
+
+  /** Used by Shutdown: TERM everything, then KILL what is left. */
+  async terminateAll(graceMs: number): Promise<void> {
+    const running = this.all().filter((p) => p.running);
+    for (const p of running) p.kill('SIGTERM');
+    await Promise.race([Promise.all(running.map((p) => p.wait())), new Promise((r) => setTimeout(r, graceMs))]);
+    for (const p of running) p.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,201 @@
+// boxlite guest agent: serves Guest, Execution and Files over the box's virtio-serial ports.
+// It runs inside the box's root filesystem (switch_root was done by the initramfs); its own runtime lives under
+// /.boxlite on the shared read-only init image.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from '../src/runtime/protocol.js';
+import { servePort } from './channel.js';
+import { ExecError, ProcessTable } from './exec.js';
+import { tarFrom, untarInto } from './files.js';
+
+const AGENT_VERSION = '0.1.0';
+const BUSYBOX = '/.boxlite/bin/busybox';
+
+const log = (m: string) => process.stderr.write(`boxlite-agent: ${m}\n`);
+const uptimeMs = () => Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+
+type Call<Req> = grpc.ServerUnaryCall<Req, unknown>;
+type Cb = grpc.sendUnaryData<unknown>;
+
+function fail(cb: Cb, err: unknown, code = grpc.status.INTERNAL): void {
+  const e = err as Error;
+  cb({ code: e instanceof ExecError ? grpc.status.FAILED_PRECONDITION : code, details: e.message ?? String(e) });
+}
+
+function unary<Req>(fn: (req: Req) => unknown | Promise<unknown>) {
+  return (call: Call<Req>, cb: Cb) => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then((r) => cb(null, r ?? {}), (e) => fail(cb, e));
+  };
+}
+
+function main(): void {
+  const protoPath = path.join(__dirname, 'agent.proto');
+  const def = protoLoader.loadSync(protoPath, { keepCase: false, longs: Number, enums: Number, defaults: true });
+  const pkg = (grpc.loadPackageDefinition(def) as any).boxlite.agent.v1;
+  const procs = new ProcessTable();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
+  let shuttingDown = false;
+
+  server.addService(pkg.Guest.service, {
+    handshake: unary<{ protocolVersion: number }>(() => ({
+      protocolVersion: PROTOCOL_VERSION,
+      agentVersion: AGENT_VERSION,
+      kernel: os.release(),
+      bootMs: bootedAt,
+    })),
+    ping: unary(() => ({})),
+    sync: unary<{ freeze: boolean }>((req) => {
+      execFileSync(BUSYBOX, ['sync']);
+      if (req.freeze) execFileSync(BUSYBOX, ['fsfreeze', '--freeze', '/']);
+    }),
+    thaw: unary(() => {
+      try {
+        execFileSync(BUSYBOX, ['fsfreeze', '--unfreeze', '/'], { stdio: 'ignore' });
+      } catch {} // not frozen
+    }),
+    shutdown: unary(async () => {
+      // Processes are ended and data synced before answering, so the answer means "safe to power off".
+      // The agent powers off itself rather than exiting: exit would wait for the blocking port reads.
+      if (shuttingDown) return;
+      shuttingDown = true;
+      await procs.terminateAll(2000);
+      try {
+        execFileSync(BUSYBOX, ['sync']);
+      } catch {}
+      setTimeout(() => {
+        process.stdout.write(`${CONSOLE_CLEAN_SHUTDOWN}\n`);
+        try {
+          execFileSync(BUSYBOX, ['mount', '-o', 'remount,ro', '/'], { stdio: 'ignore' });
+        } catch {}
+        execFileSync(BUSYBOX, ['poweroff', '-f']);
+      }, 100);
+    }),
+  });
+
+  server.addService(pkg.Execution.service, {
+    exec: unary<any>((req) => {
+      const p = procs.start({
+        argv: req.argv,
+        env: req.env ?? {},
+        cwd: req.cwd,
+        user: req.user,
+        tty: req.tty,
+        rows: req.rows,
+        cols: req.cols,
+        stdin: req.stdin,
+        timeoutMs: req.timeoutMs,
+      });
+      return { execId: p.id, pid: p.pid };
+    }),
+    output: (call: grpc.ServerWritableStream<{ execId: string }, unknown>) => {
+      let p;
+      try {
+        p = procs.get(call.request.execId);
+      } catch (e) {
+        return call.destroy({ name: 'Error', message: (e as Error).message, code: grpc.status.NOT_FOUND } as any);
+      }
+      const detach = p.attach((c) => {
+        if (c === null) call.end();
+        else call.write({ stream: c.stream, data: c.data });
+      });
+      call.on('cancelled', detach);
+      call.on('close', detach);
+    },
+    input: (call: grpc.ServerReadableStream<any, unknown>, cb: Cb) => {
+      let target: ReturnType<ProcessTable['get']> | null = null;
+      call.on('data', (m: { execId: string; data: Buffer; eof: boolean }) => {
+        try {
+          target ??= procs.get(m.execId);
+          if (m.data?.length) target.write(m.data);
+          if (m.eof) target.closeStdin();
+        } catch (e) {
+          call.destroy(e as Error);
+        }
+      });
+      call.on('end', () => cb(null, {}));
+      call.on('error', () => {});
+    },
+    wait: (call: Call<{ execId: string }>, cb: Cb) => {
+      try {
+        procs.get(call.request.execId).wait().then((s) => cb(null, s));
+      } catch (e) {
+        fail(cb, e, grpc.status.NOT_FOUND);
+      }
+    },
+    kill: unary<{ execId: string; signal: string }>((req) => procs.get(req.execId).kill(req.signal || 'SIGKILL')),
+    resizeTty: unary<{ execId: string; rows: number; cols: number }>((req) =>
+      procs.get(req.execId).resize(req.rows, req.cols),
+    ),
+    list: unary(() => ({
+      processes: procs.all().map((p) => ({ execId: p.id, pid: p.pid, argv: p.opts.argv, running: p.running })),
+    })),
+  });
+
+  server.addService(pkg.Files.service, {
+    upload: (call: grpc.ServerReadableStream<{ dest: string; data: Buffer }, unknown>, cb: Cb) => {
+      const body = new PassThrough();
+      let started: Promise<void> | null = null;
+      call.on('data', (m) => {
+        started ??= untarInto(m.dest || '/', body);
+        if (m.data?.length) body.write(m.data);
+      });
+      call.on('end', () => {
+        body.end();
+        (started ?? Promise.resolve()).then(() => cb(null, {}), (e) => fail(cb, e, grpc.status.INVALID_ARGUMENT));
+      });
+    },
+    download: (call: grpc.ServerWritableStream<{ path: string }, unknown>) => {
+      let src;
+      try {
+        src = tarFrom(call.request.path);
+      } catch (e) {
+        return call.destroy({ message: `${call.request.path}: ${(e as Error).message}`, code: grpc.status.NOT_FOUND } as any);
+      }
+      src.on('data', (d: unknown) => {
+        if (!call.write({ data: d })) {
+          src.pause();
+          call.once('drain', () => src.resume());
+        }
+      });
+      src.on('end', () => call.end());
+      src.on('error', (e) => call.destroy(e));
+    },
+  });
+
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const ports = findPorts();
+  if (ports.length === 0) throw new Error('no boxlite virtio-serial ports found under /sys/class/virtio-ports');
+  for (const dev of ports) servePort(dev, (conn) => injector.injectConnection(conn), log);
+  const bootedAt = uptimeMs();
+  log(`ready after ${bootedAt.toFixed(0)} ms of guest uptime on ${ports.length} ports`);
+}
+
+function findPorts(): string[] {
+  const dir = '/sys/class/virtio-ports';
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {}
+  return names
+    .filter((n) => {
+      try {
+        return fs.readFileSync(path.join(dir, n, 'name'), 'utf8').trim().startsWith(AGENT_PORT_NAME_PREFIX);
+      } catch {
+        return false;
+      }
+    })
+    .sort()
+    .map((n) => `/dev/${n}`);
+}
+
+process.on('uncaughtException', (err) => {
+  log(`uncaught: ${err.stack ?? err}`);
+});
+main();

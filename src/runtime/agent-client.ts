@@ -1,0 +1,206 @@
+// Host side of the host↔guest channel. Each process takes one of the box's virtio-serial ports (a flock marks it
+// taken), runs the link handshake on the port's Unix socket, and relays a private Unix socket to it so that a
+// plain @grpc/grpc-js client can speak gRPC over the port.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION } from './protocol.js';
+import { PACKAGE_ROOT } from './assets.js';
+import { tryLock, type Lock } from '../util/lock.js';
+import { AgentVersionError, BoxBusyError } from './errors.js';
+
+const HELLO_EVERY_MS = 250;
+
+let packageCache: any = null;
+function agentPackage(): any {
+  if (!packageCache) {
+    const def = protoLoader.loadSync(path.join(PACKAGE_ROOT, 'proto/agent.proto'), {
+      keepCase: false,
+      longs: Number,
+      enums: Number,
+      defaults: true,
+    });
+    packageCache = (grpc.loadPackageDefinition(def) as any).boxlite.agent.v1;
+  }
+  return packageCache;
+}
+
+export const portSocket = (boxDir: string, i: number) => path.join(boxDir, `agent-${i}.sock`);
+
+export interface ConnectOptions {
+  timeoutMs: number;
+  /** Called while waiting; returns a reason when waiting is pointless (the VM died, the guest reported an error). */
+  check?: () => string | null;
+}
+
+/** Connects to the port socket and runs the handshake; resolves with the socket and any bytes after READY. */
+async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ sock: net.Socket; rest: Buffer }> {
+  const deadline = Date.now() + opts.timeoutMs;
+  const nonce = randomBytes(8).toString('hex');
+  for (;;) {
+    const failure = opts.check?.();
+    if (failure) throw new Error(failure);
+    if (Date.now() > deadline) throw new Error(`no answer from the guest agent within ${opts.timeoutMs / 1000}s`);
+    let sock: net.Socket;
+    try {
+      sock = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(sockPath);
+        s.once('connect', () => resolve(s));
+        s.once('error', reject);
+      });
+    } catch {
+      await new Promise((r) => setTimeout(r, 50)); // QEMU has not created the socket yet, or is gone
+      continue;
+    }
+    const result = await new Promise<{ sock: net.Socket; rest: Buffer } | string>((resolve) => {
+      let buf = Buffer.alloc(0);
+      const want = `${LINK_READY}${nonce}\n`;
+      const hello = () => sock.write(`${LINK_HELLO}${nonce}\n`);
+      const timer = setInterval(() => {
+        const failure = opts.check?.();
+        if (failure) return finish(failure);
+        if (Date.now() > deadline) return finish(`no answer from the guest agent within ${opts.timeoutMs / 1000}s`);
+        hello();
+      }, HELLO_EVERY_MS);
+      const onData = (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        const at = buf.indexOf(want);
+        if (at >= 0) finish({ sock, rest: buf.subarray(at + want.length) });
+        else if (buf.length > 4096) buf = buf.subarray(buf.length - want.length);
+      };
+      const onClose = () => finish('closed');
+      const finish = (r: { sock: net.Socket; rest: Buffer } | string) => {
+        clearInterval(timer);
+        sock.off('data', onData);
+        sock.off('close', onClose);
+        sock.off('error', onClose);
+        resolve(r);
+      };
+      sock.on('data', onData);
+      sock.on('close', onClose);
+      sock.on('error', onClose);
+      hello();
+    });
+    if (typeof result !== 'string') return result;
+    sock.destroy();
+    if (result !== 'closed') throw new Error(result);
+  }
+}
+
+export interface AgentInfo { protocolVersion: number; agentVersion: string; kernel: string; bootMs: number }
+
+export class AgentClient {
+  readonly guest: any;
+  readonly execution: any;
+  readonly files: any;
+  private closed = false;
+
+  private constructor(
+    private readonly relay: net.Server,
+    private readonly relayDir: string,
+    private readonly portLock: Lock,
+    private readonly upstreams: Set<net.Socket>,
+    target: string,
+  ) {
+    const pkg = agentPackage();
+    const opts = { 'grpc.max_receive_message_length': 64 << 20, 'grpc.enable_retries': 0 };
+    const creds = grpc.credentials.createInsecure();
+    this.guest = new pkg.Guest(target, creds, opts);
+    // All three share one channel (grpc-js pools by target and options), hence one port connection.
+    this.execution = new pkg.Execution(target, creds, opts);
+    this.files = new pkg.Files(target, creds, opts);
+  }
+
+  /** Takes a free port of the box, waits for the agent and checks its protocol version. */
+  static async connect(boxDir: string, boxName: string, opts: ConnectOptions): Promise<AgentClient> {
+    const deadline = Date.now() + opts.timeoutMs;
+    let lock: Lock | null = null;
+    let port = -1;
+    while (!lock) {
+      for (let i = 0; i < AGENT_PORTS && !lock; i++) {
+        lock = tryLock(path.join(boxDir, `agent-${i}.lock`));
+        port = i;
+      }
+      if (lock) break;
+      if (Date.now() > deadline) {
+        throw new BoxBusyError(`box ${boxName}: all ${AGENT_PORTS} agent connections are in use by other boxlite processes; end one of them and retry`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const sockPath = portSocket(boxDir, port);
+    let first: { sock: net.Socket; rest: Buffer } | null;
+    try {
+      first = await linkHandshake(sockPath, opts);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+    const upstreams = new Set<net.Socket>();
+    const relayDir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-'));
+    const relayPath = path.join(relayDir, 'agent.sock');
+    const relay = net.createServer((local) => {
+      // The first gRPC connection uses the handshake done above; a reconnect does a fresh one.
+      const up = first ? Promise.resolve(first) : linkHandshake(sockPath, { timeoutMs: 10_000, check: opts.check });
+      first = null;
+      up.then(
+        ({ sock, rest }) => {
+          upstreams.add(sock);
+          sock.on('close', () => upstreams.delete(sock));
+          if (rest.length) local.write(rest);
+          local.pipe(sock);
+          sock.pipe(local);
+          const end = () => {
+            local.destroy();
+            sock.destroy();
+          };
+          local.on('close', end).on('error', end);
+          sock.on('close', end).on('error', end);
+        },
+        () => local.destroy(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => relay.listen(relayPath, resolve).once('error', reject));
+    const client = new AgentClient(relay, relayDir, lock, upstreams, `unix://${relayPath}`);
+    let info: AgentInfo;
+    try {
+      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0' }, 15_000);
+    } catch (e) {
+      client.close();
+      throw e;
+    }
+    if (info.protocolVersion !== PROTOCOL_VERSION) {
+      client.close();
+      throw new AgentVersionError(
+        `box ${boxName} runs guest agent ${info.agentVersion} speaking protocol ${info.protocolVersion}, but this boxlite speaks protocol ${PROTOCOL_VERSION}: ` +
+          `run 'boxlite setup' and restart the box (boxlite restart ${boxName})`,
+      );
+    }
+    client.info = info;
+    return client;
+  }
+
+  info: AgentInfo = { protocolVersion: 0, agentVersion: '', kernel: '', bootMs: 0 };
+
+  /** A unary call as a promise, with a deadline. */
+  call<T>(service: 'guest' | 'execution' | 'files', method: string, req: unknown, timeoutMs = 30_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      (this as any)[service][method](req, { deadline: timeoutMs > 0 ? Date.now() + timeoutMs : Infinity }, (err: grpc.ServiceError | null, res: T) =>
+        err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of [this.guest, this.execution, this.files]) c.close();
+    for (const s of this.upstreams) s.destroy();
+    this.relay.close();
+    fs.rmSync(this.relayDir, { recursive: true, force: true });
+    this.portLock.release();
+  }
+}

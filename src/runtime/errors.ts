@@ -1,0 +1,24 @@
+// Typed errors of the SDK and the CLI. Every message names the thing and the fix.
+
+export class BoxliteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+export class BoxNotFoundError extends BoxliteError {}
+export class BoxExistsError extends BoxliteError {}
+export class BoxStateError extends BoxliteError {}
+export class BoxBusyError extends BoxliteError {}
+export class BootError extends BoxliteError {
+  constructor(message: string, readonly consoleTail: string[] = []) {
+    super(message);
+  }
+}
+export class RootfsError extends BoxliteError {}
+export class InvalidOptionError extends BoxliteError {}
+export class AgentVersionError extends BoxliteError {}
+export class QemuMissingError extends BoxliteError {}
+export class ExecError extends BoxliteError {}
+export class TimeoutError extends BoxliteError {}
+export { AssetsMissingError } from './assets.js';

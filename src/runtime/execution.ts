@@ -1,0 +1,108 @@
+// A process running in a box, seen from the host: stdout/stderr streams, stdin, wait, kill, resize.
+// Built from the agent's separate Exec / Output / Input / Wait calls, so any process can attach to it by id.
+import { constants } from 'node:os';
+import { PassThrough, Writable } from 'node:stream';
+import type { AgentClient } from './agent-client.js';
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  tty?: boolean;
+  rows?: number;
+  cols?: number;
+  /** Keep stdin open for writing (Execution.stdin); otherwise the process reads /dev/null. */
+  stdin?: boolean;
+  /** Kill the process (and its children) after this many ms. */
+  timeoutMs?: number;
+}
+
+export interface ExitStatus {
+  /** The exit code; 128+N when the process was ended by signal N, as a shell reports it. */
+  exitCode: number;
+  signal: string | null;
+  timedOut: boolean;
+}
+
+export interface ExecResult extends ExitStatus {
+  stdout: string;
+  stderr: string;
+}
+
+export function signalExitCode(signal: string): number {
+  const n = (constants.signals as Record<string, number>)[signal];
+  return 128 + (n ?? 0);
+}
+
+export class Execution {
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  private stdinStream: Writable | null = null;
+  private outputDone: Promise<void>;
+
+  constructor(
+    private readonly client: AgentClient,
+    readonly id: string,
+    readonly pid: number,
+    openStdin: boolean,
+  ) {
+    this.outputDone = this.follow();
+    if (openStdin) this.stdinStream = this.openInput();
+  }
+
+  /** Writable stdin of the process (only when started with stdin: true). end() closes it. */
+  get stdin(): Writable {
+    if (!this.stdinStream) throw new Error('this execution was started without stdin: pass { stdin: true }');
+    return this.stdinStream;
+  }
+
+  private follow(): Promise<void> {
+    return new Promise((resolve) => {
+      const call = this.client.execution.output({ execId: this.id });
+      call.on('data', (c: { stream: number; data: Buffer }) => (c.stream === 1 ? this.stderr : this.stdout).write(c.data));
+      const finish = (err?: Error) => {
+        this.stdout.end();
+        this.stderr.end();
+        if (err) this.stderr.emit('boxlite-error', err);
+        resolve();
+      };
+      call.on('end', () => finish());
+      call.on('error', (e: Error) => finish(e));
+    });
+  }
+
+  private openInput(): Writable {
+    const call = this.client.execution.input(() => {});
+    call.on('error', () => {});
+    call.write({ execId: this.id });
+    return new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        call.write({ execId: this.id, data: chunk }, cb);
+      },
+      final: (cb) => {
+        call.write({ execId: this.id, eof: true });
+        call.end();
+        cb();
+      },
+    });
+  }
+
+  /** Resolves when the process has exited and all its output was delivered. */
+  async wait(): Promise<ExitStatus> {
+    const s = await this.client.call<{ exitCode: number; signal: string; timedOut: boolean }>('execution', 'wait', { execId: this.id }, 0);
+    await this.outputDone;
+    return {
+      exitCode: s.signal ? signalExitCode(s.signal) : s.exitCode,
+      signal: s.signal || null,
+      timedOut: s.timedOut,
+    };
+  }
+
+  kill(signal = 'SIGKILL'): Promise<void> {
+    return this.client.call('execution', 'kill', { execId: this.id, signal });
+  }
+
+  resize(rows: number, cols: number): Promise<void> {
+    return this.client.call('execution', 'resizeTty', { execId: this.id, rows, cols });
+  }
+}

@@ -1,0 +1,46 @@
+#!/bin/busybox sh
+# boxlite initramfs init: load the virtio drivers, mount the init image (/dev/vda, read-only, the agent and its
+# runtime) and the box's own disk (/dev/vdb), then switch_root into the box with the agent under tini.
+# Failures print a "boxlite-init: error:" line, which the host shows as the reason a box did not boot.
+export PATH=/bin
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev /mnt/init /mnt/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+fail() {
+  echo "boxlite-init: error: $*"
+  sync
+  poweroff -f
+}
+
+for m in $(cat /etc/modules.order); do
+  insmod "/lib/modules/$m" || fail "cannot load kernel module $m"
+done
+
+n=0
+while [ ! -b /dev/vda ] || [ ! -b /dev/vdb ]; do
+  n=$((n + 1))
+  [ $n -gt 1000 ] && fail "the box's disks did not appear (/dev/vda, /dev/vdb)"
+  usleep 5000
+done
+
+mount -t ext4 -o ro,noload /dev/vda /mnt/init || fail "cannot mount the boxlite init image (/dev/vda): run 'boxlite setup'"
+mount -t ext4 -o rw,noatime /dev/vdb /mnt/root || fail "cannot mount the box's disk (/dev/vdb): its file system is damaged or not ext4"
+
+hostname_arg=$(sed -n 's/.*boxlite\.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$hostname_arg" ] && hostname "$hostname_arg"
+
+cd /mnt/root || fail "cannot enter the box's root"
+mkdir -p .boxlite proc sys dev tmp || fail "cannot prepare mount points in the box's root"
+chmod 1777 tmp 2>/dev/null
+mount --move /mnt/init .boxlite
+mount --move /dev dev
+mount --move /sys sys
+mount --move /proc proc
+mkdir -p dev/pts dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts dev/pts
+mount -t tmpfs -o mode=1777 shm dev/shm
+exec switch_root /mnt/root /.boxlite/bin/tini -s -- /.boxlite/bin/busybox sh /.boxlite/start.sh
+fail "switch_root failed"

@@ -1,0 +1,22 @@
+// Constants shared by the host runtime and the guest agent (the agent bundle inlines this file).
+
+/** Bump on any incompatible change to proto/agent.proto or to the link handshake below. */
+export const PROTOCOL_VERSION = 1;
+
+/** Number of virtio-serial ports a box exposes for agent connections: each host process holds one. */
+export const AGENT_PORTS = 4;
+export const AGENT_PORT_NAME_PREFIX = 'boxlite.agent.';
+
+/**
+ * A virtio-serial port is one byte stream that outlives host connections, and the guest cannot always tell where
+ * one host connection ended and the next began. So every connection starts with a line exchange:
+ * host → `HELLO <nonce>\n` (repeated until answered), guest → `READY <nonce>\n`, then HTTP/2 (gRPC) bytes.
+ * Bytes before the matching line on either side belong to an older connection and are dropped.
+ */
+export const LINK_HELLO = 'BOXLITE-HELLO ';
+export const LINK_READY = 'BOXLITE-READY ';
+
+/** Lines the guest init writes to the console; the host reads them to explain boot failures and exits. */
+export const CONSOLE_ERROR_MARK = 'boxlite-init: error: ';
+export const CONSOLE_CLEAN_SHUTDOWN = 'boxlite-init: clean shutdown';
+export const CONSOLE_AGENT_EXITED = 'boxlite-init: agent exited';

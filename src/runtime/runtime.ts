@@ -1,0 +1,403 @@
+// The Runtime: boxes over the home folder. No daemon: every operation reads the records, takes the locks it
+// needs, and talks to the VM through its sockets; the VM process itself outlives the process that started it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { Home } from './home.js';
+import { loadAssets } from './assets.js';
+import { AgentClient } from './agent-client.js';
+import { AGENT_PORTS, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
+import { buildDisk, resolveSource } from './rootfs.js';
+import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo } from './records.js';
+import { BootError, BoxExistsError, BoxStateError, ExecError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
+import { Execution, type ExecOptions, type ExecResult } from './execution.js';
+import type { VmEngine } from '../vmm/engine.js';
+import { QemuEngine, waitGone } from '../vmm/qemu.js';
+import { chooseAccel, noteAccel, parseAccel, probeHost, type AccelChoice, type AccelRequest } from '../vmm/accel.js';
+import { ensureDir, tailLines } from '../util/fs.js';
+import { acquireLock, withLock } from '../util/lock.js';
+
+export const DEFAULTS = { cpus: 1, memoryMib: 512, diskSizeMib: 2048 };
+export const MIN_MEMORY_MIB = 128;
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+export interface RuntimeOptions {
+  home?: string;
+  accel?: AccelRequest;
+  engine?: VmEngine;
+  /** Where one-line notices go (the software-emulation note); default stderr. */
+  say?: (msg: string) => void;
+}
+
+export interface CreateOptions {
+  /** A root filesystem directory or an OCI image layout directory. */
+  rootfs: string;
+  name?: string;
+  cpus?: number;
+  memoryMib?: number;
+  diskSizeMib?: number;
+  env?: Record<string, string>;
+  workingDir?: string;
+  user?: string;
+  autoRemove?: boolean;
+}
+
+export interface BoxStatus {
+  state: BoxState;
+  exit?: ExitInfo;
+  pid?: number;
+}
+
+export interface StopOptions {
+  /** How long the guest gets to shut down before the VM is ended by force. */
+  timeoutMs?: number;
+}
+
+const bootTimeoutMs = (accel: string) => Number(process.env.BOXLITE_BOOT_TIMEOUT_MS) || (accel === 'kvm' ? 30_000 : 120_000);
+
+export class Runtime {
+  readonly home: Home;
+  readonly engine: VmEngine;
+  private readonly accelRequest: AccelRequest;
+  private readonly say: (m: string) => void;
+  private clients = new Map<string, AgentClient>();
+
+  constructor(opts: RuntimeOptions = {}) {
+    this.home = new Home(opts.home);
+    this.engine = opts.engine ?? new QemuEngine();
+    this.accelRequest = opts.accel ?? parseAccel(process.env.BOXLITE_ACCEL);
+    this.say = opts.say ?? ((m) => process.stderr.write(m + '\n'));
+  }
+
+  accel(): AccelChoice {
+    return chooseAccel(this.accelRequest, probeHost());
+  }
+
+  // ---- records and state ------------------------------------------------------------------------------------
+
+  private boxLock(id: string): string {
+    return path.join(this.home.boxDir(id), 'lock');
+  }
+
+  /** The state as it is now: a record saying "running" whose VM is gone is reported exited, with the reason. */
+  status(rec: BoxRecord): BoxStatus {
+    if (rec.state !== 'running') return { state: rec.state, exit: rec.exit };
+    const vm = this.engine.status(this.home.boxDir(rec.id));
+    if (vm.kind === 'running') return { state: 'running', pid: vm.pid };
+    return { state: 'exited', exit: this.explainExit(rec, vm) };
+  }
+
+  private bootConsole(id: string, lines = 200): string[] {
+    const all = tailLines(this.engine.consolePath(this.home.boxDir(id)), lines);
+    const start = all.map((l) => l.startsWith('--- boxlite: boot at')).lastIndexOf(true);
+    return start >= 0 ? all.slice(start + 1) : all;
+  }
+
+  private explainExit(rec: BoxRecord, vm: ReturnType<VmEngine['status']>): ExitInfo {
+    const at = new Date().toISOString();
+    const con = this.bootConsole(rec.id);
+    if (vm.kind === 'gone') return { reason: 'killed', detail: 'the VM process ended without recording why', at };
+    if (vm.kind === 'ended' && vm.signal) return { reason: 'killed', detail: `the VM process was killed by ${vm.signal}`, at };
+    if (vm.kind === 'ended' && vm.code !== 0) {
+      const log = tailLines(path.join(this.home.boxDir(rec.id), 'qemu.log'), 3).join(' ');
+      return { reason: 'crash', detail: `QEMU exited with status ${vm.code}${log ? `: ${log}` : ''}`, at };
+    }
+    const panic = con.find((l) => l.includes('Kernel panic'));
+    if (panic) return { reason: 'crash', detail: `guest kernel panic: ${panic.replace(/^\[[^\]]*\]\s*/, '')}`, at };
+    const agent = con.filter((l) => l.startsWith(CONSOLE_AGENT_EXITED)).at(-1);
+    if (agent) return { reason: 'crash', detail: `the guest agent died (${agent.slice('boxlite-init: '.length)})`, at };
+    const err = con.filter((l) => l.startsWith(CONSOLE_ERROR_MARK)).at(-1);
+    if (err) return { reason: 'crash', detail: err.slice(CONSOLE_ERROR_MARK.length), at };
+    if (con.some((l) => l.startsWith(CONSOLE_CLEAN_SHUTDOWN))) return { reason: 'exit', detail: 'the box shut down', at };
+    return { reason: 'exit', detail: 'the guest powered off', at };
+  }
+
+  list(): (BoxRecord & BoxStatus)[] {
+    return listRecords(this.home).map((r) => ({ ...r, ...this.status(r) }));
+  }
+
+  get(ref: string): Box {
+    return new Box(this, findRecord(this.home, ref).id);
+  }
+
+  record(id: string): BoxRecord {
+    const r = readRecord(this.home, id);
+    if (!r) throw new BoxStateError(`box ${id} was removed`);
+    return r;
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------------------------
+
+  /** Records a new box. Lazy: its disk is built and its VM booted by the first start. */
+  async create(opts: CreateOptions): Promise<Box> {
+    const options = validateOptions(opts);
+    const source = resolveSource(opts.rootfs);
+    if (opts.name !== undefined && !NAME_RE.test(opts.name)) {
+      throw new InvalidOptionError(`box name "${opts.name}" is invalid: use letters, digits, '_', '.', '-' (up to 63, starting with a letter or digit)`);
+    }
+    ensureDir(this.home.boxesDir);
+    return withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+      const id = randomBytes(6).toString('hex');
+      const name = opts.name ?? `box-${id.slice(0, 6)}`;
+      const taken = listRecords(this.home).find((r) => r.name === name);
+      if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): choose another name or remove it with 'boxlite rm ${name}'`);
+      const dir = ensureDir(this.home.boxDir(id));
+      const rec: BoxRecord = { id, name, createdAt: new Date().toISOString(), source, options, state: 'created', autoRemove: opts.autoRemove };
+      writeRecord(this.home, rec); // the record last: a folder without one is an interrupted create
+      void dir;
+      return new Box(this, id);
+    });
+  }
+
+  async start(id: string): Promise<void> {
+    await withLock(this.boxLock(id), `box ${this.record(id).name}`, async () => {
+      const rec = this.record(id);
+      if (this.status(rec).state === 'running') return;
+      const dir = this.home.boxDir(id);
+      const assets = loadAssets(this.home);
+      const problem = this.engine.check();
+      if (problem) throw new QemuMissingError(problem);
+      const disk = path.join(dir, 'disk.img');
+      if (!fs.existsSync(disk)) {
+        const source = resolveSource(rec.source.path); // it may have gone since create
+        await buildDisk(source, disk, rec.options.diskSizeMib);
+      }
+      const accel = this.accel();
+      noteAccel(accel, this.say);
+      const pid = await this.engine.start({
+        dir,
+        cpus: rec.options.cpus,
+        memoryMib: rec.options.memoryMib,
+        kernel: assets.kernel,
+        initrd: assets.initrd,
+        cmdline: `console=ttyS0 quiet loglevel=3 panic=-1 boxlite.hostname=${rec.name}`,
+        disks: [
+          { path: assets.initImage, format: 'raw', readonly: true },
+          { path: disk, format: 'raw', readonly: false },
+        ],
+        agentPorts: AGENT_PORTS,
+        accel: accel.accel,
+      });
+      writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel });
+      try {
+        const client = await this.connectBooting(rec.name, dir, bootTimeoutMs(accel.accel));
+        this.clients.set(id, client);
+      } catch (e) {
+        const vm = this.engine.status(dir);
+        const exit = vm.kind === 'running' ? null : this.explainExit(rec, vm);
+        await this.engine.kill(dir);
+        const tail = this.bootConsole(id, 400).filter((l) => l.trim()).slice(-15);
+        const reason = exit?.detail ?? (e as Error).message;
+        writeRecord(this.home, { ...this.record(id), state: 'exited', exit: { reason: 'crash', detail: `boot failed: ${reason}`, at: new Date().toISOString() } });
+        throw new BootError(
+          `box ${rec.name} failed to boot: ${reason}\n--- last lines of the guest console (boxlite logs ${rec.name}) ---\n${tail.join('\n') || '(empty)'}`,
+          tail,
+        );
+      }
+      void pid;
+    });
+  }
+
+  /** Waits for the agent of a booting VM, giving up early when the VM dies or the guest init reports an error. */
+  private connectBooting(name: string, dir: string, timeoutMs: number): Promise<AgentClient> {
+    const id = path.basename(dir);
+    return AgentClient.connect(dir, name, {
+      timeoutMs,
+      check: () => {
+        const vm = this.engine.status(dir);
+        if (vm.kind !== 'running') return this.explainExit(this.record(id), vm).detail;
+        const err = this.bootConsole(id).find((l) => l.startsWith(CONSOLE_ERROR_MARK));
+        return err ? err.slice(CONSOLE_ERROR_MARK.length) : null;
+      },
+    });
+  }
+
+  /** An agent connection for a running box (reattaching when this process did not start it). */
+  async client(id: string): Promise<AgentClient> {
+    const rec = this.record(id);
+    const st = this.status(rec);
+    const cached = this.clients.get(id);
+    if (st.state !== 'running') {
+      cached?.close();
+      this.clients.delete(id);
+      throw new BoxStateError(
+        `box ${rec.name} is ${st.state}${st.exit ? ` (${st.exit.reason}: ${st.exit.detail})` : ''}: start it with 'boxlite start ${rec.name}'`,
+      );
+    }
+    if (cached) return cached;
+    const c = await this.connectBooting(rec.name, this.home.boxDir(id), 30_000);
+    this.clients.set(id, c);
+    return c;
+  }
+
+  async stop(id: string, opts: StopOptions = {}): Promise<{ forced: boolean }> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    return withLock(this.boxLock(id), `box ${this.record(id).name}`, async () => {
+      const rec = this.record(id);
+      const dir = this.home.boxDir(id);
+      const st = this.status(rec);
+      if (st.state !== 'running') {
+        if (rec.state === 'running') writeRecord(this.home, { ...rec, state: 'exited', exit: st.exit });
+        return { forced: false };
+      }
+      let forced = false;
+      const deadline = Date.now() + timeoutMs;
+      try {
+        const c = await Promise.race([
+          this.client(id),
+          new Promise<never>((_, rej) => setTimeout(() => rej(new Error('agent did not answer')), Math.max(1, timeoutMs / 2))),
+        ]);
+        await c.call('guest', 'shutdown', {}, Math.max(1, deadline - Date.now()));
+      } catch {
+        // A hung or dead agent: the VM is ended by force below.
+      }
+      if (!(await waitGone(this.engine, dir, Math.max(0, deadline - Date.now())))) {
+        forced = true;
+        await this.engine.kill(dir);
+      }
+      this.dropClient(id);
+      writeRecord(this.home, { ...this.record(id), state: 'stopped', exit: undefined, stoppedAt: new Date().toISOString() });
+      return { forced };
+    });
+  }
+
+  private dropClient(id: string): void {
+    this.clients.get(id)?.close();
+    this.clients.delete(id);
+  }
+
+  async remove(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    const rec = this.record(id);
+    if (this.status(rec).state === 'running') {
+      if (!opts.force) throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}') or remove it with 'boxlite rm -f ${rec.name}'`);
+    }
+    const lock = await acquireLock(this.boxLock(id), `box ${rec.name}`);
+    try {
+      if (this.status(this.record(id)).state === 'running') await this.engine.kill(this.home.boxDir(id));
+      this.dropClient(id);
+      await this.engine.settle(this.home.boxDir(id));
+      await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+        // The record goes first, so an interrupted remove leaves no half box visible.
+        fs.rmSync(path.join(this.home.boxDir(id), 'box.json'), { force: true });
+        // Retries: the VM's supervisor may still be writing its exit file.
+        fs.rmSync(this.home.boxDir(id), { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+      });
+    } finally {
+      lock.release();
+    }
+  }
+
+  // ---- exec ---------------------------------------------------------------------------------------------------
+
+  async spawn(id: string, argv: string[], opts: ExecOptions = {}): Promise<Execution> {
+    if (argv.length === 0) throw new ExecError('no command given');
+    const rec = this.record(id);
+    const client = await this.client(id);
+    const env: Record<string, string> = {};
+    for (const kv of rec.source.config.env) {
+      const i = kv.indexOf('=');
+      if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    Object.assign(env, rec.options.env, opts.env);
+    let res: { execId: string; pid: number };
+    try {
+      res = await client.call('execution', 'exec', {
+        argv,
+        env,
+        cwd: opts.cwd || rec.options.workingDir || rec.source.config.workingDir || '',
+        user: opts.user || rec.options.user || rec.source.config.user || '',
+        tty: !!opts.tty,
+        rows: opts.rows ?? 24,
+        cols: opts.cols ?? 80,
+        stdin: !!opts.stdin,
+        timeoutMs: opts.timeoutMs ?? 0,
+      });
+    } catch (e) {
+      const err = e as grpc.ServiceError;
+      if (err.code === grpc.status.FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
+      throw e;
+    }
+    return new Execution(client, res.execId, res.pid, !!opts.stdin);
+  }
+
+  /** Attaches to a process started earlier (by this or another process) by its exec id. */
+  async attach(id: string, execId: string): Promise<Execution> {
+    return new Execution(await this.client(id), execId, 0, false);
+  }
+
+  async exec(id: string, argv: string[], opts: ExecOptions & { input?: string | Buffer } = {}): Promise<ExecResult> {
+    const ex = await this.spawn(id, argv, { ...opts, stdin: opts.input !== undefined || opts.stdin });
+    if (opts.input !== undefined) ex.stdin.end(opts.input);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    ex.stdout.on('data', (d: Buffer) => out.push(d));
+    ex.stderr.on('data', (d: Buffer) => err.push(d));
+    const status = await ex.wait();
+    const result = { ...status, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+    if (status.timedOut) {
+      throw Object.assign(new TimeoutError(`${argv.join(' ')} was killed after the ${opts.timeoutMs} ms timeout`), { result });
+    }
+    return result;
+  }
+
+  /** Closes this process's agent connections; boxes keep running. */
+  close(): void {
+    for (const id of [...this.clients.keys()]) this.dropClient(id);
+  }
+}
+
+function validateOptions(o: CreateOptions): BoxOptions {
+  const cpus = o.cpus ?? DEFAULTS.cpus;
+  const memoryMib = o.memoryMib ?? DEFAULTS.memoryMib;
+  const diskSizeMib = o.diskSizeMib ?? DEFAULTS.diskSizeMib;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new InvalidOptionError(`cpus must be a whole number from 1 to 64 (got ${o.cpus})`);
+  if (!Number.isInteger(memoryMib) || memoryMib < MIN_MEMORY_MIB) {
+    throw new InvalidOptionError(`memory must be at least ${MIN_MEMORY_MIB} MiB (got ${o.memoryMib}): the guest kernel and agent need it`);
+  }
+  if (!Number.isInteger(diskSizeMib) || diskSizeMib < 64) throw new InvalidOptionError(`disk size must be at least 64 MiB (got ${o.diskSizeMib})`);
+  for (const k of Object.keys(o.env ?? {})) {
+    if (!k || k.includes('=')) throw new InvalidOptionError(`environment variable name "${k}" is invalid: use NAME=value`);
+  }
+  return { cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '' };
+}
+
+/** A handle on one box of a runtime. */
+export class Box {
+  constructor(
+    readonly runtime: Runtime,
+    readonly id: string,
+  ) {}
+  get name(): string {
+    return this.runtime.record(this.id).name;
+  }
+  info(): BoxRecord & BoxStatus {
+    const r = this.runtime.record(this.id);
+    return { ...r, ...this.runtime.status(r) };
+  }
+  start(): Promise<void> {
+    return this.runtime.start(this.id);
+  }
+  stop(opts?: StopOptions): Promise<{ forced: boolean }> {
+    return this.runtime.stop(this.id, opts);
+  }
+  async restart(opts?: StopOptions): Promise<void> {
+    await this.stop(opts);
+    await this.start();
+  }
+  remove(opts?: { force?: boolean }): Promise<void> {
+    return this.runtime.remove(this.id, opts);
+  }
+  exec(argv: string[], opts?: ExecOptions & { input?: string | Buffer }): Promise<ExecResult> {
+    return this.runtime.exec(this.id, argv, opts);
+  }
+  spawn(argv: string[], opts?: ExecOptions): Promise<Execution> {
+    return this.runtime.spawn(this.id, argv, opts);
+  }
+  attach(execId: string): Promise<Execution> {
+    return this.runtime.attach(this.id, execId);
+  }
+  consolePath(): string {
+    return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));
+  }
+}

@@ -1,0 +1,43 @@
+// What the runtime needs from a VM engine. One engine today (QEMU); the interface keeps the runtime free of argv.
+
+export interface DiskSpec {
+  path: string;
+  format: 'raw' | 'qcow2';
+  readonly: boolean;
+}
+
+export interface VmSpec {
+  /** The box's folder: the engine keeps its sockets, pid, exit and log files here. */
+  dir: string;
+  cpus: number;
+  memoryMib: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** In guest order: the first is /dev/vda. */
+  disks: DiskSpec[];
+  /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets agent-N.sock. */
+  agentPorts: number;
+  accel: 'kvm' | 'tcg';
+}
+
+export type VmExit =
+  | { kind: 'running'; pid: number }
+  /** code: the VM process's exit status; signal when it was killed by one. */
+  | { kind: 'ended'; code: number | null; signal: string | null }
+  /** No process and no exit record: it ended without its supervisor noting it (e.g. the host rebooted). */
+  | { kind: 'gone' };
+
+export interface VmEngine {
+  readonly name: string;
+  /** Starts the VM detached from this process; resolves once the process exists. */
+  start(spec: VmSpec): Promise<number>;
+  status(dir: string): VmExit;
+  /** Ends the VM at once (QMP quit, then SIGKILL if it does not go). */
+  kill(dir: string, timeoutMs?: number): Promise<void>;
+  /** Waits until nothing of the VM writes into dir any more (its supervisor has recorded the exit). */
+  settle(dir: string): Promise<void>;
+  consolePath(dir: string): string;
+  /** Describes the engine's problems on this host, or null when it can run. */
+  check(): string | null;
+}

@@ -36,6 +36,7 @@ function unary<Req>(fn: (req: Req) => unknown | Promise<unknown>) {
 }
 
 function main(): void {
+  process.title = 'boxlite-agent'; // findable with pidof/ps inside the box
   const protoPath = path.join(__dirname, 'agent.proto');
   const def = protoLoader.loadSync(protoPath, { keepCase: false, longs: Number, enums: Number, defaults: true });
   const pkg = (grpc.loadPackageDefinition(def) as any).boxlite.agent.v1;
@@ -99,7 +100,7 @@ function main(): void {
       try {
         p = procs.get(call.request.execId);
       } catch (e) {
-        return call.destroy({ name: 'Error', message: (e as Error).message, code: grpc.status.NOT_FOUND } as any);
+        return call.emit('error', { code: grpc.status.NOT_FOUND, details: (e as Error).message });
       }
       const detach = p.attach((c) => {
         if (c === null) call.end();
@@ -156,7 +157,7 @@ function main(): void {
       try {
         src = tarFrom(call.request.path);
       } catch (e) {
-        return call.destroy({ message: `${call.request.path}: ${(e as Error).message}`, code: grpc.status.NOT_FOUND } as any);
+        return call.emit('error', { code: grpc.status.NOT_FOUND, details: `${call.request.path}: ${(e as Error).message}` });
       }
       src.on('data', (d: unknown) => {
         if (!call.write({ data: d })) {
@@ -165,7 +166,7 @@ function main(): void {
         }
       });
       src.on('end', () => call.end());
-      src.on('error', (e) => call.destroy(e));
+      src.on('error', (e) => call.emit('error', { code: grpc.status.INTERNAL, details: `${call.request.path}: ${(e as Error).message}` }));
     },
   });
 

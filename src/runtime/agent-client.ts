@@ -74,6 +74,8 @@ async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ 
       };
       const onClose = () => finish('closed');
       const finish = (r: { sock: net.Socket; rest: Buffer } | string) => {
+        // Hold further bytes (the server's first HTTP/2 frames) until the relay pipes them on.
+        sock.pause();
         clearInterval(timer);
         sock.off('data', onData);
         sock.off('close', onClose);

@@ -12,7 +12,12 @@ import { ensureDir, readJson, sha256, sha256File, writeJsonAtomic } from '../uti
 import { run } from '../util/exec.js';
 import { withLock } from '../util/lock.js';
 
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The package's folder, found from this file whether it runs compiled (dist/src/…) or from source (src/…). */
+export const PACKAGE_ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'proto/agent.proto')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 const GUEST_DIR = path.join(PACKAGE_ROOT, 'src/runtime/guest');
 const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { Home } from './home.js';
 import { loadAssets } from './assets.js';
@@ -97,12 +98,15 @@ export class Runtime {
   private explainExit(rec: BoxRecord, vm: ReturnType<VmEngine['status']>): ExitInfo {
     const at = new Date().toISOString();
     const con = this.bootConsole(rec.id);
-    if (vm.kind === 'gone') return { reason: 'killed', detail: 'the VM process ended without recording why', at };
     if (vm.kind === 'ended' && vm.signal) return { reason: 'killed', detail: `the VM process was killed by ${vm.signal}`, at };
+    // QEMU catches SIGTERM/SIGINT/SIGHUP, says so in its log and exits 0.
+    const term = tailLines(path.join(this.home.boxDir(rec.id), 'qemu.log'), 5).find((l) => l.includes('terminating on signal'));
+    if (term) return { reason: 'killed', detail: `the VM process was ${term.slice(term.indexOf('terminating'))}`, at };
     if (vm.kind === 'ended' && vm.code !== 0) {
       const log = tailLines(path.join(this.home.boxDir(rec.id), 'qemu.log'), 3).join(' ');
       return { reason: 'crash', detail: `QEMU exited with status ${vm.code}${log ? `: ${log}` : ''}`, at };
     }
+    // The guest's own account of why it went down, when it gave one.
     const panic = con.find((l) => l.includes('Kernel panic'));
     if (panic) return { reason: 'crash', detail: `guest kernel panic: ${panic.replace(/^\[[^\]]*\]\s*/, '')}`, at };
     const agent = con.filter((l) => l.startsWith(CONSOLE_AGENT_EXITED)).at(-1);
@@ -110,6 +114,7 @@ export class Runtime {
     const err = con.filter((l) => l.startsWith(CONSOLE_ERROR_MARK)).at(-1);
     if (err) return { reason: 'crash', detail: err.slice(CONSOLE_ERROR_MARK.length), at };
     if (con.some((l) => l.startsWith(CONSOLE_CLEAN_SHUTDOWN))) return { reason: 'exit', detail: 'the box shut down', at };
+    if (vm.kind === 'gone') return { reason: 'killed', detail: 'the VM process ended without recording why', at };
     return { reason: 'exit', detail: 'the guest powered off', at };
   }
 
@@ -341,6 +346,37 @@ export class Runtime {
     return result;
   }
 
+  /** Unpacks a tar stream into dest (a directory in the box), keeping modes and owners. */
+  async uploadTar(id: string, dest: string, tarStream: NodeJS.ReadableStream): Promise<void> {
+    const client = await this.client(id);
+    await new Promise<void>((resolve, reject) => {
+      const call = client.files.upload((err: Error | null) => (err ? reject(new ExecError(`upload to ${dest}: ${(err as grpc.ServiceError).details ?? err.message}`)) : resolve()));
+      call.write({ dest });
+      tarStream.on('data', (d: Buffer) => {
+        if (!call.write({ dest, data: d })) {
+          tarStream.pause();
+          call.once('drain', () => tarStream.resume());
+        }
+      });
+      tarStream.on('end', () => call.end());
+      tarStream.on('error', (e: Error) => {
+        call.cancel();
+        reject(e);
+      });
+    });
+  }
+
+  /** A tar stream of a file or directory in the box. */
+  async downloadTar(id: string, boxPath: string): Promise<NodeJS.ReadableStream> {
+    const client = await this.client(id);
+    const call = client.files.download({ path: boxPath });
+    const out = new PassThrough();
+    call.on('data', (m: { data: Buffer }) => out.write(m.data));
+    call.on('end', () => out.end());
+    call.on('error', (e: grpc.ServiceError) => out.destroy(new ExecError(`download of ${boxPath}: ${e.details ?? e.message}`)));
+    return out;
+  }
+
   /** Closes this process's agent connections; boxes keep running. */
   close(): void {
     for (const id of [...this.clients.keys()]) this.dropClient(id);
@@ -396,6 +432,12 @@ export class Box {
   }
   attach(execId: string): Promise<Execution> {
     return this.runtime.attach(this.id, execId);
+  }
+  uploadTar(dest: string, tarStream: NodeJS.ReadableStream): Promise<void> {
+    return this.runtime.uploadTar(this.id, dest, tarStream);
+  }
+  downloadTar(boxPath: string): Promise<NodeJS.ReadableStream> {
+    return this.runtime.downloadTar(this.id, boxPath);
   }
   consolePath(): string {
     return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));

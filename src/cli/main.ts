@@ -1,0 +1,340 @@
+// The boxlite command line. Each command is a thin layer over the Runtime (src/runtime).
+import * as fs from 'node:fs';
+import { Runtime, DEFAULTS } from '../runtime/runtime.js';
+import { setup, loadAssets, missingPackages, HOST_PACKAGES } from '../runtime/assets.js';
+import { BoxliteError } from '../runtime/errors.js';
+import { qemuBinary } from '../vmm/qemu.js';
+import { probeHost } from '../vmm/accel.js';
+import type { Execution } from '../runtime/execution.js';
+import { helpFor, parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
+import { run as runCmd } from '../util/exec.js';
+
+const BOX_OPTS: Record<string, OptionSpec> = {
+  name: { value: true, help: 'a unique name for the box' },
+  env: { short: 'e', value: true, multiple: true, help: 'set an environment variable (NAME=value, or NAME to pass it on)' },
+  workdir: { short: 'w', value: true, help: 'working directory for commands in the box' },
+  user: { short: 'u', value: true, help: 'user for commands in the box (name, uid or uid:gid)' },
+  cpus: { value: true, help: `virtual CPUs (default ${DEFAULTS.cpus})` },
+  memory: { short: 'm', value: true, help: `memory in MiB (default ${DEFAULTS.memoryMib}, at least 128)` },
+  disk: { value: true, help: `disk size in MiB (default ${DEFAULTS.diskSizeMib})` },
+};
+const EXEC_OPTS: Record<string, OptionSpec> = {
+  interactive: { short: 'i', help: 'keep stdin open and send it to the command' },
+  tty: { short: 't', help: 'allocate a terminal for the command' },
+  env: BOX_OPTS.env,
+  workdir: BOX_OPTS.workdir,
+  user: BOX_OPTS.user,
+  timeout: { value: true, help: 'kill the command after this many seconds (exit status 124)' },
+};
+
+const COMMANDS: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
+  setup: { usage: 'setup [--if-missing]', help: 'install the Debian packages boxlite needs and build the guest assets', opts: { 'if-missing': { help: 'only build what is missing or out of date' } } },
+  run: { usage: 'run [OPTIONS] SOURCE [--] [CMD…]', help: 'create and start a box, run a command in it, show its output', opts: { ...BOX_OPTS, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout } },
+  create: { usage: 'create [OPTIONS] SOURCE', help: 'record a new box (its disk and VM are made on first start)', opts: BOX_OPTS },
+  start: { usage: 'start BOX…', help: 'boot boxes', opts: {} },
+  stop: { usage: 'stop [-t SECONDS] BOX…', help: 'shut boxes down (forced after the timeout)', opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } } },
+  restart: { usage: 'restart [-t SECONDS] BOX…', help: 'stop and start boxes', opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } } },
+  rm: { usage: 'rm [-f] BOX…', help: 'remove boxes and their disks', opts: { force: { short: 'f', help: 'also remove running boxes' } } },
+  exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
+  ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
+  inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
+  logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
+  doctor: { usage: 'doctor', help: 'check this host: accelerator, QEMU, guest assets', opts: {} },
+};
+
+const out = (s: string) => process.stdout.write(s + '\n');
+const err = (s: string) => process.stderr.write(s + '\n');
+
+function usage(): string {
+  return [
+    'boxlite — local micro-VM sandboxes',
+    '',
+    'Usage: boxlite COMMAND [OPTIONS]',
+    '',
+    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(9)} ${c.help}`),
+    '',
+    "Run 'boxlite COMMAND --help' for a command's options. Home: $BOXLITE_HOME (default ~/.boxlite).",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...args] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    out(usage());
+    return 0;
+  }
+  if (cmd === '--version' || cmd === 'version') {
+    out('boxlite 0.1.0');
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    err(`boxlite: unknown command "${cmd}"\n\n${usage()}`);
+    return 1;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    out(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}`);
+    return 0;
+  }
+  const rt = new Runtime({ say: err });
+  try {
+    return await COMMAND_IMPL[cmd](rt, args, c.opts);
+  } catch (e) {
+    const code = cmd === 'run' || cmd === 'exec' ? 125 : 1;
+    if (e instanceof UsageError) err(`boxlite: ${e.message}\nUsage: boxlite ${c.usage}`);
+    else if (e instanceof BoxliteError || (e as Error).name === 'AssetsMissingError') err(`boxlite: ${(e as Error).message}`);
+    else err(`boxlite: ${(e as Error).stack ?? e}`);
+    return code;
+  } finally {
+    rt.close();
+  }
+}
+
+type Impl = (rt: Runtime, args: string[], spec: Record<string, OptionSpec>) => Promise<number>;
+
+function boxCreateOptions(o: Record<string, unknown>) {
+  return {
+    name: o.name as string | undefined,
+    env: parseEnv(o.env as string[] | undefined),
+    workingDir: o.workdir as string | undefined,
+    user: o.user as string | undefined,
+    cpus: parseIntOpt(o.cpus, '--cpus'),
+    memoryMib: parseIntOpt(o.memory, '--memory'),
+    diskSizeMib: parseIntOpt(o.disk, '--disk'),
+  };
+}
+
+function needBoxes(p: { positionals: string[] }, cmd: string): string[] {
+  if (p.positionals.length === 0) throw new UsageError(`${cmd}: name at least one box`);
+  return p.positionals;
+}
+
+/** Runs an execution attached to this terminal; returns the CLI's exit status. */
+async function attachTerminal(ex: Execution, o: { interactive: boolean; tty: boolean; timeoutS?: number }): Promise<number> {
+  const stdin = process.stdin;
+  const raw = o.tty && o.interactive && stdin.isTTY;
+  const onResize = () => void ex.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80).catch(() => {});
+  if (raw) {
+    stdin.setRawMode(true);
+    process.stdout.on('resize', onResize);
+  }
+  if (o.interactive) {
+    stdin.pipe(ex.stdin);
+  }
+  ex.stdout.pipe(process.stdout, { end: false });
+  ex.stderr.pipe(process.stderr, { end: false });
+  try {
+    const s = await ex.wait();
+    if (s.timedOut) {
+      err(`boxlite: the command was killed after the ${o.timeoutS} s timeout`);
+      return 124;
+    }
+    return s.exitCode;
+  } finally {
+    if (raw) {
+      stdin.setRawMode(false);
+      process.stdout.off('resize', onResize);
+    }
+    stdin.unpipe();
+    stdin.pause();
+    stdin.destroy();
+  }
+}
+
+function execOptions(o: Record<string, unknown>) {
+  const tty = !!o.tty;
+  const interactive = !!o.interactive;
+  const timeoutS = o.timeout !== undefined ? Number(o.timeout) : undefined;
+  if (timeoutS !== undefined && !(timeoutS > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got "${o.timeout}")`);
+  return {
+    interactive,
+    timeoutS,
+    exec: {
+      tty,
+      stdin: interactive,
+      rows: process.stdout.rows ?? 24,
+      cols: process.stdout.columns ?? 80,
+      env: parseEnv(o.env as string[] | undefined),
+      cwd: o.workdir as string | undefined,
+      user: o.user as string | undefined,
+      timeoutMs: timeoutS ? Math.round(timeoutS * 1000) : undefined,
+    },
+  };
+}
+
+const COMMAND_IMPL: Record<string, Impl> = {
+  async setup(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'setup');
+    await setup(rt.home, { ifMissing: !!p.opts['if-missing'], say: (m) => err(`setup: ${m}`) });
+    return 0;
+  },
+
+  async create(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'create');
+    if (p.positionals.length !== 1) throw new UsageError('create: give exactly one SOURCE (a root filesystem directory or OCI layout)');
+    const box = await rt.create({ rootfs: p.positionals[0], ...boxCreateOptions(p.opts) });
+    out(box.name);
+    return 0;
+  },
+
+  async run(rt, args, spec) {
+    const p = parseArgs(args, spec, 1, 'run');
+    if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (a root filesystem directory or OCI layout)');
+    const e = execOptions(p.opts);
+    const box = await rt.create({ rootfs: p.positionals[0], ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
+    try {
+      const cfg = box.info().source.config;
+      const argv = p.rest.length ? [...cfg.entrypoint, ...p.rest] : [...cfg.entrypoint, ...cfg.cmd];
+      if (argv.length === 0) throw new UsageError(`run: no command given and ${p.positionals[0]} defines none: boxlite run SOURCE -- CMD…`);
+      await box.start();
+      const ex = await box.spawn(argv, e.exec);
+      return await attachTerminal(ex, { interactive: e.interactive, tty: e.exec.tty, timeoutS: e.timeoutS });
+    } finally {
+      if (p.opts.rm) await box.remove({ force: true });
+    }
+  },
+
+  async start(rt, args, spec) {
+    for (const ref of needBoxes(parseArgs(args, spec, -1, 'start'), 'start')) {
+      await rt.get(ref).start();
+      out(ref);
+    }
+    return 0;
+  },
+
+  async stop(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'stop');
+    const timeoutMs = (parseIntOpt(p.opts.time, '--time') ?? 10) * 1000;
+    for (const ref of needBoxes(p, 'stop')) {
+      const r = await rt.get(ref).stop({ timeoutMs });
+      if (r.forced) err(`boxlite: ${ref} did not shut down within ${timeoutMs / 1000}s and was stopped by force`);
+      out(ref);
+    }
+    return 0;
+  },
+
+  async restart(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'restart');
+    const timeoutMs = (parseIntOpt(p.opts.time, '--time') ?? 10) * 1000;
+    for (const ref of needBoxes(p, 'restart')) {
+      await rt.get(ref).restart({ timeoutMs });
+      out(ref);
+    }
+    return 0;
+  },
+
+  async rm(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'rm');
+    let status = 0;
+    for (const ref of needBoxes(p, 'rm')) {
+      try {
+        await rt.get(ref).remove({ force: !!p.opts.force });
+        out(ref);
+      } catch (e) {
+        if (!(e instanceof BoxliteError)) throw e;
+        err(`boxlite: ${e.message}`);
+        status = 1;
+      }
+    }
+    return status;
+  },
+
+  async exec(rt, args, spec) {
+    const p = parseArgs(args, spec, 1, 'exec');
+    if (p.positionals.length !== 1) throw new UsageError('exec: name a BOX');
+    if (p.rest.length === 0) throw new UsageError('exec: give the command to run: boxlite exec BOX -- CMD…');
+    const e = execOptions(p.opts);
+    const ex = await rt.get(p.positionals[0]).spawn(p.rest, e.exec);
+    return attachTerminal(ex, { interactive: e.interactive, tty: e.exec.tty, timeoutS: e.timeoutS });
+  },
+
+  async ps(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'ps');
+    const boxes = rt.list().filter((b) => p.opts.all || b.state === 'running');
+    if (p.opts.json) {
+      out(JSON.stringify(boxes, null, 2));
+      return 0;
+    }
+    const rows = boxes.map((b) => [
+      b.id,
+      b.name,
+      b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.state,
+      `${b.options.cpus} cpu, ${b.options.memoryMib} MiB`,
+      b.source.path,
+      b.createdAt.replace('T', ' ').slice(0, 19),
+    ]);
+    const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED'];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    for (const r of [head, ...rows]) out(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+    return 0;
+  },
+
+  async inspect(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'inspect');
+    if (p.positionals.length !== 1) throw new UsageError('inspect: name one BOX');
+    const box = rt.get(p.positionals[0]);
+    out(JSON.stringify({ ...box.info(), dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+    return 0;
+  },
+
+  async logs(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'logs');
+    if (p.positionals.length !== 1) throw new UsageError('logs: name one BOX');
+    const file = rt.get(p.positionals[0]).consolePath();
+    let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const n = parseIntOpt(p.opts.tail, '--tail');
+    if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');
+    process.stdout.write(text);
+    if (p.opts.follow) {
+      let pos = fs.existsSync(file) ? fs.statSync(file).size : 0;
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        fs.watchFile(file, { interval: 200 }, (cur) => {
+          if (cur.size > pos) {
+            const fd = fs.openSync(file, 'r');
+            const buf = Buffer.alloc(cur.size - pos);
+            fs.readSync(fd, buf, 0, buf.length, pos);
+            fs.closeSync(fd);
+            pos = cur.size;
+            process.stdout.write(buf);
+          }
+        });
+      });
+      fs.unwatchFile(file);
+    }
+    return 0;
+  },
+
+  async doctor(rt) {
+    let ok = true;
+    const line = (good: boolean, what: string, detail: string) => {
+      if (!good) ok = false;
+      out(`${good ? 'ok  ' : 'FIX '} ${what.padEnd(12)} ${detail}`);
+    };
+    const probe = probeHost();
+    try {
+      const a = rt.accel();
+      line(true, 'accelerator', `${a.accel} — ${a.reason}`);
+    } catch (e) {
+      line(false, 'accelerator', (e as Error).message);
+    }
+    out(`     ${''.padEnd(12)} /dev/kvm: ${probe.kvmDevice}, kvm_pvm: ${probe.pvm ? 'loaded' : 'no'}, vmx/svm: ${probe.cpuVirtFlags ? 'yes' : 'no'}`);
+    const qemuProblem = rt.engine.check();
+    if (qemuProblem) line(false, 'qemu', qemuProblem);
+    else {
+      const v = await runCmd(qemuBinary(), ['--version']).catch(() => '?');
+      line(true, 'qemu', v.split('\n')[0]);
+    }
+    const missing = missingPackages();
+    line(missing.length === 0, 'packages', missing.length ? `missing ${missing.map((m) => m.pkg).join(', ')}: run 'boxlite setup'` : HOST_PACKAGES.map((p) => p.pkg).join(', '));
+    try {
+      const a = loadAssets(rt.home);
+      line(true, 'assets', `kernel ${a.kernelVersion}, ${a.initImage}`);
+    } catch (e) {
+      line(false, 'assets', (e as Error).message);
+    }
+    line(true, 'home', rt.home.root);
+    return ok ? 0 : 1;
+  },
+};
+

@@ -1,0 +1,10 @@
+// boxlite SDK: boxes as local micro-VMs, from TypeScript.
+export { Runtime, Box, DEFAULTS, MIN_MEMORY_MIB } from './runtime/runtime.js';
+export type { RuntimeOptions, CreateOptions, BoxStatus, StopOptions } from './runtime/runtime.js';
+export { SimpleBox } from './runtime/simple-box.js';
+export type { SimpleBoxOptions } from './runtime/simple-box.js';
+export { Execution } from './runtime/execution.js';
+export type { ExecOptions, ExecResult, ExitStatus } from './runtime/execution.js';
+export type { BoxRecord, BoxOptions, BoxState, ExitInfo, ExitReason } from './runtime/records.js';
+export { setup, loadAssets } from './runtime/assets.js';
+export * from './runtime/errors.js';

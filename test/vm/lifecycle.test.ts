@@ -1,0 +1,191 @@
+// Box lifecycle on real VMs: lazy create, stop/start keeps the disk, restart, remove rules, crash recovery,
+// a hung agent, and boot failures that say why.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { BootError, BoxExistsError, BoxNotFoundError, BoxStateError, InvalidOptionError, RootfsError, QemuMissingError } from '../../src/runtime/errors.js';
+import { Runtime as RuntimeClass } from '../../src/runtime/runtime.js';
+
+let home: string;
+let rt: Runtime;
+let rootfs: string;
+
+beforeAll(() => {
+  home = testHome();
+  rt = quietRuntime(home);
+  rootfs = makeRootfs();
+});
+
+afterAll(async () => {
+  rt?.close();
+  if (home) await cleanupHome(home);
+});
+
+const qemuPid = (id: string) => Number(fs.readFileSync(path.join(home, 'boxes', id, 'qemu.pid'), 'utf8'));
+
+describe('box lifecycle', () => {
+  it('create is lazy; state survives stop/start; restart; rm is refused while running', async () => {
+    const box = await rt.create({ rootfs, name: 'life', memoryMib: 256 });
+    expect(box.info().state).toBe('created');
+    expect(fs.existsSync(path.join(home, 'boxes', box.id, 'disk.img'))).toBe(false);
+    await box.start();
+    expect(box.info().state).toBe('running');
+    await box.exec(['sh', '-c', 'echo persisted > /root/note; mkdir -p /data && echo 42 > /data/x; sync']);
+    const stop = await box.stop();
+    expect(stop.forced).toBe(false); // the agent shut the guest down cleanly
+    expect(box.info().state).toBe('stopped');
+    expect(rt.engine.status(path.join(home, 'boxes', box.id)).kind).not.toBe('running');
+    await box.start();
+    expect((await box.exec(['cat', '/root/note', '/data/x'])).stdout).toBe('persisted\n42\n');
+    const before = qemuPid(box.id);
+    await box.restart();
+    expect(qemuPid(box.id)).not.toBe(before);
+    expect((await box.exec(['cat', '/root/note'])).stdout).toBe('persisted\n');
+    await expect(box.remove()).rejects.toThrow(BoxStateError);
+    await expect(box.remove()).rejects.toThrow(/is running: stop it first .* or remove it with 'boxlite rm -f life'/);
+    await box.remove({ force: true });
+    expect(fs.existsSync(path.join(home, 'boxes', box.id))).toBe(false);
+    expect(() => rt.get('life')).toThrow(BoxNotFoundError);
+  });
+
+  it('a box started by one process keeps running after it exits, and is reattached by the next', async () => {
+    expect((await cli(home, ['create', '--name', 'detached', '-m', '256', '-e', 'WHO=cli', rootfs])).stdout).toBe('detached\n');
+    const start = await cli(home, ['start', 'detached']);
+    expect(start.code).toBe(0);
+    expect(start.stderr).toContain('software emulation');
+    const ps = JSON.parse((await cli(home, ['ps', '--json'])).stdout);
+    expect(ps.map((b: { name: string; state: string }) => [b.name, b.state])).toContainEqual(['detached', 'running']);
+    const r = await cli(home, ['exec', 'detached', '--', 'sh', '-c', 'echo $WHO; hostname']);
+    expect(r.stdout).toBe('cli\ndetached\n');
+    const logs = await cli(home, ['logs', 'detached']);
+    expect(logs.stdout).toContain('boxlite-agent: ready');
+    const inspect = JSON.parse((await cli(home, ['inspect', 'detached'])).stdout);
+    expect(inspect.state).toBe('running');
+    expect(inspect.options.memoryMib).toBe(256);
+    const stop = await cli(home, ['stop', 'detached']);
+    expect(stop.code).toBe(0);
+    expect(JSON.parse((await cli(home, ['inspect', 'detached'])).stdout).state).toBe('stopped');
+    expect((await cli(home, ['rm', 'detached'])).code).toBe(0);
+  });
+
+  it('a VM killed with SIGKILL shows exited (killed); start brings it back with its disk intact', async () => {
+    const box = await rt.create({ rootfs, name: 'crashy', memoryMib: 256 });
+    await box.start();
+    await box.exec(['sh', '-c', 'echo survived > /root/file; sync']);
+    process.kill(qemuPid(box.id), 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    const info = box.info();
+    expect(info.state).toBe('exited');
+    expect(info.exit?.reason).toBe('killed');
+    expect(info.exit?.detail).toContain('SIGKILL');
+    const ps = await cli(home, ['ps', '-a']);
+    expect(ps.stdout).toMatch(/crashy\s+exited \(killed\)/);
+    await expect(box.exec(['true'])).rejects.toThrow(/box crashy is exited \(killed: .*\): start it with 'boxlite start crashy'/);
+    await box.start();
+    expect((await box.exec(['cat', '/root/file'])).stdout).toBe('survived\n');
+    await box.remove({ force: true });
+  });
+
+  it('stop of a box whose agent hangs is forced after the timeout', async () => {
+    const box = await rt.create({ rootfs, name: 'hung', memoryMib: 256 });
+    await box.start();
+    // Freeze the agent (SIGSTOP) from a detached shell, after this exec has answered.
+    const freeze = await box.exec(['sh', '-c', 'pid=$(pidof boxlite-agent); [ -n "$pid" ] || exit 9; (sleep 0.5; kill -STOP $pid) >/dev/null 2>&1 &']);
+    expect(freeze.exitCode).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = Date.now();
+    const r = await box.stop({ timeoutMs: 3000 });
+    expect(r.forced).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(15_000); // bounded: the timeout plus the forced quit
+    expect(box.info().state).toBe('stopped');
+    await box.remove();
+  });
+
+  it('a box that cannot boot fails within bounded time, naming the reason and showing the console', async () => {
+    const box = await rt.create({ rootfs, name: 'broken', memoryMib: 256 });
+    await box.start();
+    await box.stop();
+    // Destroy the file system on the box's disk: the guest init cannot mount it.
+    const disk = path.join(home, 'boxes', box.id, 'disk.img');
+    const fd = fs.openSync(disk, 'r+');
+    fs.writeSync(fd, Buffer.alloc(4 << 20), 0, 4 << 20, 0);
+    fs.closeSync(fd);
+    const t0 = Date.now();
+    const err = await box.start().catch((e) => e);
+    expect(err).toBeInstanceOf(BootError);
+    expect(err.message).toContain("box broken failed to boot: cannot mount the box's disk (/dev/vdb)");
+    expect(err.message).toContain('last lines of the guest console');
+    expect(err.consoleTail.join('\n')).toContain('boxlite-init: error:');
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(box.info().state).toBe('exited');
+    expect(box.info().exit?.reason).toBe('crash');
+    expect(rt.engine.status(path.join(home, 'boxes', box.id)).kind).not.toBe('running');
+    await box.remove();
+  });
+});
+
+describe('bad input', () => {
+  it('unknown box names and ids', async () => {
+    expect(() => rt.get('ghost')).toThrow(BoxNotFoundError);
+    expect(() => rt.get('ghost')).toThrow(`no box named or with id "ghost": see 'boxlite ps -a'`);
+    for (const cmd of [['start', 'ghost'], ['stop', 'ghost'], ['exec', 'ghost', '--', 'true'], ['rm', 'ghost'], ['inspect', 'ghost'], ['logs', 'ghost']]) {
+      const r = await cli(home, cmd);
+      expect(r.code, cmd.join(' ')).not.toBe(0);
+      expect(r.stderr, cmd.join(' ')).toContain('no box named or with id "ghost"');
+    }
+  });
+
+  it('missing, non-directory or unreadable root filesystems', async () => {
+    await expect(rt.create({ rootfs: '/no/such/rootfs' })).rejects.toThrow(RootfsError);
+    await expect(rt.create({ rootfs: '/no/such/rootfs' })).rejects.toThrow('root filesystem /no/such/rootfs does not exist');
+    await expect(rt.create({ rootfs: '/etc/hostname' })).rejects.toThrow('is not a directory');
+    const r = await cli(home, ['run', '--rm', '/no/such/rootfs', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain('root filesystem /no/such/rootfs does not exist');
+    // Unreadable: checked as an unprivileged user (root reads everything).
+    const locked = fs.mkdtempSync(path.join(home, 'locked-'));
+    fs.chmodSync(locked, 0o700);
+    fs.chmodSync(home, 0o755);
+    const probe = `import(${JSON.stringify(path.resolve('dist/src/runtime/rootfs.js'))}).then((m) => { try { m.resolveSource(${JSON.stringify(locked)}) } catch (e) { console.log(e.message) } })`;
+    const msg = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], { encoding: 'utf8' });
+    expect(msg).toContain(`root filesystem ${locked} is not readable by this user`);
+  });
+
+  it('invalid options and duplicate names', async () => {
+    await expect(rt.create({ rootfs, memoryMib: 64 })).rejects.toThrow(InvalidOptionError);
+    await expect(rt.create({ rootfs, memoryMib: 64 })).rejects.toThrow('memory must be at least 128 MiB');
+    await expect(rt.create({ rootfs, cpus: 0 })).rejects.toThrow('cpus must be a whole number');
+    await expect(rt.create({ rootfs, name: 'bad name!' })).rejects.toThrow('box name "bad name!" is invalid');
+    await rt.create({ rootfs, name: 'twin' });
+    await expect(rt.create({ rootfs, name: 'twin' })).rejects.toThrow(BoxExistsError);
+    await expect(rt.create({ rootfs, name: 'twin' })).rejects.toThrow(/a box named "twin" already exists/);
+    const r = await cli(home, ['run', '--memory', 'lots', rootfs, '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain('--memory must be a whole number');
+    await rt.get('twin').remove();
+  });
+
+  it('QEMU missing names the package; assets missing says to run setup', async () => {
+    const noQemu = new RuntimeClass({ home, say: () => {} });
+    const box = await noQemu.create({ rootfs, name: 'noqemu' });
+    process.env.BOXLITE_QEMU = '/nonexistent/qemu-system-x86_64';
+    try {
+      await expect(box.start()).rejects.toThrow(QemuMissingError);
+      await expect(box.start()).rejects.toThrow(/QEMU is not installed .*install the Debian package qemu-system-x86/);
+    } finally {
+      delete process.env.BOXLITE_QEMU;
+    }
+    const r = await cli(home, ['start', 'noqemu'], { env: { BOXLITE_QEMU: '/nonexistent/qemu' } });
+    expect(r.stderr).toContain('qemu-system-x86');
+    await box.remove();
+    noQemu.close();
+
+    const bare = fs.mkdtempSync(path.join(home, 'bare-'));
+    const r2 = await cli(bare, ['run', '--rm', rootfs, '--', 'true']);
+    expect(r2.code).toBe(125);
+    expect(r2.stderr).toMatch(/guest assets are missing under .*: run 'boxlite setup'/);
+  });
+});

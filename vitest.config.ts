@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// VM tests boot real boxes under QEMU: on 2 cores, two test files at a time is the most that helps.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
+    pool: 'forks',
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    fileParallelism: true,
+    testTimeout: 180_000,
+    hookTimeout: 300_000,
+    reporters: ['default'],
+  },
+});

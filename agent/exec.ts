@@ -104,16 +104,21 @@ export class Process {
     if (o.tty) {
       const { master, slavePath } = openPty(o.rows, o.cols);
       this.master = master;
-      const slave = fs.openSync(slavePath, fs.constants.O_RDWR | fs.constants.O_NOCTTY);
-      // busybox setsid -c: new session with the pty as controlling terminal, then exec the command.
-      this.child = spawn(BUSYBOX, ['setsid', '-c', found.path, ...o.argv.slice(1)], {
+      // detached: libuv makes the child a session leader; the wrapper then opens the pty by path, which makes it
+      // the session's controlling terminal (job control, ^C), and execs the command.
+      fs.chownSync(slavePath, user.uid, user.gid); // as login does: the user's own terminal
+      this.child = spawn(BUSYBOX, ['-c', 'exec "$@" <>"$0" >&0 2>&0', slavePath, found.path, ...o.argv.slice(1)], {
         ...common,
-        argv0: 'setsid',
-        stdio: [slave, slave, slave],
+        argv0: 'sh', // busybox runs the applet named by argv[0]
+        detached: true,
+        stdio: ['ignore', 'ignore', 'pipe'], // stderr: the wrapper's own errors, before it switches to the pty
       });
-      fs.closeSync(slave);
+      this.child.stderr!.on('data', (d: Buffer) => this.push(STDERR, d));
       this.masterIn = new tty.ReadStream(master);
-      this.masterIn.on('data', (d: Buffer) => this.push(STDOUT, d));
+      this.masterIn.on('data', (d: Buffer) => {
+        this.push(STDOUT, d);
+        if (this.status) this.closeMasterSoon(); // still draining after exit
+      });
       // EIO on the master means every slave fd is closed: output is complete.
       this.masterIn.on('error', () => this.finishOutput());
       this.masterIn.on('end', () => this.finishOutput());
@@ -138,10 +143,9 @@ export class Process {
     });
     this.child.on('exit', (code, signal) => {
       this.exited({ exitCode: code ?? -1, signal: signal ?? '', timedOut: this.timedOut });
-      if (this.master !== null) {
-        // The pty stays readable until the last slave fd closes; give stragglers a moment, then finish.
-        setTimeout(() => this.closeMaster(), 200);
-      }
+      // The master reads EIO once every slave fd is closed; a background process may keep one open, so output
+      // is also taken as complete once the pty has been quiet for a moment after the exit.
+      if (this.master !== null) this.closeMasterSoon();
     });
     if (o.timeoutMs > 0) {
       this.timer = setTimeout(() => {
@@ -149,6 +153,12 @@ export class Process {
         this.kill('SIGKILL');
       }, o.timeoutMs);
     }
+  }
+
+  private quietTimer: NodeJS.Timeout | null = null;
+  private closeMasterSoon(): void {
+    if (this.quietTimer) clearTimeout(this.quietTimer);
+    this.quietTimer = setTimeout(() => this.closeMaster(), 300);
   }
 
   private closeMaster(): void {

@@ -29,11 +29,12 @@ function lib() {
 
 const O_RDWR = 0o2;
 const O_NOCTTY = 0o400;
+const O_CLOEXEC = 0o2000000; // the master must not leak into the processes we start
 
 /** Opens a new pty pair; returns the master fd and the slave's path. */
 export function openPty(rows: number, cols: number): { master: number; slavePath: string } {
   const c = lib();
-  const master = c.posix_openpt(O_RDWR | O_NOCTTY);
+  const master = c.posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) throw new Error('posix_openpt failed');
   if (c.grantpt(master) !== 0 || c.unlockpt(master) !== 0) throw new Error('grantpt/unlockpt failed');
   const slavePath = c.ptsname(master);

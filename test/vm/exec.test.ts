@@ -144,6 +144,18 @@ describe('exec in a real box', () => {
     expect(lines).toContain('50 132');
   });
 
+  it('a tty is the controlling terminal: ^C interrupts, and it belongs to the exec user', async () => {
+    const ex = await box.spawn(['sh', '-c', 'stat -c %U $(tty); echo waiting; sleep 60'], { tty: true, stdin: true, user: 'app' });
+    let out = '';
+    ex.stdout.on('data', (d) => (out += d));
+    await new Promise<void>((resolve) => ex.stdout.on('data', () => out.includes('waiting') && resolve()));
+    ex.stdin.write('\x03');
+    const st = await ex.wait();
+    expect(out.split('\r\n')[0]).toBe('app');
+    expect(st.signal).toBe('SIGINT');
+    expect(st.exitCode).toBe(130);
+  });
+
   it('lets a second process reattach to the running box and exec in it', async () => {
     const r = await cli(home, ['exec', 'shared', '--', 'sh', '-c', 'echo from-cli; echo $BOX_LEVEL; exit 5']);
     expect(r.stdout).toBe('from-cli\nbox\n');

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseArgs, parseEnv, UsageError, type OptionSpec } from '../../src/cli/args.js';
+
+const spec: Record<string, OptionSpec> = {
+  name: { value: true, help: '' },
+  env: { short: 'e', value: true, multiple: true, help: '' },
+  interactive: { short: 'i', help: '' },
+  tty: { short: 't', help: '' },
+  rm: { help: '' },
+};
+
+describe('parseArgs', () => {
+  const cases: [string, string[], number, unknown][] = [
+    ['options then source then command', ['--rm', '-e', 'A=1', 'src', 'echo', 'hi'], 1, { opts: { rm: true, env: ['A=1'] }, positionals: ['src'], rest: ['echo', 'hi'] }],
+    ['the command keeps its own options', ['src', 'ls', '-la', '--color'], 1, { opts: {}, positionals: ['src'], rest: ['ls', '-la', '--color'] }],
+    ['-- separates the command', ['-it', 'box', '--', '-weird'], 1, { opts: { interactive: true, tty: true }, positionals: ['box'], rest: ['-weird'] }],
+    ['-- right after options', ['--name=x', '--', 'src', 'cmd'], 1, { opts: { name: 'x' }, positionals: ['src'], rest: ['cmd'] }],
+    ['clustered value flag', ['-eK=V', '-e', 'B=2', 'a', 'b'], -1, { opts: { env: ['K=V', 'B=2'] }, positionals: ['a', 'b'], rest: [] }],
+    ['no command', ['src'], 1, { opts: {}, positionals: ['src'], rest: [] }],
+  ];
+  for (const [what, argv, fixed, want] of cases) {
+    it(what, () => expect(parseArgs(argv, spec, fixed, 'run')).toEqual(want));
+  }
+
+  it('rejects unknown options, naming a close one', () => {
+    expect(() => parseArgs(['--nmae', 'x'], spec, 1, 'run')).toThrow(UsageError);
+    expect(() => parseArgs(['--interact'], spec, 1, 'run')).toThrow('run: unknown option --interact (did you mean --interactive?)');
+    expect(() => parseArgs(['-x'], spec, 1, 'run')).toThrow('run: unknown option -x');
+  });
+
+  it('rejects a missing value and a value given to a flag', () => {
+    expect(() => parseArgs(['--name'], spec, 1, 'run')).toThrow('run: option --name needs a value');
+    expect(() => parseArgs(['--rm=yes'], spec, 1, 'run')).toThrow('run: option --rm takes no value');
+  });
+});
+
+describe('parseEnv', () => {
+  it('parses NAME=value, keeps = in values, and passes bare names through from the environment', () => {
+    process.env.BOXLITE_TEST_PASS = 'through';
+    expect(parseEnv(['A=1', 'B=x=y', 'BOXLITE_TEST_PASS', 'UNSET_BOXLITE_VAR'])).toEqual({ A: '1', B: 'x=y', BOXLITE_TEST_PASS: 'through' });
+    expect(() => parseEnv(['=1'])).toThrow('environment "=1" has no name');
+  });
+});

@@ -14,6 +14,7 @@ import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
 
 const AGENT_VERSION = '0.1.0';
+const codeStart = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
 const BUSYBOX = '/.boxlite/bin/busybox';
 
 const log = (m: string) => process.stderr.write(`boxlite-agent: ${m}\n`);
@@ -175,7 +176,8 @@ function main(): void {
   if (ports.length === 0) throw new Error('no boxlite virtio-serial ports found under /sys/class/virtio-ports');
   for (const dev of ports) servePort(dev, (conn) => injector.injectConnection(conn), log);
   const bootedAt = uptimeMs();
-  log(`ready after ${bootedAt.toFixed(0)} ms of guest uptime on ${ports.length} ports`);
+  const nodeStart = bootedAt - process.uptime() * 1000;
+  log(`ready after ${bootedAt.toFixed(0)} ms of guest uptime (node started at ${nodeStart.toFixed(0)} ms, agent code at ${codeStart.toFixed(0)} ms) on ${ports.length} ports`);
 }
 
 function findPorts(): string[] {

@@ -17,3 +17,4 @@ await build({
   logLevel: 'warning',
 });
 copyFileSync('proto/agent.proto', 'dist/agent-bundle/agent.proto');
+copyFileSync('agent/boot.cjs', 'dist/agent-bundle/boot.cjs');

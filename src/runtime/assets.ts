@@ -23,6 +23,8 @@ const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console'];
+/** Must match start.sh: V8 refuses a code cache made under other flags. */
+const GUEST_NODE_FLAGS = ['--max-old-space-size=64'];
 
 /** Debian packages boxlite uses on the host, each with a file that shows it is installed and why we need it. */
 export const HOST_PACKAGES: { pkg: string; file: string; why: string }[] = [
@@ -133,6 +135,7 @@ async function assetInputsKey(): Promise<string> {
     await kernelPackageName(),
     sha256File(bundle),
     fs.readFileSync(path.join(AGENT_BUNDLE_DIR, 'agent.proto')),
+    fs.readFileSync(path.join(AGENT_BUNDLE_DIR, 'boot.cjs')),
     fs.readFileSync(path.join(GUEST_DIR, 'init.sh')),
     fs.readFileSync(path.join(GUEST_DIR, 'start.sh')),
     stamp(process.execPath),
@@ -144,8 +147,13 @@ async function assetInputsKey(): Promise<string> {
 let kernelPkgCache: string | null = null;
 async function kernelPackageName(): Promise<string> {
   if (kernelPkgCache) return kernelPkgCache;
-  const out = await run('apt-cache', ['depends', KERNEL_META_PACKAGE]).catch(() => '');
-  const m = /Depends:\s+(linux-image-\S+)/.exec(out);
+  const lookup = async () => /Depends:\s+(linux-image-\S+)/.exec(await run('apt-cache', ['depends', KERNEL_META_PACKAGE]).catch(() => ''));
+  let m = await lookup();
+  if (!m && process.getuid?.() === 0) {
+    // A machine whose package lists were never fetched: fetch them (root only; others are told how).
+    await run('apt-get', ['update', '-q']).catch(() => '');
+    m = await lookup();
+  }
   if (!m) {
     throw new Error(`apt does not know ${KERNEL_META_PACKAGE}: run 'sudo apt-get update' so the guest kernel package can be found`);
   }
@@ -266,6 +274,7 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     copy(path.join(GUEST_DIR, 'start.sh'), 'start.sh', 0o755);
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.cjs'), 'agent/agent.cjs');
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.proto'), 'agent/agent.proto');
+    copy(path.join(AGENT_BUNDLE_DIR, 'boot.cjs'), 'agent/boot.cjs');
     // koffi (pty calls in the guest) loads a native addon by path: copy its package and the linux-x64 addon.
     const koffiDir = path.join(PACKAGE_ROOT, 'node_modules/koffi');
     const nativeDir = path.join(PACKAGE_ROOT, 'node_modules/@koromix/koffi-linux-x64');
@@ -273,6 +282,10 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     const nativeStage = path.join(stage, 'agent/node_modules/@koromix/koffi-linux-x64');
     fs.cpSync(nativeDir, nativeStage, { recursive: true, filter: (s) => !s.includes('musl_') });
     const addon = path.join(nativeDir, 'linux_x64/koffi.node');
+    // V8 code cache of the bundle, made by this same node binary with the guest's flags (see agent/boot.cjs).
+    await run(node, [...GUEST_NODE_FLAGS, path.join(stage, 'agent/boot.cjs'), '--make-cache', path.join(stage, 'agent/agent.cjs.cache')], {
+      env: { ...process.env, BOXLITE_AGENT_CACHE_RUN: '1' },
+    });
     const libs = new Set([...(await sharedLibs(node)), ...(await sharedLibs(addon))]);
     for (const lib of libs) copy(lib, path.join('lib', path.basename(lib)));
     say(`      ${libs.size} shared libraries: ${[...libs].map((l) => path.basename(l)).join(' ')}`);

@@ -33,7 +33,7 @@ export interface VmEngine {
   /** Starts the VM detached from this process; resolves once the process exists. */
   start(spec: VmSpec): Promise<number>;
   status(dir: string): VmExit;
-  /** Ends the VM at once (QMP quit, then SIGKILL if it does not go). */
+  /** Ends the VM at once (QMP quit, then SIGKILL if it does not go); returns once its exit is recorded. */
   kill(dir: string, timeoutMs?: number): Promise<void>;
   /** Waits until nothing of the VM writes into dir any more (its supervisor has recorded the exit). */
   settle(dir: string): Promise<void>;

@@ -95,6 +95,7 @@ export class QemuEngine implements VmEngine {
   async start(spec: VmSpec): Promise<number> {
     const problem = this.check();
     if (problem) throw new Error(problem);
+    await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
     for (const f of ['qemu.pid', 'vm.exit', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) {
       fs.rmSync(path.join(spec.dir, f), { force: true });
     }
@@ -160,6 +161,7 @@ export class QemuEngine implements VmEngine {
       } catch {}
       while (isOurs(st.pid, dir)) await new Promise((r) => setTimeout(r, 20));
     }
+    await this.settle(dir);
   }
 }
 
@@ -170,5 +172,6 @@ export async function waitGone(engine: VmEngine, dir: string, timeoutMs: number)
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 25));
   }
+  await engine.settle(dir);
   return true;
 }

@@ -2,7 +2,7 @@
 # ever ends, the box is unusable, so say why and power off (the host reports the box as crashed).
 B=/.boxlite/bin/busybox
 UV_THREADPOOL_SIZE=16 /.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib \
-  /.boxlite/bin/node --max-old-space-size=64 /.boxlite/agent/agent.cjs
+  /.boxlite/bin/node --max-old-space-size=64 /.boxlite/agent/boot.cjs
 status=$?
 echo "boxlite-init: agent exited with status $status"
 $B sync

@@ -17,6 +17,7 @@ export const LINK_HELLO = 'BOXLITE-HELLO ';
 export const LINK_READY = 'BOXLITE-READY ';
 
 /** Lines the guest init writes to the console; the host reads them to explain boot failures and exits. */
+export const CONSOLE_INIT_STARTED = 'boxlite-init: started';
 export const CONSOLE_ERROR_MARK = 'boxlite-init: error: ';
 export const CONSOLE_CLEAN_SHUTDOWN = 'boxlite-init: clean shutdown';
 export const CONSOLE_AGENT_EXITED = 'boxlite-init: agent exited';

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Home } from './home.js';
 import { loadAssets } from './assets.js';
 import { AgentClient } from './agent-client.js';
-import { AGENT_PORTS, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
+import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
 import { buildDisk, resolveSource } from './rootfs.js';
 import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo } from './records.js';
 import { BootError, BoxExistsError, BoxStateError, ExecError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
@@ -55,6 +55,9 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
+/** A kernel reaches init in about 1 s under TCG; one that has not after this long has stalled. */
+const initStallMs = (accel: string) => Number(process.env.BOXLITE_INIT_STALL_MS) || (accel === 'kvm' ? 10_000 : 30_000);
+class InitStalled extends Error {}
 const bootTimeoutMs = (accel: string) => Number(process.env.BOXLITE_BOOT_TIMEOUT_MS) || (accel === 'kvm' ? 30_000 : 120_000);
 
 export class Runtime {
@@ -170,52 +173,72 @@ export class Runtime {
       }
       const accel = this.accel();
       noteAccel(accel, this.say);
-      const pid = await this.engine.start({
-        dir,
-        cpus: rec.options.cpus,
-        memoryMib: rec.options.memoryMib,
-        kernel: assets.kernel,
-        initrd: assets.initrd,
-        cmdline: `console=ttyS0 quiet loglevel=3 panic=-1 boxlite.hostname=${rec.name}`,
-        disks: [
-          { path: assets.initImage, format: 'raw', readonly: true },
-          { path: disk, format: 'raw', readonly: false },
-        ],
-        agentPorts: AGENT_PORTS,
-        accel: accel.accel,
-      });
-      writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel });
-      try {
-        const client = await this.connectBooting(rec.name, dir, bootTimeoutMs(accel.accel));
-        this.clients.set(id, client);
-      } catch (e) {
-        const vm = this.engine.status(dir);
-        const exit = vm.kind === 'running' ? null : this.explainExit(rec, vm);
-        await this.engine.kill(dir);
-        const tail = this.bootConsole(id, 400).filter((l) => l.trim()).slice(-15);
-        const reason = exit?.detail ?? (e as Error).message;
-        writeRecord(this.home, { ...this.record(id), state: 'exited', exit: { reason: 'crash', detail: `boot failed: ${reason}`, at: new Date().toISOString() } });
-        throw new BootError(
-          `box ${rec.name} failed to boot: ${reason}\n--- last lines of the guest console (boxlite logs ${rec.name}) ---\n${tail.join('\n') || '(empty)'}`,
-          tail,
-        );
+      for (let attempt = 1; ; attempt++) {
+        await this.engine.start({
+          dir,
+          cpus: rec.options.cpus,
+          memoryMib: rec.options.memoryMib,
+          kernel: assets.kernel,
+          initrd: assets.initrd,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}`,
+          disks: [
+            { path: assets.initImage, format: 'raw', readonly: true },
+            { path: disk, format: 'raw', readonly: false },
+          ],
+          agentPorts: AGENT_PORTS,
+          accel: accel.accel,
+        });
+        writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel });
+        try {
+          const client = await this.connectBooting(rec.name, dir, bootTimeoutMs(accel.accel), initStallMs(accel.accel));
+          this.clients.set(id, client);
+          return;
+        } catch (e) {
+          const vm = this.engine.status(dir);
+          const exit = vm.kind === 'running' ? null : this.explainExit(rec, vm);
+          await this.engine.kill(dir);
+          if (e instanceof InitStalled && attempt === 1) {
+            // Seen rarely under TCG: the kernel stalls silently before init. A second boot goes through.
+            this.say(`boxlite: box ${rec.name}: ${e.message}; booting it again`);
+            continue;
+          }
+          const tail = this.bootConsole(id, 400).filter((l) => l.trim()).slice(-15);
+          const reason = exit?.detail ?? (e as Error).message;
+          writeRecord(this.home, { ...this.record(id), state: 'exited', exit: { reason: 'crash', detail: `boot failed: ${reason}`, at: new Date().toISOString() } });
+          throw new BootError(
+            `box ${rec.name} failed to boot: ${reason}\n--- last lines of the guest console (boxlite logs ${rec.name}) ---\n${tail.join('\n') || '(empty)'}`,
+            tail,
+          );
+        }
       }
-      void pid;
     });
   }
 
-  /** Waits for the agent of a booting VM, giving up early when the VM dies or the guest init reports an error. */
-  private connectBooting(name: string, dir: string, timeoutMs: number): Promise<AgentClient> {
+  /** Waits for the agent of a booting VM, giving up early when the VM dies, the guest init reports an error, or
+   *  the kernel never reaches init. */
+  private async connectBooting(name: string, dir: string, timeoutMs: number, stallMs = 0): Promise<AgentClient> {
     const id = path.basename(dir);
-    return AgentClient.connect(dir, name, {
-      timeoutMs,
-      check: () => {
-        const vm = this.engine.status(dir);
-        if (vm.kind !== 'running') return this.explainExit(this.record(id), vm).detail;
-        const err = this.bootConsole(id).find((l) => l.startsWith(CONSOLE_ERROR_MARK));
-        return err ? err.slice(CONSOLE_ERROR_MARK.length) : null;
-      },
-    });
+    const since = Date.now();
+    let stalled = false;
+    try {
+      return await AgentClient.connect(dir, name, {
+        timeoutMs,
+        check: () => {
+          const vm = this.engine.status(dir);
+          if (vm.kind !== 'running') return this.explainExit(this.record(id), vm).detail;
+          const con = this.bootConsole(id);
+          const err = con.find((l) => l.startsWith(CONSOLE_ERROR_MARK));
+          if (err) return err.slice(CONSOLE_ERROR_MARK.length);
+          if (stallMs && Date.now() - since > stallMs && !con.some((l) => l.startsWith(CONSOLE_INIT_STARTED))) {
+            stalled = true;
+            return `the guest kernel did not reach init within ${stallMs / 1000}s`;
+          }
+          return null;
+        },
+      });
+    } catch (e) {
+      throw stalled ? new InitStalled((e as Error).message) : e;
+    }
   }
 
   /** An agent connection for a running box (reattaching when this process did not start it). */

@@ -127,6 +127,28 @@ describe('box lifecycle', () => {
   });
 });
 
+describe('boot watchdog', () => {
+  it('a kernel that never reaches init is booted once more, then reported with that reason', async () => {
+    const said: string[] = [];
+    const watched = new RuntimeClass({ home, say: (m) => said.push(m) });
+    const box = await watched.create({ rootfs, name: 'stall', memoryMib: 256 });
+    process.env.BOXLITE_INIT_STALL_MS = '1'; // every boot looks stalled before init has had time to print
+    try {
+      const err = await box.start().catch((e) => e);
+      expect(err).toBeInstanceOf(BootError);
+      expect(err.message).toContain('box stall failed to boot: the guest kernel did not reach init within 0.001s');
+      expect(said.filter((m) => m.includes('booting it again'))).toHaveLength(1);
+      expect(rt.engine.status(path.join(home, 'boxes', box.id)).kind).not.toBe('running');
+    } finally {
+      delete process.env.BOXLITE_INIT_STALL_MS;
+    }
+    await box.start(); // and with the normal bound it boots
+    expect((await box.exec(['echo', 'up'])).stdout).toBe('up\n');
+    await box.remove({ force: true });
+    watched.close();
+  });
+});
+
 describe('bad input', () => {
   it('unknown box names and ids', async () => {
     expect(() => rt.get('ghost')).toThrow(BoxNotFoundError);

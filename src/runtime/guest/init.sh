@@ -3,6 +3,7 @@
 # runtime) and the box's own disk (/dev/vdb), then switch_root into the box with the agent under tini.
 # Failures print a "boxlite-init: error:" line, which the host shows as the reason a box did not boot.
 export PATH=/bin
+echo "boxlite-init: started"
 /bin/busybox --install -s /bin
 mkdir -p /proc /sys /dev /mnt/init /mnt/root
 mount -t proc proc /proc

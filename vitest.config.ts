@@ -10,6 +10,7 @@ export default defineConfig({
     fileParallelism: true,
     testTimeout: 180_000,
     hookTimeout: 300_000,
-    reporters: ['default'],
+    // The JSON report lets .ci/run print a plain 'N passed, N failed' line.
+    reporters: ['default', ['json', { outputFile: 'dist/test-results.json' }]],
   },
 });

@@ -59,3 +59,23 @@ export function noteAccel(choice: AccelChoice, say: (m: string) => void): void {
     say(`boxlite: boxes run under software emulation (TCG): ${choice.reason}`);
   }
 }
+
+/**
+ * Kernel arguments a TCG guest needs. Under TCG the guest's TSC ticks at the host's TSC rate; when the host is
+ * busy the guest's own calibration against the PIT can fail, after which the kernel spins forever in timer
+ * calibration before init. Giving it the frequency skips the measurement.
+ */
+export function tcgKernelArgs(cpuinfo = readCpuinfo()): string[] {
+  if (!/\bconstant_tsc\b/.test(cpuinfo)) return [];
+  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo);
+  if (!m) return [];
+  return [`tsc_early_khz=${Math.round(Number(m[1]) * 1000)}`];
+}
+
+function readCpuinfo(): string {
+  try {
+    return fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}

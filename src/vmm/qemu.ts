@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { VmEngine, VmExit, VmSpec } from './engine.js';
 import { qmp } from './qmp.js';
+import { tcgKernelArgs } from './accel.js';
 
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
 
@@ -34,7 +35,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
-    '-append', spec.cmdline,
+    '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
     '-chardev', `file,id=con,path=${f('console.log')},append=on`,
     '-serial', 'chardev:con',
     '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,

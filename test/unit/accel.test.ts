@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseAccel, parseAccel, type HostProbe } from '../../src/vmm/accel.js';
+import { chooseAccel, parseAccel, tcgKernelArgs, type HostProbe } from '../../src/vmm/accel.js';
 
 const host = (p: Partial<HostProbe>): HostProbe => ({ kvmDevice: 'rw', pvm: false, cpuVirtFlags: true, ...p });
 
@@ -27,5 +27,15 @@ describe('accelerator choice', () => {
     expect(parseAccel(undefined)).toBe('auto');
     expect(parseAccel('TCG')).toBe('tcg');
     expect(() => parseAccel('hvf')).toThrow('accelerator "hvf" is not one of auto, kvm, tcg');
+  });
+});
+
+describe('TCG kernel arguments', () => {
+  it('tell the guest the TSC frequency when the host TSC is constant, so it never has to calibrate', () => {
+    expect(tcgKernelArgs('flags\t\t: fpu tsc constant_tsc nonstop_tsc\ncpu MHz\t\t: 2596.118\n')).toEqual(['tsc_early_khz=2596118']);
+  });
+  it('leave the kernel to calibrate when the host TSC is not constant or its rate is unknown', () => {
+    expect(tcgKernelArgs('flags\t\t: fpu tsc\ncpu MHz\t\t: 2596.118\n')).toEqual([]);
+    expect(tcgKernelArgs('flags\t\t: constant_tsc\n')).toEqual([]);
   });
 });

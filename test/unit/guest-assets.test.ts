@@ -41,7 +41,7 @@ describe('cpio newc writer', () => {
     expect(listing).toMatch(/^-rwxr-xr-x .* 10 .* init$/m);
   });
 
-  it('records a device node's major and minor in the header', () => {
+  it("records a device node's major and minor in the header", () => {
     const h = cpioNewc([{ name: 'dev/console', mode: S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1 }]).subarray(0, 110).toString('ascii');
     const field = (i: number) => parseInt(h.slice(6 + 8 * i, 14 + 8 * i), 16);
     expect(h.slice(0, 6)).toBe('070701');

@@ -10,6 +10,7 @@ import { Runtime } from '../src/runtime/runtime.js';
 import { loadAssets } from '../src/runtime/assets.js';
 import { cpioNewc, S_IFDIR, S_IFREG, S_IFCHR } from '../src/runtime/cpio.js';
 import { qemuBinary } from '../src/vmm/qemu.js';
+import { tcgKernelArgs } from '../src/vmm/accel.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (n: number) => `${n.toFixed(0)} ms`;
@@ -44,7 +45,8 @@ async function floor(kernel: string, accel: 'kvm' | 'tcg', runs: number): Promis
         '-M', 'microvm,acpi=on,pcie=off,rtc=on',
         ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
         '-m', '512', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-        '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 quiet loglevel=3 panic=-1', '-serial', 'null',
+        '-kernel', kernel, '-initrd', initrd, '-serial', 'null',
+        '-append', ['console=ttyS0 quiet loglevel=3 panic=-1', ...(accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
       ], { stdio: 'ignore' });
       p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`floor VM exited ${code}`))));
     });

@@ -2,19 +2,12 @@
 //   await using box = new SimpleBox({ image: './rootfs' });
 //   const r = await box.exec('echo', 'hi');   // { exitCode, stdout, stderr }
 // The box is created and booted on first use; disposal stops it and removes it unless keep: true.
-import { Runtime, type Box } from './runtime.js';
+import { Runtime, type Box, type CreateOptions } from './runtime.js';
 import type { ExecOptions, ExecResult, Execution } from './execution.js';
 
-export interface SimpleBoxOptions {
+export interface SimpleBoxOptions extends Omit<CreateOptions, 'rootfs' | 'autoRemove'> {
   /** A root filesystem directory or OCI image layout directory. */
   image: string;
-  name?: string;
-  cpus?: number;
-  memoryMib?: number;
-  diskSizeMib?: number;
-  env?: Record<string, string>;
-  workingDir?: string;
-  user?: string;
   /** Keep the box (stopped) after disposal instead of removing it. */
   keep?: boolean;
   runtime?: Runtime;
@@ -34,16 +27,8 @@ export class SimpleBox implements AsyncDisposable {
   /** Creates and boots the box if that has not happened yet. */
   start(): Promise<Box> {
     this.starting ??= (async () => {
-      const box = await this.runtime.create({
-        rootfs: this.opts.image,
-        name: this.opts.name,
-        cpus: this.opts.cpus,
-        memoryMib: this.opts.memoryMib,
-        diskSizeMib: this.opts.diskSizeMib,
-        env: this.opts.env,
-        workingDir: this.opts.workingDir,
-        user: this.opts.user,
-      });
+      const { image, keep: _keep, runtime: _runtime, ...create } = this.opts;
+      const box = await this.runtime.create({ ...create, rootfs: image });
       this.box = box;
       await box.start();
       return box;

@@ -150,10 +150,9 @@ export class Runtime {
       const name = opts.name ?? `box-${id.slice(0, 6)}`;
       const taken = listRecords(this.home).find((r) => r.name === name);
       if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): choose another name or remove it with 'boxlite rm ${name}'`);
-      const dir = ensureDir(this.home.boxDir(id));
+      ensureDir(this.home.boxDir(id));
       const rec: BoxRecord = { id, name, createdAt: new Date().toISOString(), source, options, state: 'created', autoRemove: opts.autoRemove };
       writeRecord(this.home, rec); // the record last: a folder without one is an interrupted create
-      void dir;
       return new Box(this, id);
     });
   }

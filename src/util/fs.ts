@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 
 /** Writes a file so that readers see either the old or the new content, never a torn one. */
@@ -74,9 +73,4 @@ export function tailLines(file: string, n: number, maxBytes = 64 * 1024): string
   } finally {
     fs.closeSync(fd);
   }
-}
-
-export function isPathInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return !rel.startsWith('..') && !path.isAbsolute(rel);
 }

@@ -27,13 +27,15 @@ const EXEC_OPTS: Record<string, OptionSpec> = {
   timeout: { value: true, help: 'kill the command after this many seconds (exit status 124)' },
 };
 
+const STOP_OPTS: Record<string, OptionSpec> = { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } };
+
 const COMMANDS: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
   setup: { usage: 'setup [--if-missing]', help: 'install the Debian packages boxlite needs and build the guest assets', opts: { 'if-missing': { help: 'only build what is missing or out of date' } } },
   run: { usage: 'run [OPTIONS] SOURCE [--] [CMD…]', help: 'create and start a box, run a command in it, show its output', opts: { ...BOX_OPTS, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout } },
   create: { usage: 'create [OPTIONS] SOURCE', help: 'record a new box (its disk and VM are made on first start)', opts: BOX_OPTS },
   start: { usage: 'start BOX…', help: 'boot boxes', opts: {} },
-  stop: { usage: 'stop [-t SECONDS] BOX…', help: 'shut boxes down (forced after the timeout)', opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } } },
-  restart: { usage: 'restart [-t SECONDS] BOX…', help: 'stop and start boxes', opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } } },
+  stop: { usage: 'stop [-t SECONDS] BOX…', help: 'shut boxes down (forced after the timeout)', opts: STOP_OPTS },
+  restart: { usage: 'restart [-t SECONDS] BOX…', help: 'stop and start boxes', opts: STOP_OPTS },
   rm: { usage: 'rm [-f] BOX…', help: 'remove boxes and their disks', opts: { force: { short: 'f', help: 'also remove running boxes' } } },
   exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
@@ -102,6 +104,13 @@ function boxCreateOptions(o: Record<string, unknown>) {
     memoryMib: parseIntOpt(o.memory, '--memory'),
     diskSizeMib: parseIntOpt(o.disk, '--disk'),
   };
+}
+
+/** The clean-shutdown timeout of stop and restart (-t SECONDS), in ms. */
+function stopTimeoutMs(p: { opts: Record<string, unknown> }): number {
+  const s = parseIntOpt(p.opts.time, '--time') ?? 10;
+  if (s < 0) throw new UsageError(`--time must be 0 or more seconds (got ${s})`);
+  return s * 1000;
 }
 
 function needBoxes(p: { positionals: string[] }, cmd: string): string[] {
@@ -204,7 +213,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
 
   async stop(rt, args, spec) {
     const p = parseArgs(args, spec, -1, 'stop');
-    const timeoutMs = (parseIntOpt(p.opts.time, '--time') ?? 10) * 1000;
+    const timeoutMs = stopTimeoutMs(p);
     for (const ref of needBoxes(p, 'stop')) {
       const r = await rt.get(ref).stop({ timeoutMs });
       if (r.forced) err(`boxlite: ${ref} did not shut down within ${timeoutMs / 1000}s and was stopped by force`);
@@ -215,7 +224,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
 
   async restart(rt, args, spec) {
     const p = parseArgs(args, spec, -1, 'restart');
-    const timeoutMs = (parseIntOpt(p.opts.time, '--time') ?? 10) * 1000;
+    const timeoutMs = stopTimeoutMs(p);
     for (const ref of needBoxes(p, 'restart')) {
       await rt.get(ref).restart({ timeoutMs });
       out(ref);

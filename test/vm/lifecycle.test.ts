@@ -187,6 +187,9 @@ describe('bad input', () => {
     const r = await cli(home, ['run', '--memory', 'lots', rootfs, '--', 'true']);
     expect(r.code).toBe(125);
     expect(r.stderr).toContain('--memory must be a whole number');
+    const neg = await cli(home, ['stop', '-t', '-5', 'twin']);
+    expect(neg.code).toBe(1);
+    expect(neg.stderr).toContain('--time must be 0 or more seconds (got -5)');
     await rt.get('twin').remove();
   });
 

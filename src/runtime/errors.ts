@@ -16,6 +16,12 @@ export class BootError extends BoxliteError {
   }
 }
 export class RootfsError extends BoxliteError {}
+/** Pulling, loading, storing or assembling an image failed. */
+export class ImageError extends BoxliteError {}
+export class ImageNotFoundError extends ImageError {}
+export class RegistryAuthError extends ImageError {}
+export class RegistryUnreachableError extends ImageError {}
+export class DigestMismatchError extends ImageError {}
 export class InvalidOptionError extends BoxliteError {}
 export class AgentVersionError extends BoxliteError {}
 export class QemuMissingError extends BoxliteError {}

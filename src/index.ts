@@ -6,5 +6,7 @@ export type { SimpleBoxOptions } from './runtime/simple-box.js';
 export { Execution } from './runtime/execution.js';
 export type { ExecOptions, ExecResult, ExitStatus } from './runtime/execution.js';
 export type { BoxRecord, BoxOptions, BoxState, ExitInfo, ExitReason } from './runtime/records.js';
+export { Images, parseReference, formatReference } from './runtime/images/index.js';
+export type { ImageRecord, LayerProgress, PullOptions, RegistryOptions, Credentials } from './runtime/images/index.js';
 export { setup, loadAssets } from './runtime/assets.js';
 export * from './runtime/errors.js';

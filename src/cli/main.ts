@@ -8,6 +8,8 @@ import { probeHost } from '../vmm/accel.js';
 import type { Execution } from '../runtime/execution.js';
 import { helpFor, parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { run as runCmd } from '../util/exec.js';
+import { IMAGES_HELP, imagesCommand } from './images.js';
+import { LayerBars } from './progress.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
   name: { value: true, help: 'a unique name for the box' },
@@ -17,6 +19,7 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   cpus: { value: true, help: `virtual CPUs (default ${DEFAULTS.cpus})` },
   memory: { short: 'm', value: true, help: `memory in MiB (default ${DEFAULTS.memoryMib}, at least 128)` },
   disk: { value: true, help: `disk size in MiB (default ${DEFAULTS.diskSizeMib})` },
+  pull: { value: true, help: 'pull the image: missing (default), always, never' },
 };
 const EXEC_OPTS: Record<string, OptionSpec> = {
   interactive: { short: 'i', help: 'keep stdin open and send it to the command' },
@@ -31,6 +34,9 @@ const STOP_OPTS: Record<string, OptionSpec> = { time: { short: 't', value: true,
 
 const COMMANDS: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
   setup: { usage: 'setup [--if-missing]', help: 'install the Debian packages boxlite needs and build the guest assets', opts: { 'if-missing': { help: 'only build what is missing or out of date' } } },
+  images: { usage: 'images COMMAND', help: IMAGES_HELP, opts: {} },
+  pull: { usage: 'pull [OPTIONS] REFERENCE', help: "download an image (same as 'images pull')", opts: {} },
+  load: { usage: 'load FILE', help: "load a docker save / podman save archive (same as 'images load')", opts: {} },
   run: { usage: 'run [OPTIONS] SOURCE [--] [CMD…]', help: 'create and start a box, run a command in it, show its output', opts: { ...BOX_OPTS, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout } },
   create: { usage: 'create [OPTIONS] SOURCE', help: 'record a new box (its disk and VM are made on first start)', opts: BOX_OPTS },
   start: { usage: 'start BOX…', help: 'boot boxes', opts: {} },
@@ -74,16 +80,18 @@ export async function main(argv: string[]): Promise<number> {
     err(`boxlite: unknown command "${cmd}"\n\n${usage()}`);
     return 1;
   }
-  if (args.includes('--help') || args.includes('-h')) {
+  const imageCmd = cmd === 'images' ? args : cmd === 'pull' || cmd === 'load' ? [cmd, ...args] : null;
+  if (!imageCmd && (args.includes('--help') || args.includes('-h'))) {
     out(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}`);
     return 0;
   }
   const rt = new Runtime({ say: err });
   try {
+    if (imageCmd) return await imagesCommand(rt, imageCmd);
     return await COMMAND_IMPL[cmd](rt, args, c.opts);
   } catch (e) {
     const code = cmd === 'run' || cmd === 'exec' ? 125 : 1;
-    if (e instanceof UsageError) err(`boxlite: ${e.message}\nUsage: boxlite ${c.usage}`);
+    if (e instanceof UsageError) err(`boxlite: ${e.message}${imageCmd ? '' : `\nUsage: boxlite ${c.usage}`}`);
     else if (e instanceof BoxliteError || (e as Error).name === 'AssetsMissingError') err(`boxlite: ${(e as Error).message}`);
     else err(`boxlite: ${(e as Error).stack ?? e}`);
     return code;
@@ -94,8 +102,17 @@ export async function main(argv: string[]): Promise<number> {
 
 type Impl = (rt: Runtime, args: string[], spec: Record<string, OptionSpec>) => Promise<number>;
 
+/** SOURCE on the command line: an existing folder (a root file system or an OCI layout) or an image reference. */
+function sourceOption(src: string): { image?: string; rootfs?: string } {
+  return fs.existsSync(src) && fs.statSync(src).isDirectory() ? { rootfs: src } : { image: src };
+}
+
 function boxCreateOptions(o: Record<string, unknown>) {
+  const pull = o.pull as string | undefined;
+  if (pull !== undefined && !['missing', 'always', 'never'].includes(pull)) throw new UsageError(`--pull must be missing, always or never (got "${pull}")`);
   return {
+    pull: pull as 'missing' | 'always' | 'never' | undefined,
+    onPullProgress: new LayerBars().update,
     name: o.name as string | undefined,
     env: parseEnv(o.env as string[] | undefined),
     workingDir: o.workdir as string | undefined,
@@ -180,17 +197,17 @@ const COMMAND_IMPL: Record<string, Impl> = {
 
   async create(rt, args, spec) {
     const p = parseArgs(args, spec, -1, 'create');
-    if (p.positionals.length !== 1) throw new UsageError('create: give exactly one SOURCE (a root filesystem directory or OCI layout)');
-    const box = await rt.create({ rootfs: p.positionals[0], ...boxCreateOptions(p.opts) });
+    if (p.positionals.length !== 1) throw new UsageError('create: give exactly one SOURCE (an image reference, a root filesystem folder or an OCI layout)');
+    const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts) });
     out(box.name);
     return 0;
   },
 
   async run(rt, args, spec) {
     const p = parseArgs(args, spec, 1, 'run');
-    if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (a root filesystem directory or OCI layout)');
+    if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (an image reference, a root filesystem folder or an OCI layout)');
     const e = execOptions(p.opts);
-    const box = await rt.create({ rootfs: p.positionals[0], ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
+    const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
     try {
       const cfg = box.info().source.config;
       const argv = p.rest.length ? [...cfg.entrypoint, ...p.rest] : [...cfg.entrypoint, ...cfg.cmd];
@@ -269,7 +286,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
       b.name,
       b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.state,
       `${b.options.cpus} cpu, ${b.options.memoryMib} MiB`,
-      b.source.path,
+      b.source.kind === 'dir' ? b.source.path : b.source.reference,
       b.createdAt.replace('T', ' ').slice(0, 19),
     ]);
     const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED'];

@@ -33,7 +33,8 @@ export const HOST_PACKAGES: { pkg: string; file: string; why: string }[] = [
   { pkg: 'busybox-static', file: '/bin/busybox', why: 'the initramfs and the guest tools (static, so it runs in any box)' },
   { pkg: 'tini', file: '/usr/bin/tini-static', why: 'PID 1 in the box: reaps orphaned processes' },
   { pkg: 'kmod', file: '/usr/sbin/depmod', why: 'resolves guest kernel module dependencies' },
-  { pkg: 'e2fsprogs', file: '/usr/sbin/mkfs.ext4', why: 'builds the ext4 init image and box disks from directories' },
+  { pkg: 'e2fsprogs', file: '/usr/sbin/mkfs.ext4', why: 'builds ext4 file systems (init image, image bases, box disks) and fixes owners with debugfs' },
+  { pkg: 'zstd', file: '/usr/bin/zstd', why: 'decompresses zstd image layers (Node 20 has no zstd)' },
 ];
 
 export interface Assets {
@@ -100,9 +101,16 @@ async function installPackages(say: Say): Promise<void> {
     say('[1/4] Debian packages present: ' + HOST_PACKAGES.map((p) => p.pkg).join(', '));
     return;
   }
-  const names = missing.map((p) => p.pkg);
-  say(`[1/4] installing Debian packages: ${names.join(', ')}`);
+  say(`[1/4] installing Debian packages: ${missing.map((p) => p.pkg).join(', ')}`);
   for (const p of missing) say(`      ${p.pkg}: ${p.why}`);
+  await installDebianPackages(missing);
+}
+
+/** Installs the packages whose marker file is missing, with apt-get (through sudo when not root). */
+export async function installDebianPackages(list: { pkg: string; file: string }[]): Promise<void> {
+  const missing = list.filter((p) => !fs.existsSync(p.file));
+  if (missing.length === 0) return;
+  const names = missing.map((p) => p.pkg);
   const asRoot = process.getuid?.() === 0;
   // Only the apt step needs root; a normal user is asked for sudo (non-interactively when there is no terminal).
   const wrap = (args: string[]) => (asRoot ? args : ['sudo', ...(process.stdin.isTTY ? [] : ['-n']), ...args]);
@@ -117,7 +125,7 @@ async function installPackages(say: Say): Promise<void> {
   };
   await runApt(['apt-get', 'update', '-q']);
   await runApt(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...names]);
-  const still = missingPackages();
+  const still = missing.filter((p) => !fs.existsSync(p.file));
   if (still.length) throw new Error(`after apt-get install, still missing: ${still.map((p) => p.file).join(', ')}`);
 }
 
@@ -141,6 +149,7 @@ async function assetInputsKey(): Promise<string> {
     stamp(process.execPath),
     stamp('/bin/busybox'),
     stamp('/usr/bin/tini-static'),
+    stamp(RESIZE2FS),
   );
 }
 
@@ -246,6 +255,8 @@ function buildInitramfs(home: Home, kernel: Kernel, say: Say): string {
   return out;
 }
 
+const RESIZE2FS = '/usr/sbin/resize2fs';
+
 /** Shared libraries a binary needs, as reported by ldd (the dynamic loader included). */
 async function sharedLibs(binary: string): Promise<string[]> {
   const out = await run('ldd', [binary]);
@@ -271,6 +282,8 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     copy(node, 'bin/node', 0o755);
     copy('/bin/busybox', 'bin/busybox', 0o755);
     copy('/usr/bin/tini-static', 'bin/tini', 0o755);
+    // Grows a box's file system to its disk at first boot: image bases are built no larger than their content.
+    copy(RESIZE2FS, 'bin/resize2fs', 0o755);
     copy(path.join(GUEST_DIR, 'start.sh'), 'start.sh', 0o755);
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.cjs'), 'agent/agent.cjs');
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.proto'), 'agent/agent.proto');
@@ -286,7 +299,7 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     await run(node, [...GUEST_NODE_FLAGS, path.join(stage, 'agent/boot.cjs'), '--make-cache', path.join(stage, 'agent/agent.cjs.cache')], {
       env: { ...process.env, BOXLITE_AGENT_CACHE_RUN: '1' },
     });
-    const libs = new Set([...(await sharedLibs(node)), ...(await sharedLibs(addon))]);
+    const libs = new Set([...(await sharedLibs(node)), ...(await sharedLibs(addon)), ...(await sharedLibs(RESIZE2FS))]);
     for (const lib of libs) copy(lib, path.join('lib', path.basename(lib)));
     say(`      ${libs.size} shared libraries: ${[...libs].map((l) => path.basename(l)).join(' ')}`);
     const bytes = Number((await run('du', ['-sb', stage])).split(/\s/)[0]);

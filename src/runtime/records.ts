@@ -36,6 +36,8 @@ export interface BoxRecord {
   startedAt?: string;
   stoppedAt?: string;
   accel?: string;
+  /** The size the guest last grew the box's file system to (image boxes start at the image's size). */
+  fsSizeMib?: number;
   /** Removed when it stops (run --rm). */
   autoRemove?: boolean;
 }

@@ -9,9 +9,10 @@ import { Home } from './home.js';
 import { loadAssets } from './assets.js';
 import { AgentClient } from './agent-client.js';
 import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
-import { buildDisk, resolveSource } from './rootfs.js';
+import { buildDisk, isOciLayout, resolveDir, type Source } from './rootfs.js';
+import { Images, createOverlay, type LayerProgress, type RegistryOptions } from './images/index.js';
 import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo } from './records.js';
-import { BootError, BoxExistsError, BoxStateError, ExecError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
+import { BootError, BoxExistsError, BoxStateError, ExecError, ImageError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
 import { Execution, type ExecOptions, type ExecResult } from './execution.js';
 import type { VmEngine } from '../vmm/engine.js';
 import { QemuEngine, waitGone } from '../vmm/qemu.js';
@@ -29,11 +30,19 @@ export interface RuntimeOptions {
   engine?: VmEngine;
   /** Where one-line notices go (the software-emulation note); default stderr. */
   say?: (msg: string) => void;
+  /** Registry credentials and plain-HTTP registries for pulls. */
+  registry?: RegistryOptions;
 }
 
 export interface CreateOptions {
-  /** A root filesystem directory or an OCI image layout directory. */
-  rootfs: string;
+  /** An image reference (python:3.12-slim, ghcr.io/org/tool@sha256:…), pulled when it is not stored yet. */
+  image?: string;
+  /** A root filesystem folder or an OCI image layout folder. */
+  rootfs?: string;
+  /** When to pull the image: when it is missing from the store (default), always, or never. */
+  pull?: 'missing' | 'always' | 'never';
+  /** Progress of each layer while an image is pulled. */
+  onPullProgress?: (p: LayerProgress) => void;
   name?: string;
   cpus?: number;
   memoryMib?: number;
@@ -66,9 +75,11 @@ export class Runtime {
   private readonly accelRequest: AccelRequest;
   private readonly say: (m: string) => void;
   private clients = new Map<string, AgentClient>();
+  readonly images: Images;
 
   constructor(opts: RuntimeOptions = {}) {
     this.home = new Home(opts.home);
+    this.images = new Images(this.home, opts.registry);
     this.engine = opts.engine ?? new QemuEngine();
     this.accelRequest = opts.accel ?? parseAccel(process.env.BOXLITE_ACCEL);
     this.say = opts.say ?? ((m) => process.stderr.write(m + '\n'));
@@ -140,21 +151,84 @@ export class Runtime {
   /** Records a new box. Lazy: its disk is built and its VM booted by the first start. */
   async create(opts: CreateOptions): Promise<Box> {
     const options = validateOptions(opts);
-    const source = resolveSource(opts.rootfs);
+    const source = await this.resolveSource(opts);
+    if (source.kind === 'image' && options.diskSizeMib < source.baseSizeMib) {
+      throw new InvalidOptionError(`disk size ${options.diskSizeMib} MiB is smaller than image ${source.reference} (${source.baseSizeMib} MiB): give a disk of at least ${source.baseSizeMib} MiB`);
+    }
     if (opts.name !== undefined && !NAME_RE.test(opts.name)) {
       throw new InvalidOptionError(`box name "${opts.name}" is invalid: use letters, digits, '_', '.', '-' (up to 63, starting with a letter or digit)`);
     }
     ensureDir(this.home.boxesDir);
-    return withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+    return withLock(this.home.registryLock, `the box registry in ${this.home.root}`, async () => {
       const id = randomBytes(6).toString('hex');
       const name = opts.name ?? `box-${id.slice(0, 6)}`;
       const taken = listRecords(this.home).find((r) => r.name === name);
       if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): choose another name or remove it with 'boxlite rm ${name}'`);
       ensureDir(this.home.boxDir(id));
       const rec: BoxRecord = { id, name, createdAt: new Date().toISOString(), source, options, state: 'created', autoRemove: opts.autoRemove };
+      try {
+        if (source.kind === 'image') await this.ensureDisk(rec); // a thin overlay: no image data is copied
+      } catch (e) {
+        fs.rmSync(this.home.boxDir(id), { recursive: true, force: true });
+        throw e;
+      }
       writeRecord(this.home, rec); // the record last: a folder without one is an interrupted create
       return new Box(this, id);
     });
+  }
+
+  /** A folder stays a folder; an image (by reference, or an OCI layout folder) goes through the store and gets
+   *  its shared base built, so that starting the box later only adds a thin overlay. */
+  private async resolveSource(opts: CreateOptions): Promise<Source> {
+    if ((opts.image === undefined) === (opts.rootfs === undefined)) {
+      throw new InvalidOptionError('give a box either an image (a reference such as debian:12) or a rootfs (a folder), not both or neither');
+    }
+    const looksLikePath = (s: string) => /^(\/|\.\.?(\/|$)|~)/.test(s);
+    const local = opts.rootfs ?? (looksLikePath(opts.image!) ? opts.image! : undefined);
+    let rec;
+    if (local !== undefined) {
+      const abs = path.resolve(local);
+      if (!isOciLayout(abs)) return resolveDir(abs);
+      rec = await this.images.loadLayout(abs);
+    } else {
+      const ref = opts.image!;
+      const pullOpts = { onLayer: opts.onPullProgress };
+      if (opts.pull === 'always') rec = await this.images.pull(ref, pullOpts);
+      else if (opts.pull === 'never') rec = this.images.get(ref);
+      else rec = await this.images.ensure(ref, pullOpts);
+    }
+    if (rec.platform !== 'linux/amd64') {
+      throw new ImageError(`image ${opts.image ?? opts.rootfs} is for ${rec.platform}, but boxes run linux/amd64: pull the linux/amd64 variant (--platform linux/amd64)`);
+    }
+    const base = await this.images.base(rec, this.say);
+    return {
+      kind: 'image',
+      reference: local !== undefined ? path.resolve(local) : opts.image!,
+      imageId: rec.id,
+      manifestDigest: rec.manifestDigest,
+      base: base.path,
+      baseSizeMib: base.sizeMib,
+      config: rec.config,
+    };
+  }
+
+  /** The box's disk: a full ext4 image for folder sources, a qcow2 overlay of the image's base otherwise. */
+  private async ensureDisk(rec: BoxRecord): Promise<{ path: string; format: 'raw' | 'qcow2' }> {
+    const dir = this.home.boxDir(rec.id);
+    if (rec.source.kind === 'dir') {
+      const disk = path.join(dir, 'disk.img');
+      if (!fs.existsSync(disk)) await buildDisk(resolveDir(rec.source.path), disk, rec.options.diskSizeMib); // the folder may have gone since create
+      return { path: disk, format: 'raw' };
+    }
+    const disk = path.join(dir, 'disk.qcow2');
+    if (!fs.existsSync(disk)) {
+      const src = rec.source;
+      if (!fs.existsSync(src.base)) {
+        throw new ImageError(`box ${rec.name}: the base of image ${src.reference} (${src.base}) is gone: pull or load the image again, then start the box`);
+      }
+      await createOverlay({ path: src.base, sizeMib: src.baseSizeMib }, disk, rec.options.diskSizeMib);
+    }
+    return { path: disk, format: 'qcow2' };
   }
 
   async start(id: string): Promise<void> {
@@ -165,11 +239,9 @@ export class Runtime {
       const assets = loadAssets(this.home);
       const problem = this.engine.check();
       if (problem) throw new QemuMissingError(problem);
-      const disk = path.join(dir, 'disk.img');
-      if (!fs.existsSync(disk)) {
-        const source = resolveSource(rec.source.path); // it may have gone since create
-        await buildDisk(source, disk, rec.options.diskSizeMib);
-      }
+      const disk = await this.ensureDisk(rec);
+      // An image's base holds just its content: the guest grows the file system to the disk on first boot.
+      const grow = rec.source.kind === 'image' && rec.fsSizeMib !== rec.options.diskSizeMib;
       const accel = this.accel();
       noteAccel(accel, this.say);
       for (let attempt = 1; ; attempt++) {
@@ -179,10 +251,10 @@ export class Runtime {
           memoryMib: rec.options.memoryMib,
           kernel: assets.kernel,
           initrd: assets.initrd,
-          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}`,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}${grow ? ' boxlite.grow=1' : ''}`,
           disks: [
             { path: assets.initImage, format: 'raw', readonly: true },
-            { path: disk, format: 'raw', readonly: false },
+            { path: disk.path, format: disk.format, readonly: false },
           ],
           agentPorts: AGENT_PORTS,
           accel: accel.accel,
@@ -191,6 +263,7 @@ export class Runtime {
         try {
           const client = await this.connectBooting(rec.name, dir, bootTimeoutMs(accel.accel), initStallMs(accel.accel));
           this.clients.set(id, client);
+          if (grow) writeRecord(this.home, { ...this.record(id), fsSizeMib: rec.options.diskSizeMib });
           return;
         } catch (e) {
           const vm = this.engine.status(dir);

@@ -5,8 +5,8 @@
 import { Runtime, type Box, type CreateOptions } from './runtime.js';
 import type { ExecOptions, ExecResult, Execution } from './execution.js';
 
-export interface SimpleBoxOptions extends Omit<CreateOptions, 'rootfs' | 'autoRemove'> {
-  /** A root filesystem directory or OCI image layout directory. */
+export interface SimpleBoxOptions extends Omit<CreateOptions, 'image' | 'rootfs' | 'autoRemove'> {
+  /** An image reference (debian:12, ghcr.io/org/tool@sha256:…), or a path to a root filesystem folder or an OCI layout. */
   image: string;
   /** Keep the box (stopped) after disposal instead of removing it. */
   keep?: boolean;
@@ -28,7 +28,7 @@ export class SimpleBox implements AsyncDisposable {
   start(): Promise<Box> {
     this.starting ??= (async () => {
       const { image, keep: _keep, runtime: _runtime, ...create } = this.opts;
-      const box = await this.runtime.create({ ...create, rootfs: image });
+      const box = await this.runtime.create({ ...create, image });
       this.box = box;
       await box.start();
       return box;

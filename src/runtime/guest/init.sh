@@ -30,6 +30,13 @@ done
 mount -t ext4 -o ro,noload /dev/vda /mnt/init || fail "cannot mount the boxlite init image (/dev/vda): run 'boxlite setup'"
 mount -t ext4 -o rw,noatime /dev/vdb /mnt/root || fail "cannot mount the box's disk (/dev/vdb): its file system is damaged or not ext4"
 
+# A box made from an image starts with a file system the size of the image; grow it to fill the disk.
+if grep -q 'boxlite\.grow=1' /proc/cmdline; then
+  /mnt/init/lib/ld-linux-x86-64.so.2 --library-path /mnt/init/lib /mnt/init/bin/resize2fs /dev/vdb >/dev/null 2>/resize.err ||
+    fail "cannot grow the box's file system to its disk: $(cat /resize.err)"
+  echo "boxlite-init: file system grown"
+fi
+
 hostname_arg=$(sed -n 's/.*boxlite\.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$hostname_arg" ] && hostname "$hostname_arg"
 

@@ -37,6 +37,7 @@ export function makeRootfs(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-
   fs.writeFileSync(path.join(dir, 'etc/group'), 'root:x:0:\ntty:x:5:\napp:x:1000:\n');
   fs.chownSync(path.join(dir, 'home/app'), 1000, 1000);
   fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
+  fs.chmodSync(dir, 0o755); // the root of an image, as tar records it
   return dir;
 }
 

@@ -171,7 +171,7 @@ describe('bad input', () => {
     const locked = fs.mkdtempSync(path.join(home, 'locked-'));
     fs.chmodSync(locked, 0o700);
     fs.chmodSync(home, 0o755);
-    const probe = `import(${JSON.stringify(path.resolve('dist/src/runtime/rootfs.js'))}).then((m) => { try { m.resolveSource(${JSON.stringify(locked)}) } catch (e) { console.log(e.message) } })`;
+    const probe = `import(${JSON.stringify(path.resolve('dist/src/runtime/rootfs.js'))}).then((m) => { try { m.resolveDir(${JSON.stringify(locked)}) } catch (e) { console.log(e.message) } })`;
     const msg = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], { encoding: 'utf8' });
     expect(msg).toContain(`root filesystem ${locked} is not readable by this user`);
   });

@@ -26,27 +26,25 @@ export function tarLayer(entries: Entry[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const pack = tar.pack();
     const chunks: Buffer[] = [];
-    pack.on('data', (c: Buffer) => chunks.push(c));
+    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
     pack.on('end', () => resolve(Buffer.concat(chunks)));
     pack.on('error', reject);
     for (const e of entries) {
       const type = e.type ?? (e.data !== undefined ? 'file' : 'directory');
       const pax = e.xattrs ? Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v])) : undefined;
-      pack.entry(
-        {
-          name: e.path,
-          type,
-          mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
-          uid: e.uid ?? 0,
-          gid: e.gid ?? 0,
-          linkname: e.target,
-          devmajor: e.major,
-          devminor: e.minor,
-          mtime: new Date(1_700_000_000_000),
-          pax,
-        },
-        type === 'file' ? Buffer.from(e.data ?? '') : undefined,
-      );
+      const header: Parameters<typeof pack.entry>[0] = {
+        name: e.path,
+        type,
+        mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        ...(e.target !== undefined ? { linkname: e.target } : {}),
+        ...(e.major !== undefined ? { devmajor: e.major, devminor: e.minor ?? 0 } : {}),
+        mtime: new Date(1_700_000_000_000),
+        ...(pax ? { pax } : {}),
+      };
+      if (type === 'file') pack.entry(header, Buffer.from(e.data ?? ''));
+      else pack.entry(header);
     }
     pack.finalize();
   });

@@ -91,9 +91,10 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
     const again = existingBase(store, rec);
     if (again) return again;
     say?.(`assembling ${name} (${rec.layers.length} layer${rec.layers.length === 1 ? '' : 's'})`);
-    const staging = path.join(store.basesDir, `${key}.staging-${process.pid}`);
+    const staging = path.join(stagingRoot(rec, store.basesDir), `boxlite-staging-${key}-${process.pid}`);
     const part = path.join(store.basesDir, `${key}.ext4.part-${process.pid}`);
     fs.rmSync(staging, { recursive: true, force: true });
+    let where = path.dirname(staging);
     try {
       const fixes = new Map<string, Fix>();
       ensureDir(staging);
@@ -102,10 +103,12 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
         if (!fs.existsSync(file)) throw new ImageError(`image ${name}: layer ${layer.digest} is missing from the store: pull the image again`);
         await applyLayer(await openLayer(file), staging, fixes, `image ${name}, layer ${layer.digest.slice(7, 19)}`);
       }
-      const { bytes, entries } = await measure(staging);
+      // What mke2fs will need: whole 4 KiB blocks per file, one per folder (what later layers deleted is not counted).
+      const { bytes, entries } = measure(staging);
       // Room for ext4's own metadata and a little slack; the box's disk grows the file system at first boot.
       const sizeMib = Math.ceil((bytes * 1.15) / (1 << 20)) + 32;
       const inodes = Math.max(entries + fixes.size + 4096, Math.ceil(entries * 1.3));
+      where = store.basesDir;
       await run('/usr/sbin/mkfs.ext4', ['-q', '-F', '-L', 'boxlite-root', '-N', String(inodes), '-E', 'root_owner=0:0', '-d', staging, part, `${sizeMib}M`]);
       await applyFixes(part, fixes, path.join(store.basesDir, `${key}.xattr-${process.pid}`));
       fs.chmodSync(part, 0o444);
@@ -117,7 +120,7 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
       fs.rmSync(part, { force: true });
       const msg = (e as Error).message;
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || /No space left|ENOSPC|Could not allocate block/i.test(msg)) {
-        throw new ImageError(`no space left on the device holding ${store.basesDir} while assembling image ${name}: free some space (or prune images) and try again; nothing was kept`);
+        throw new ImageError(`no space left on the device holding ${where} while assembling image ${name}: free some space (or prune images) and try again; nothing was kept`);
       }
       if (e instanceof ImageError) throw e;
       throw new ImageError(`cannot assemble image ${name}: ${msg}`);
@@ -126,6 +129,46 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
     }
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * Where layers are unpacked before mke2fs copies them into the base. Creating an inode costs ~0.75 ms on this
+ * project's ext4 hosts and ~0.03 ms in tmpfs (measured: a Debian image's 7 348 entries unpack in 5.7 s vs 0.24 s),
+ * so the staging goes to /dev/shm when the image fits comfortably in memory; otherwise beside the bases.
+ */
+function stagingRoot(rec: ImageRecord, fallback: string): string {
+  const shm = process.env.BOXLITE_STAGING_DIR ?? '/dev/shm';
+  sweepStaleStaging(shm);
+  // Layers are mostly gzip; unpacked they are a few times larger.
+  const estimate = rec.layers.reduce((n, l) => n + l.size * (/gzip|zstd/.test(l.mediaType) ? 4 : 1.1), 0);
+  try {
+    const st = fs.statfsSync(shm);
+    const free = st.bavail * st.bsize;
+    const mem = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    const available = mem ? Number(mem[1]) * 1024 : 0;
+    fs.accessSync(shm, fs.constants.W_OK);
+    if (estimate < free / 2 && estimate < available / 4) return shm;
+  } catch {}
+  return fallback;
+}
+
+/** Staging folders of assemblies whose process died (kill -9): in tmpfs they would hold memory until reboot. */
+function sweepStaleStaging(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.startsWith('boxlite-staging-'));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const pid = Number(n.split('-').at(-1));
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    }
   }
 }
 
@@ -146,9 +189,20 @@ async function openLayer(file: string): Promise<Readable> {
   return fs.createReadStream(file);
 }
 
-async function measure(dir: string): Promise<{ bytes: number; entries: number }> {
-  const bytes = Number((await run('du', ['-s', '-B1', dir])).split(/\s/)[0]);
-  const entries = Number((await run('sh', ['-c', 'find "$1" | wc -l', 'sh', dir])).trim());
+function measure(dir: string): { bytes: number; entries: number } {
+  let bytes = 0;
+  let entries = 0;
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      entries++;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        bytes += 4096;
+        walk(p);
+      } else if (e.isFile()) bytes += Math.ceil(fs.lstatSync(p).size / 4096) * 4096;
+    }
+  };
+  walk(dir);
   return { bytes, entries };
 }
 
@@ -174,17 +228,24 @@ async function applyLayer(input: Readable, root: string, fixes: Map<string, Fix>
   const extract = tar.extract();
   const thisLayer = new Set<string>();
   const abs = (rel: string) => (rel === '' ? root : path.join(root, rel));
+  // Folders known to exist: most entries land in a folder an earlier entry made, so skip asking the disk.
+  const dirs = new Set<string>([root]);
   const removeExisting = (rel: string) => {
     const p = abs(rel);
     const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (st) fs.rmSync(p, { recursive: true, force: true });
-    dropFixes(fixes, rel, true);
+    if (st) {
+      fs.rmSync(p, { recursive: true, force: true });
+      if (st.isDirectory()) for (const d of dirs) if (d === p || d.startsWith(p + '/')) dirs.delete(d);
+      dropFixes(fixes, rel, true);
+    } else if (fixes.has(rel)) fixes.delete(rel); // a device node, which lives only in fixes
   };
   const ensureParent = (rel: string) => {
     const parent = path.dirname(abs(rel));
+    if (dirs.has(parent)) return;
     const st = fs.lstatSync(parent, { throwIfNoEntry: false });
     if (st && !st.isDirectory()) fs.rmSync(parent, { force: true }); // a lower layer's file where this layer has a folder
     ensureDir(parent);
+    dirs.add(parent);
   };
 
   extract.on('entry', (h, stream, next) => {
@@ -253,6 +314,7 @@ async function applyLayer(input: Readable, root: string, fixes: Map<string, Fix>
           if (st && !st.isDirectory()) removeExisting(rel);
           if (rel !== '') ensureParent(rel);
           ensureDir(p);
+          dirs.add(p);
           record('directory', own(p, 'directory'));
           return skip();
         }
@@ -261,10 +323,32 @@ async function applyLayer(input: Readable, root: string, fixes: Map<string, Fix>
           removeExisting(rel);
           ensureParent(rel);
           const p = abs(rel);
-          return pipeline(stream, fs.createWriteStream(p, { mode: 0o600 })).then(() => {
-            record('file', own(p, 'file'));
-            done();
-          }, done);
+          // Synchronous writes: one image has thousands of small files, and a write stream per file costs
+          // several thread-pool round trips each.
+          const fd = fs.openSync(p, 'w', 0o600);
+          let failed = false;
+          stream.on('data', (chunk: unknown) => {
+            if (failed) return;
+            try {
+              fs.writeSync(fd, chunk as Buffer);
+            } catch (e) {
+              failed = true;
+              fs.closeSync(fd);
+              stream.destroy(e as Error);
+            }
+          });
+          stream.on('error', (e) => done(e));
+          stream.on('end', () => {
+            if (failed) return;
+            try {
+              fs.closeSync(fd);
+              record('file', own(p, 'file'));
+              done();
+            } catch (e) {
+              done(e);
+            }
+          });
+          return;
         }
         case 'symlink': {
           removeExisting(rel);

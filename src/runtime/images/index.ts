@@ -170,6 +170,12 @@ export class Images {
         result.blobs++;
       }
       for (const f of fs.readdirSync(this.store.basesDir)) {
+        // Leftovers of an assembly whose process died (name-<pid>); a live one is left alone.
+        const pid = /-(\d+)$/.exec(f)?.[1];
+        if (pid && !alive(Number(pid))) {
+          fs.rmSync(path.join(this.store.basesDir, f), { recursive: true, force: true });
+          continue;
+        }
         if (!f.endsWith('.ext4') || usedBases.has(f)) continue;
         const p = path.join(this.store.basesDir, f);
         result.bytes += Number((await run('du', ['-s', '-B1', p])).split(/\s/)[0]);
@@ -185,6 +191,15 @@ export class Images {
 
   existingBase(rec: ImageRecord): Base | null {
     return existingBase(this.store, rec);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -16,6 +16,7 @@ export const TEST_PACKAGES = [
   { pkg: 'skopeo', file: '/usr/bin/skopeo' },
   { pkg: 'umoci', file: '/usr/bin/umoci' },
   { pkg: 'debootstrap', file: '/usr/sbin/debootstrap' },
+  { pkg: 'apache2-utils', file: '/usr/bin/htpasswd' },
 ];
 
 export function freePort(): Promise<number> {
@@ -50,14 +51,19 @@ async function waitUp(url: string, child: ChildProcess, log: () => string): Prom
   }
 }
 
-/** Starts docker-registry on a free loopback port. With users, it asks for bearer tokens from a token service. */
-export async function startRegistry(opts: { users?: Record<string, string> } = {}): Promise<Registry> {
+/** Starts docker-registry on a free loopback port. With users, it asks for bearer tokens from a token service
+ *  (or, with basic, for basic credentials checked against an htpasswd file). */
+export async function startRegistry(opts: { users?: Record<string, string>; basic?: boolean } = {}): Promise<Registry> {
   if (!fs.existsSync('/usr/bin/docker-registry')) throw new Error("docker-registry is not installed: run 'npm test' (its global setup installs it) or apt-get install docker-registry");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-registry-'));
   const port = await freePort();
   let auth = '';
   let tokenServer: http.Server | undefined;
-  if (opts.users) {
+  if (opts.users && opts.basic) {
+    const lines = Object.entries(opts.users).map(([u, p]) => execFileSync('htpasswd', ['-Bbn', u, p]).toString().trim());
+    fs.writeFileSync(`${dir}/htpasswd`, lines.join('\n') + '\n');
+    auth = `auth:\n  htpasswd:\n    realm: boxlite-test\n    path: ${dir}/htpasswd\n`;
+  } else if (opts.users) {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=boxlite-test-token', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
     const key = fs.readFileSync(`${dir}/key.pem`, 'utf8');
     const certDer = Buffer.from(fs.readFileSync(`${dir}/cert.pem`, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');

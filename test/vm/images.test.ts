@@ -399,6 +399,27 @@ describe('registry authentication', () => {
     }
   });
 
+  it('answers a basic challenge with credentials, and names the registry when it refuses them', async () => {
+    const basicReg = await startRegistry({ users: { bob: 'hunter2' }, basic: true });
+    const h = testHome();
+    try {
+      await push(basicReg, ociImage({ layers: [await tarLayer([{ path: 'b', data: 'b\n' }])] }), 'basic/img:1');
+      const ref = `${basicReg.host}/basic/img:1`;
+      const good = new Runtime({ home: h, say: () => {}, registry: { credentials: { [basicReg.host]: { username: 'bob', password: 'hunter2' } } } });
+      expect((await good.images.pull(ref)).references).toEqual([ref]);
+      good.close();
+      const bad = new Runtime({ home: h, say: () => {}, registry: { credentials: { [basicReg.host]: { username: 'bob', password: 'nope' } } } });
+      await expect(bad.images.pull(ref)).rejects.toThrow(`registry ${basicReg.host} refused the credentials of user "bob" to basic/img: check the user name and password`);
+      bad.close();
+      const anon = new Runtime({ home: h, say: () => {}, registry: { dockerConfig: '/nonexistent/config.json' } });
+      await expect(anon.images.pull(ref)).rejects.toThrow(`registry ${basicReg.host} needs credentials for basic/img`);
+      anon.close();
+    } finally {
+      await cleanupHome(h);
+      await basicReg.stop();
+    }
+  });
+
   it('reads credentials from docker config.json (DOCKER_CONFIG)', async () => {
     const ref = `${authReg.host}/private/busybox:1`;
     const h = testHome();

@@ -1,6 +1,8 @@
 // boxlite SDK: boxes as local micro-VMs, from TypeScript.
 export { Runtime, Box, DEFAULTS, MIN_MEMORY_MIB } from './runtime/runtime.js';
-export type { RuntimeOptions, CreateOptions, BoxStatus, StopOptions } from './runtime/runtime.js';
+export type { RuntimeOptions, CreateOptions, BoxStatus, StopOptions, NetworkStats } from './runtime/runtime.js';
+export { parsePort } from './runtime/network.js';
+export type { PortMapping, NetworkMode } from './runtime/network.js';
 export { SimpleBox } from './runtime/simple-box.js';
 export type { SimpleBoxOptions } from './runtime/simple-box.js';
 export { Execution } from './runtime/execution.js';

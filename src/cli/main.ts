@@ -10,6 +10,7 @@ import { helpFor, parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec 
 import { run as runCmd } from '../util/exec.js';
 import { IMAGES_HELP, imagesCommand } from './images.js';
 import { LayerBars } from './progress.js';
+import { formatPort } from '../runtime/network.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
   name: { value: true, help: 'a unique name for the box' },
@@ -20,6 +21,9 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   memory: { short: 'm', value: true, help: `memory in MiB (default ${DEFAULTS.memoryMib}, at least 128)` },
   disk: { value: true, help: `disk size in MiB (default ${DEFAULTS.diskSizeMib})` },
   pull: { value: true, help: 'pull the image: missing (default), always, never' },
+  publish: { short: 'p', value: true, multiple: true, help: 'forward a host port: [HOST_IP:]HOST_PORT:BOX_PORT[/udp], or BOX_PORT (host port chosen); host IP 127.0.0.1 unless given' },
+  network: { value: true, help: 'default (outbound NAT and DNS) or none (loopback only)' },
+  dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
 };
 const EXEC_OPTS: Record<string, OptionSpec> = {
   interactive: { short: 'i', help: 'keep stdin open and send it to the command' },
@@ -46,6 +50,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
+  port: { usage: 'port BOX', help: "list a box's port forwards (host ports chosen at start included)", opts: {} },
   logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
   doctor: { usage: 'doctor', help: 'check this host: accelerator, QEMU, guest assets', opts: {} },
 };
@@ -112,6 +117,9 @@ function boxCreateOptions(o: Record<string, unknown>) {
   if (pull !== undefined && !['missing', 'always', 'never'].includes(pull)) throw new UsageError(`--pull must be missing, always or never (got "${pull}")`);
   return {
     pull: pull as 'missing' | 'always' | 'never' | undefined,
+    ports: (o.publish as string[] | undefined) ?? [],
+    network: o.network as 'default' | 'none' | undefined,
+    dns: o.dns as string[] | undefined,
     onPullProgress: new LayerBars().update,
     name: o.name as string | undefined,
     env: parseEnv(o.env as string[] | undefined),
@@ -284,12 +292,13 @@ const COMMAND_IMPL: Record<string, Impl> = {
     const rows = boxes.map((b) => [
       b.id,
       b.name,
-      b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.state,
+      b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.network === 'degraded' ? 'running (network degraded)' : b.state,
       `${b.options.cpus} cpu, ${b.options.memoryMib} MiB`,
       b.source.kind === 'dir' ? b.source.path : b.source.reference,
       b.createdAt.replace('T', ' ').slice(0, 19),
+      (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
     ]);
-    const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED'];
+    const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     for (const r of [head, ...rows]) out(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
     return 0;
@@ -299,7 +308,16 @@ const COMMAND_IMPL: Record<string, Impl> = {
     const p = parseArgs(args, spec, -1, 'inspect');
     if (p.positionals.length !== 1) throw new UsageError('inspect: name one BOX');
     const box = rt.get(p.positionals[0]);
-    out(JSON.stringify({ ...box.info(), dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+    const info = box.info();
+    const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
+    out(JSON.stringify({ ...info, networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+    return 0;
+  },
+
+  async port(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'port');
+    if (p.positionals.length !== 1) throw new UsageError('port: name one BOX');
+    for (const m of rt.get(p.positionals[0]).ports()) out(`${m.guestPort}/${m.protocol} -> ${m.hostIp.includes(':') ? `[${m.hostIp}]` : m.hostIp}:${m.hostPort || '(chosen at start)'}`);
     return 0;
   },
 

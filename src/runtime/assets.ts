@@ -22,7 +22,7 @@ const GUEST_DIR = path.join(PACKAGE_ROOT, 'src/runtime/guest');
 const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
-const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console'];
+const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net'];
 /** Must match start.sh: V8 refuses a code cache made under other flags. */
 const GUEST_NODE_FLAGS = ['--max-old-space-size=64'];
 
@@ -34,6 +34,7 @@ export const HOST_PACKAGES: { pkg: string; file: string; why: string }[] = [
   { pkg: 'tini', file: '/usr/bin/tini-static', why: 'PID 1 in the box: reaps orphaned processes' },
   { pkg: 'kmod', file: '/usr/sbin/depmod', why: 'resolves guest kernel module dependencies' },
   { pkg: 'e2fsprogs', file: '/usr/sbin/mkfs.ext4', why: 'builds ext4 file systems (init image, image bases, box disks) and fixes owners with debugfs' },
+  { pkg: 'passt', file: '/usr/bin/passt', why: "each box's network: outbound NAT and DNS, port forwards, no path to the host's loopback" },
   { pkg: 'zstd', file: '/usr/bin/zstd', why: 'decompresses zstd image layers (Node 20 has no zstd)' },
 ];
 

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Source } from './rootfs.js';
+import type { NetworkMode, PortMapping } from './network.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { Home } from './home.js';
 import { BoxNotFoundError } from './errors.js';
@@ -14,6 +15,10 @@ export interface BoxOptions {
   env: Record<string, string>;
   workingDir: string;
   user: string;
+  network: NetworkMode;
+  /** As declared: a host port of 0 is chosen at each start. */
+  ports: PortMapping[];
+  dns: string[];
 }
 
 export type BoxState = 'created' | 'running' | 'stopped' | 'exited';
@@ -36,6 +41,8 @@ export interface BoxRecord {
   startedAt?: string;
   stoppedAt?: string;
   accel?: string;
+  /** The forwards in effect since the last start, with their host ports. */
+  ports?: PortMapping[];
   /** The size the guest last grew the box's file system to (image boxes start at the image's size). */
   fsSizeMib?: number;
   /** Removed when it stops (run --rm). */

@@ -17,6 +17,10 @@ import { Execution, type ExecOptions, type ExecResult } from './execution.js';
 import type { VmEngine } from '../vmm/engine.js';
 import { QemuEngine, waitGone } from '../vmm/qemu.js';
 import { chooseAccel, noteAccel, parseAccel, probeHost, type AccelChoice, type AccelRequest } from '../vmm/accel.js';
+import { passtPid, passtSocket, startPasst, stopPasst } from '../vmm/passt.js';
+import { checkPorts, formatPort, GUEST_NET, parseDns, parsePort, type NetworkMode, type PortMapping } from './network.js';
+import { reservePorts } from './ports.js';
+import { relayPid, startRelay, stopRelay } from './udp-relay.js';
 import { ensureDir, tailLines } from '../util/fs.js';
 import { acquireLock, withLock } from '../util/lock.js';
 
@@ -43,6 +47,12 @@ export interface CreateOptions {
   pull?: 'missing' | 'always' | 'never';
   /** Progress of each layer while an image is pulled. */
   onPullProgress?: (p: LayerProgress) => void;
+  /** default: outbound NAT with DNS, published ports; none: loopback only. */
+  network?: NetworkMode;
+  /** Forwards from the host: "8080:80", "127.0.0.1:5353:53/udp", "80" (host port chosen at start). */
+  ports?: (string | PortMapping)[];
+  /** DNS servers for the box; default: the host's resolver, through the network helper. */
+  dns?: string[];
   name?: string;
   cpus?: number;
   memoryMib?: number;
@@ -57,6 +67,17 @@ export interface BoxStatus {
   state: BoxState;
   exit?: ExitInfo;
   pid?: number;
+  /** For a running box with a network: degraded when its network helper is gone (restart the box). */
+  network?: 'ok' | 'degraded' | 'none';
+}
+
+export interface NetworkStats {
+  name: string;
+  address: string;
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
 }
 
 export interface StopOptions {
@@ -99,7 +120,12 @@ export class Runtime {
   status(rec: BoxRecord): BoxStatus {
     if (rec.state !== 'running') return { state: rec.state, exit: rec.exit };
     const vm = this.engine.status(this.home.boxDir(rec.id));
-    if (vm.kind === 'running') return { state: 'running', pid: vm.pid };
+    if (vm.kind === 'running') {
+      const dir = this.home.boxDir(rec.id);
+      const udp = (rec.ports ?? []).some((p) => p.protocol === 'udp');
+      const network = rec.options.network === 'none' ? 'none' : passtPid(dir) && (!udp || relayPid(dir)) ? 'ok' : 'degraded';
+      return { state: 'running', pid: vm.pid, network };
+    }
     return { state: 'exited', exit: this.explainExit(rec, vm) };
   }
 
@@ -244,31 +270,47 @@ export class Runtime {
       const grow = rec.source.kind === 'image' && rec.fsSizeMib !== rec.options.diskSizeMib;
       const accel = this.accel();
       noteAccel(accel, this.say);
+      const net = rec.options.network !== 'none';
+      // Host ports are checked (and the automatic ones chosen) before anything boots.
+      const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name) : [];
+      const netArg = net ? ` boxlite.net=${GUEST_NET.address}/${GUEST_NET.prefix},${GUEST_NET.gateway},${(rec.options.dns?.length ? rec.options.dns : [GUEST_NET.dns]).join(',')}` : '';
       for (let attempt = 1; ; attempt++) {
+        if (net) {
+          try {
+            await startPasst({ dir, ports, dns: rec.options.dns ?? [] });
+          } catch (e) {
+            throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
+          }
+        }
         await this.engine.start({
           dir,
           cpus: rec.options.cpus,
           memoryMib: rec.options.memoryMib,
           kernel: assets.kernel,
           initrd: assets.initrd,
-          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}${grow ? ' boxlite.grow=1' : ''}`,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}`,
           disks: [
             { path: assets.initImage, format: 'raw', readonly: true },
             { path: disk.path, format: disk.format, readonly: false },
           ],
           agentPorts: AGENT_PORTS,
           accel: accel.accel,
+          netSocket: net ? passtSocket(dir) : undefined,
         });
-        writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel });
+        writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports });
         try {
           const client = await this.connectBooting(rec.name, dir, bootTimeoutMs(accel.accel), initStallMs(accel.accel));
           this.clients.set(id, client);
+          const udp = ports.filter((p) => p.protocol === 'udp');
+          if (udp.length) await startRelay(dir, rec.name, udp);
           if (grow) writeRecord(this.home, { ...this.record(id), fsSizeMib: rec.options.diskSizeMib });
           return;
         } catch (e) {
           const vm = this.engine.status(dir);
           const exit = vm.kind === 'running' ? null : this.explainExit(rec, vm);
           await this.engine.kill(dir);
+          stopPasst(dir);
+          stopRelay(dir);
           if (e instanceof InitStalled && attempt === 1) {
             // Seen rarely under TCG: the kernel stalls silently before init. A second boot goes through.
             this.say(`boxlite: box ${rec.name}: ${e.message}; booting it again`);
@@ -356,6 +398,9 @@ export class Runtime {
         forced = true;
         await this.engine.kill(dir);
       }
+      // The VM's supervisor ends the network helpers when QEMU goes; this covers one that did not go.
+      stopPasst(dir);
+      stopRelay(dir);
       this.dropClient(id);
       writeRecord(this.home, { ...this.record(id), state: 'stopped', exit: undefined, stoppedAt: new Date().toISOString() });
       return { forced };
@@ -375,6 +420,8 @@ export class Runtime {
     const lock = await acquireLock(this.boxLock(id), `box ${rec.name}`);
     try {
       if (this.status(this.record(id)).state === 'running') await this.engine.kill(this.home.boxDir(id));
+      stopPasst(this.home.boxDir(id));
+      stopRelay(this.home.boxDir(id));
       this.dropClient(id);
       await this.engine.settle(this.home.boxDir(id));
       await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
@@ -472,6 +519,13 @@ export class Runtime {
     return out;
   }
 
+  /** Counters of the box's network interfaces, read in the guest. */
+  async networkStats(id: string): Promise<NetworkStats[]> {
+    const client = await this.client(id);
+    const r = (await client.call('guest', 'netStats', {}, 10_000)) as { interfaces: NetworkStats[] };
+    return r.interfaces;
+  }
+
   /** Closes this process's agent connections; boxes keep running. */
   close(): void {
     for (const id of [...this.clients.keys()]) this.dropClient(id);
@@ -490,7 +544,13 @@ function validateOptions(o: CreateOptions): BoxOptions {
   for (const k of Object.keys(o.env ?? {})) {
     if (!k || k.includes('=')) throw new InvalidOptionError(`environment variable name "${k}" is invalid: use NAME=value`);
   }
-  return { cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '' };
+  const network = o.network ?? 'default';
+  if (network !== 'default' && network !== 'none') throw new InvalidOptionError(`network must be "default" or "none" (got "${o.network}")`);
+  const ports = (o.ports ?? []).map((p) => (typeof p === 'string' ? parsePort(p) : { ...p }));
+  if (network === 'none' && ports.length) throw new InvalidOptionError(`a box with network "none" cannot publish ports (${ports.map(formatPort).join(', ')})`);
+  checkPorts(ports, o.name ?? 'new box');
+  const dns = parseDns(o.dns ?? []);
+  return { cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns };
 }
 
 /** A handle on one box of a runtime. */
@@ -536,5 +596,13 @@ export class Box {
   }
   consolePath(): string {
     return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));
+  }
+  /** Published ports, with the host ports chosen at the last start. */
+  ports(): PortMapping[] {
+    const r = this.runtime.record(this.id);
+    return r.ports ?? r.options.ports;
+  }
+  networkStats(): Promise<NetworkStats[]> {
+    return this.runtime.networkStats(this.id);
   }
 }

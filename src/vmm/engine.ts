@@ -19,6 +19,8 @@ export interface VmSpec {
   /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets agent-N.sock. */
   agentPorts: number;
   accel: 'kvm' | 'tcg';
+  /** The Unix socket of the box's network helper; none: the guest has only loopback. */
+  netSocket?: string;
 }
 
 export type VmExit =

@@ -47,6 +47,10 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push('-chardev', `socket,id=agent${i},path=${f(`agent-${i}.sock`)},server=on,wait=off`);
     args.push('-device', `virtserialport,chardev=agent${i},name=boxlite.agent.${i}`);
   }
+  if (spec.netSocket) {
+    args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
+    args.push('-device', 'virtio-net-device,netdev=net0');
+  }
   spec.disks.forEach((d, i) => {
     args.push('-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
     args.push('-device', `virtio-blk-device,drive=disk${i}`);
@@ -102,7 +106,11 @@ export class QemuEngine implements VmEngine {
     }
     fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`);
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
-    const script = '"$@"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit';
+    // After QEMU, the supervisor also ends the box's network helpers (those it has, if still those processes).
+    const script =
+      '"$@"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+      'p=$(cat passt.pid 2>/dev/null) && grep -qs "$PWD/net/net.sock" /proc/"$p"/cmdline && kill "$p"; ' +
+      'r=$(cat udp-relay.pid 2>/dev/null) && grep -qs boxlite-udp-relay /proc/"$r"/cmdline && kill "$r"; exit 0';
     const child = spawn('/bin/sh', ['-c', script, 'boxlite-vm', qemuBinary(), ...qemuArgs(spec)], {
       cwd: spec.dir,
       detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it

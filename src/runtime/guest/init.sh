@@ -37,6 +37,28 @@ if grep -q 'boxlite\.grow=1' /proc/cmdline; then
   echo "boxlite-init: file system grown"
 fi
 
+# Network: loopback always; eth0 when the host gave the box a network (boxlite.net=ADDR/PREFIX,GATEWAY,DNS[,DNS]).
+ip link set lo up
+net_arg=$(sed -n 's/.*boxlite\.net=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$net_arg" ]; then
+  net_addr=${net_arg%%,*}
+  net_rest=${net_arg#*,}
+  net_gw=${net_rest%%,*}
+  net_dns=${net_rest#*,}
+  n=0
+  while [ ! -e /sys/class/net/eth0 ]; do
+    n=$((n + 1))
+    [ $n -gt 400 ] && fail "the box's network device (eth0) did not appear"
+    usleep 5000
+  done
+  { ip link set eth0 mtu 65520 up && ip addr add "$net_addr" dev eth0 && ip route add default via "$net_gw"; } ||
+    fail "cannot configure the box's network (eth0 $net_addr via $net_gw)"
+  if [ -d /mnt/root/etc ]; then
+    rm -f /mnt/root/etc/resolv.conf
+    for d in $(echo "$net_dns" | tr ',' ' '); do echo "nameserver $d"; done > /mnt/root/etc/resolv.conf
+  fi
+fi
+
 hostname_arg=$(sed -n 's/.*boxlite\.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$hostname_arg" ] && hostname "$hostname_arg"
 

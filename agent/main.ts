@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -36,6 +37,24 @@ function unary<Req>(fn: (req: Req) => unknown | Promise<unknown>) {
   };
 }
 
+function netInterfaces() {
+  const addrs = os.networkInterfaces();
+  return fs
+    .readdirSync('/sys/class/net')
+    .filter((n) => n !== 'lo')
+    .map((name) => {
+      const stat = (k: string) => Number(fs.readFileSync(`/sys/class/net/${name}/statistics/${k}`, 'utf8').trim());
+      return {
+        name,
+        address: addrs[name]?.find((a) => a.family === 'IPv4')?.cidr ?? '',
+        rxBytes: stat('rx_bytes'),
+        txBytes: stat('tx_bytes'),
+        rxPackets: stat('rx_packets'),
+        txPackets: stat('tx_packets'),
+      };
+    });
+}
+
 function main(): void {
   process.title = 'boxlite-agent'; // findable with pidof/ps inside the box
   const protoPath = path.join(__dirname, 'agent.proto');
@@ -53,6 +72,7 @@ function main(): void {
       bootMs: bootedAt,
     })),
     ping: unary(() => ({})),
+    netStats: unary(() => ({ interfaces: netInterfaces() })),
     sync: unary<{ freeze: boolean }>((req) => {
       execFileSync(BUSYBOX, ['sync']);
       if (req.freeze) execFileSync(BUSYBOX, ['fsfreeze', '--freeze', '/']);
@@ -138,6 +158,37 @@ function main(): void {
     list: unary(() => ({
       processes: procs.all().map((p) => ({ execId: p.id, pid: p.pid, argv: p.opts.argv, running: p.running })),
     })),
+  });
+
+  server.addService(pkg.Network.service, {
+    udpRelay: (call: grpc.ServerDuplexStream<{ port: number; peer: string; data: Buffer }, unknown>) => {
+      // One socket per host peer and box port, so the box's server sees distinct clients and can answer each.
+      const socks = new Map<string, { s: dgram.Socket; used: number }>();
+      const sweep = setInterval(() => {
+        for (const [k, v] of socks) if (Date.now() - v.used > 120_000) (v.s.close(), socks.delete(k));
+      }, 30_000);
+      call.on('data', (d) => {
+        const key = `${d.peer}|${d.port}`;
+        let e = socks.get(key);
+        if (!e) {
+          const s = dgram.createSocket('udp4');
+          s.on('message', (m) => call.write({ port: d.port, peer: d.peer, data: m }));
+          s.on('error', () => {});
+          e = { s, used: Date.now() };
+          socks.set(key, e);
+        }
+        e.used = Date.now();
+        e.s.send(d.data, d.port, '127.0.0.1');
+      });
+      const end = () => {
+        clearInterval(sweep);
+        for (const v of socks.values()) v.s.close();
+        socks.clear();
+      };
+      call.on('end', () => (end(), call.end()));
+      call.on('error', end);
+      call.on('cancelled', end);
+    },
   });
 
   server.addService(pkg.Files.service, {

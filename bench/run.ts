@@ -2,6 +2,7 @@
 //   floor       QEMU with the same kernel and machine, an initramfs whose init powers off at once
 //   cold start  start of a created box (disk built, assets cached) → output of its first exec
 //   exec        round trip of `true` in a running box (median of many)
+//   network     see network.ts (BENCH_ONLY=network)
 //   images      see images.ts (BENCH_ONLY=images runs only those)
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -13,6 +14,7 @@ import { cpioNewc, S_IFDIR, S_IFREG, S_IFCHR } from '../src/runtime/cpio.js';
 import { qemuBinary } from '../src/vmm/qemu.js';
 import { tcgKernelArgs } from '../src/vmm/accel.js';
 import { imageBench } from './images.js';
+import { networkBench } from './network.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (n: number) => `${n.toFixed(0)} ms`;
@@ -74,6 +76,10 @@ async function main() {
   const runs = Number(process.env.BENCH_RUNS ?? 5);
   console.log(`boxlite bench — accelerator ${accel.accel} (${accel.reason}); ${os.cpus().length} cores; kernel ${assets.kernelVersion}; ${runs} runs each\n`);
   try {
+    if (process.env.BENCH_ONLY === 'network') {
+      for (const [k, v] of await networkBench(rt, rootfs)) console.log(`${k.padEnd(64)} ${v}`);
+      return;
+    }
     if (process.env.BENCH_ONLY === 'images') {
       for (const [k, v] of await imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))) console.log(`${k.padEnd(64)} ${v}`);
       return;
@@ -123,6 +129,7 @@ async function main() {
       ['graceful stop', ms(stopMs)],
       ['QEMU resident memory of a running 512 MiB box', `${rss.toFixed(0)} MiB`],
     ];
+    rows.push(...(await networkBench(rt, rootfs)));
     rows.push(...(await imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))));
     for (const [k, v] of rows) console.log(`${k.padEnd(64)} ${v}`);
     console.log(`\nraw: floor ${floorTimes.map((x) => x.toFixed(0)).join(' ')}; cold ${cold.map((x) => x.toFixed(0)).join(' ')}`);

@@ -99,6 +99,7 @@ export class AgentClient {
   readonly guest: any;
   readonly execution: any;
   readonly files: any;
+  readonly network: any;
   private closed = false;
 
   private constructor(
@@ -115,6 +116,7 @@ export class AgentClient {
     // All three share one channel (grpc-js pools by target and options), hence one port connection.
     this.execution = new pkg.Execution(target, creds, opts);
     this.files = new pkg.Files(target, creds, opts);
+    this.network = new pkg.Network(target, creds, opts);
   }
 
   /** Takes a free port of the box, waits for the agent and checks its protocol version. */
@@ -199,7 +201,7 @@ export class AgentClient {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const c of [this.guest, this.execution, this.files]) c.close();
+    for (const c of [this.guest, this.execution, this.files, this.network]) c.close();
     for (const s of this.upstreams) s.destroy();
     this.relay.close();
     fs.rmSync(this.relayDir, { recursive: true, force: true });

@@ -1,0 +1,92 @@
+// UDP forwards of a box: a small helper process (started detached, like passt) that listens on the box's host
+// UDP ports and carries each datagram to the guest agent over the box's virtio-serial channel, and the replies
+// back. It ends when the box's VM ends (the agent stream closes) or when it is told to.
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from './agent-client.js';
+import { PACKAGE_ROOT } from './assets.js';
+import type { PortMapping } from './network.js';
+
+const pidFile = (dir: string) => path.join(dir, 'udp-relay.pid');
+export const relayLog = (dir: string) => path.join(dir, 'udp-relay.log');
+const MARK = '--boxlite-udp-relay';
+
+export function relayPid(dir: string): number | null {
+  try {
+    const pid = Number(fs.readFileSync(pidFile(dir), 'utf8').trim());
+    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes(MARK) && cmd.includes(dir) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export function stopRelay(dir: string): void {
+  const pid = relayPid(dir);
+  if (pid) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {}
+  }
+}
+
+/** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. */
+export async function startRelay(dir: string, name: string, ports: PortMapping[]): Promise<void> {
+  stopRelay(dir);
+  // The compiled module, also when this code runs from its TypeScript source (tests).
+  const here = fileURLToPath(import.meta.url);
+  const self = here.endsWith('.ts') ? path.join(PACKAGE_ROOT, 'dist', 'src', 'runtime', 'udp-relay.js') : here;
+  const child = spawn(process.execPath, [self, MARK, dir, name, JSON.stringify(ports)], { detached: true, stdio: ['ignore', 'pipe', fs.openSync(relayLog(dir), 'w')] });
+  fs.writeFileSync(pidFile(dir), String(child.pid));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('ready\n')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the UDP forward helper exited (${code}): ${fs.readFileSync(relayLog(dir), 'utf8').trim().split('\n').at(-1) ?? ''}`)));
+  });
+  child.stdout!.destroy();
+  child.unref();
+}
+
+async function relayMain(dir: string, name: string, ports: PortMapping[]): Promise<void> {
+  const client = await AgentClient.connect(dir, name, { timeoutMs: 30_000 });
+  const stream = client.network.udpRelay();
+  const socks = new Map<number, dgram.Socket>();
+  const quit = (code: number) => {
+    for (const s of socks.values()) s.close();
+    client.close();
+    process.exit(code);
+  };
+  // A peer is "forward index|address:port": the reply leaves through the host socket the request came in on.
+  stream.on('data', (d: { port: number; peer: string; data: Buffer }) => {
+    const bar = d.peer.indexOf('|');
+    const colon = d.peer.lastIndexOf(':');
+    socks.get(Number(d.peer.slice(0, bar)))?.send(d.data, Number(d.peer.slice(colon + 1)), d.peer.slice(bar + 1, colon));
+  });
+  stream.on('error', () => quit(0)); // the VM went away
+  stream.on('end', () => quit(0));
+  for (const [i, p] of ports.entries()) {
+    const s = dgram.createSocket(p.hostIp.includes(':') ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(p.hostPort, p.hostIp, () => resolve());
+    });
+    s.on('message', (m, r) => stream.write({ port: p.guestPort, peer: `${i}|${r.address}:${r.port}`, data: m }));
+    socks.set(i, s);
+  }
+  process.on('SIGTERM', () => quit(0));
+  process.stdout.write('ready\n');
+}
+
+if (process.argv[2] === MARK) {
+  const [, , , dir, name, ports] = process.argv;
+  relayMain(dir, name, JSON.parse(ports)).catch((e) => {
+    process.stderr.write(`udp relay: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}

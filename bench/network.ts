@@ -69,13 +69,25 @@ export async function networkBench(rt: Runtime, rootfs: string): Promise<[string
     const lsPort = (loopSink.address() as net.AddressInfo).port;
     const lwPort = (loopWeb.address() as net.AddressInfo).port;
 
-    const sinkInBox = () => box.spawn(['sh', '-c', 'nc -l -p 5001 > /dev/null']);
+    // The sink's stdin stays open (sleep), or busybox nc would half-close at once; wc prints when the transfer
+    // has ended in the box, which is when the upload counts as done.
     const ups: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const sink = await sinkInBox();
-      await new Promise((r) => setTimeout(r, 300)); // nc listening
-      ups.push(await upload(sinkPort, UP));
-      await sink.wait();
+      const sink = await box.spawn(['sh', '-c', 'sleep 600 | nc -l -p 5001 | wc -c']);
+      const counted = new Promise<string>((resolve) => {
+        let out = '';
+        sink.stdout.on('data', (d) => {
+          out += d;
+          if (out.endsWith('\n')) resolve(out.trim());
+        });
+      });
+      await box.exec(['sh', '-c', 'for i in $(seq 100); do netstat -ltn | grep -q ":5001 " && break; sleep 0.1; done']);
+      const t = performance.now();
+      await upload(sinkPort, UP);
+      const n = Number(await counted);
+      ups.push(performance.now() - t);
+      if (n !== UP) throw new Error(`the box received ${n} of ${UP} bytes`);
+      await sink.kill('SIGKILL').catch(() => {});
     }
     const loopUp = median([await upload(lsPort, UP), await upload(lsPort, UP), await upload(lsPort, UP)]);
     const downs: number[] = [];

@@ -28,32 +28,30 @@ function port(s: string, what: string, spec: string, allowZero = false): number 
   return n;
 }
 
-/** Parses "8080:80", "127.0.0.1:5353:53/udp", "80" (host port chosen at start), "[::1]:8080:80". */
+/** Parses "8080:80", "127.0.0.1:5353:53/udp", "80" (host port chosen at start). */
 export function parsePort(spec: string): PortMapping {
   const m = /^(.*?)(?:\/(tcp|udp|[^/]*))?$/.exec(spec.trim())!;
   const body = m[1];
   const proto = m[2];
   if (proto !== undefined && proto !== 'tcp' && proto !== 'udp') throw new InvalidOptionError(`port spec "${spec}": protocol "${proto}" is not tcp or udp`);
   let hostIp = '127.0.0.1';
-  let rest = body;
-  const v6 = /^\[([0-9a-fA-F:]+)\]:(.*)$/.exec(body);
-  if (v6) {
-    hostIp = v6[1];
-    rest = v6[2];
+  const rest = body;
+  if (/^\[[0-9a-fA-F:]*\]:/.test(body)) {
+    throw new InvalidOptionError(`port spec "${spec}": IPv6 host addresses are not supported (boxes are IPv4-only for now); use 127.0.0.1 or 0.0.0.0`);
   }
   const parts = rest.split(':');
   let hostPort: number;
   let guestPort: number;
   if (!body) throw new InvalidOptionError(`port spec "${spec}" is empty; accepted forms: ${PORT_FORMS}`);
-  if (parts.length === 1 && !v6) {
+  if (parts.length === 1) {
     guestPort = port(parts[0], 'box port', spec);
     hostPort = 0;
   } else if (parts.length === 2) {
     hostPort = port(parts[0], 'host port', spec, true);
     guestPort = port(parts[1], 'box port', spec);
-  } else if (parts.length === 3 && !v6) {
+  } else if (parts.length === 3) {
     hostIp = parts[0];
-    if (!IPV4.test(hostIp)) throw new InvalidOptionError(`port spec "${spec}": "${hostIp}" is not an IPv4 address (write IPv6 as [addr])`);
+    if (!IPV4.test(hostIp)) throw new InvalidOptionError(`port spec "${spec}": "${hostIp}" is not an IPv4 address`);
     hostPort = port(parts[1], 'host port', spec, true);
     guestPort = port(parts[2], 'box port', spec);
   } else {

@@ -13,7 +13,7 @@ export async function untarInto(dest: string, input: Readable): Promise<void> {
   const dirModes: [string, number][] = [];
   extract.on('entry', (h, stream, next) => {
     const target = path.resolve(root, h.name);
-    if (target !== root && !target.startsWith(root + '/')) {
+    if (target !== root && !target.startsWith(root === '/' ? '/' : root + '/')) {
       stream.resume();
       return next(new Error(`tar entry ${h.name} points outside ${dest}`));
     }

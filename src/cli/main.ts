@@ -50,6 +50,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
+  cp: { usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH', help: 'copy files and folders between the host and a running box (modes kept)', opts: {} },
   port: { usage: 'port BOX', help: "list a box's port forwards (host ports chosen at start included)", opts: {} },
   logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
   doctor: { usage: 'doctor', help: 'check this host: accelerator, QEMU, guest assets', opts: {} },
@@ -311,6 +312,19 @@ const COMMAND_IMPL: Record<string, Impl> = {
     const info = box.info();
     const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
     out(JSON.stringify({ ...info, networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+    return 0;
+  },
+
+  async cp(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'cp');
+    if (p.positionals.length !== 2) throw new UsageError('cp: give a source and a destination, one of them BOX:PATH');
+    const inBox = (a: string) => /^([^/:]+):(.*)$/.exec(a);
+    const [src, dst] = p.positionals;
+    const a = inBox(src);
+    const b = inBox(dst);
+    if (!!a === !!b) throw new UsageError('cp: exactly one of source and destination must be BOX:PATH (a box path starts after the colon)');
+    if (a) await rt.get(a[1]).copyOut(a[2] || '/', dst);
+    else await rt.get(b![1]).copyIn(src, b![2] || '/');
     return 0;
   },
 

@@ -21,6 +21,7 @@ import { passtPid, passtSocket, startPasst, stopPasst } from '../vmm/passt.js';
 import { checkPorts, formatPort, GUEST_NET, parseDns, parsePort, type NetworkMode, type PortMapping } from './network.js';
 import { reservePorts } from './ports.js';
 import { relayPid, startRelay, stopRelay } from './udp-relay.js';
+import { copyIn, copyOut } from './copy.js';
 import { ensureDir, tailLines } from '../util/fs.js';
 import { acquireLock, withLock } from '../util/lock.js';
 
@@ -596,6 +597,14 @@ export class Box {
   }
   consolePath(): string {
     return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));
+  }
+  /** Copies a host file or folder into the box (into boxPath when it is a folder, else as boxPath). */
+  copyIn(hostPath: string, boxPath: string): Promise<void> {
+    return copyIn(this, hostPath, boxPath);
+  }
+  /** Copies a file or folder of the box to the host (into hostPath when it is a folder, else as hostPath). */
+  copyOut(boxPath: string, hostPath: string): Promise<void> {
+    return copyOut(this, boxPath, hostPath);
   }
   /** Published ports, with the host ports chosen at the last start. */
   ports(): PortMapping[] {

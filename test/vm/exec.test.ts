@@ -213,4 +213,53 @@ describe('exec in a real box', () => {
     fs.rmSync(dir, { recursive: true });
     await expect(box.downloadTar('/no/such/path').then((s) => new Promise((res, rej) => (s.on('error', rej), s.on('end', res), s.resume())))).rejects.toThrow(/\/no\/such\/path/);
   });
+
+  it('boxlite cp copies folders and files both ways like docker cp, keeping modes and symlinks', async () => {
+    const host = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-cp-'));
+    try {
+      const src = path.join(host, 'proj');
+      fs.mkdirSync(path.join(src, 'bin'), { recursive: true });
+      fs.writeFileSync(path.join(src, 'bin/run.sh'), '#!/bin/sh\necho ran\n', { mode: 0o755 });
+      fs.writeFileSync(path.join(src, 'secret'), 'key', { mode: 0o600 });
+      fs.symlinkSync('bin/run.sh', path.join(src, 'link'));
+      fs.chmodSync(path.join(src, 'bin'), 0o750);
+      // onto an existing folder: inside it
+      await box.exec(['mkdir', '-p', '/srv']);
+      const into = await cli(home, ['cp', src, 'shared:/srv']);
+      expect(into.stderr).toBe('');
+      expect(into.code).toBe(0);
+      expect(await box.exec(['sh', '-c', '/srv/proj/link; stat -c "%a %u" /srv/proj/secret /srv/proj/bin; readlink /srv/proj/link'])).toMatchObject({
+        stdout: 'ran\n600 0\n750 0\nbin/run.sh\n',
+      });
+      // to a new name: the copy takes it (also right under the root)
+      expect((await cli(home, ['cp', path.join(src, 'secret'), 'shared:/srv/renamed'])).code).toBe(0);
+      expect((await cli(home, ['cp', src, 'shared:/proj2'])).stderr).toBe('');
+      expect((await box.exec(['cat', '/proj2/secret'])).stdout).toBe('key');
+      expect((await box.exec(['cat', '/srv/renamed'])).stdout).toBe('key');
+      // and back out, to a new name and into an existing folder
+      await box.exec(['sh', '-c', 'echo made-in-box > /srv/proj/new.txt']);
+      expect((await cli(home, ['cp', 'shared:/srv/proj', path.join(host, 'back')])).code).toBe(0);
+      expect(fs.readFileSync(path.join(host, 'back/new.txt'), 'utf8')).toBe('made-in-box\n');
+      expect(fs.statSync(path.join(host, 'back/secret')).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(path.join(host, 'back/bin')).mode & 0o777).toBe(0o750);
+      expect(fs.statSync(path.join(host, 'back/bin/run.sh')).mode & 0o777).toBe(0o755);
+      expect(fs.readlinkSync(path.join(host, 'back/link'))).toBe('bin/run.sh');
+      fs.mkdirSync(path.join(host, 'into'));
+      await box.copyOut('/srv/renamed', path.join(host, 'into'));
+      expect(fs.readFileSync(path.join(host, 'into/renamed'), 'utf8')).toBe('key');
+      expect(fs.readdirSync(host).filter((f) => f.startsWith('.boxlite-cp-'))).toEqual([]);
+      // bad input
+      const missing = await cli(home, ['cp', 'shared:/no/such', host]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('/no/such in box shared');
+      const noHost = await cli(home, ['cp', path.join(host, 'absent'), 'shared:/srv']);
+      expect(noHost.stderr).toContain('absent does not exist on the host');
+      const noDir = await cli(home, ['cp', src, 'shared:/no/such/dir/x']);
+      expect(noDir.stderr).toContain('folder /no/such/dir does not exist in box shared');
+      const both = await cli(home, ['cp', src, host]);
+      expect(both.stderr).toContain('exactly one of source and destination must be BOX:PATH');
+    } finally {
+      fs.rmSync(host, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,0 +1,110 @@
+// `boxlite cp`: files and folders between the host and a box, as tar streams through the agent's Files service.
+// Like docker cp: copying onto an existing folder puts the source inside it, otherwise the copy takes the
+// destination's name; modes and symlinks are kept. Files copied out belong to the user who runs boxlite, files
+// copied in belong to root in the box.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import { ExecError } from './errors.js';
+import type { Box } from './runtime.js';
+
+const BUSYBOX = '/.boxlite/bin/busybox'; // on the init image, present in every box
+
+async function boxIsDir(box: Box, p: string): Promise<boolean> {
+  return (await box.exec([BUSYBOX, 'test', '-d', p])).exitCode === 0;
+}
+
+/** Copies a host file or folder into the box at boxPath. */
+export async function copyIn(box: Box, hostPath: string, boxPath: string): Promise<void> {
+  const src = path.resolve(hostPath);
+  if (!fs.existsSync(src) && !fs.lstatSync(src, { throwIfNoEntry: false })) throw new ExecError(`cp: ${hostPath} does not exist on the host`);
+  const into = await boxIsDir(box, boxPath);
+  const destDir = into ? boxPath : path.posix.dirname(boxPath);
+  const name = into ? path.basename(src) : path.posix.basename(boxPath);
+  if (!into && !(await boxIsDir(box, destDir))) throw new ExecError(`cp: folder ${destDir} does not exist in box ${box.name}`);
+  // GNU tar renames the top entry to the destination's name; owners become root, as with docker cp.
+  const tarProc = spawn('tar', ['-C', path.dirname(src), '--numeric-owner', '--owner=0', '--group=0', `--transform=s|^${escapeSed(path.basename(src))}|${escapeSed(name)}|`, '-cf', '-', path.basename(src)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  tarProc.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number>((r) => tarProc.on('close', (c) => r(c ?? 1)));
+  await box.uploadTar(destDir, tarProc.stdout);
+  if ((await exited) !== 0) throw new ExecError(`cp: reading ${hostPath} failed: ${err.trim()}`);
+}
+
+const escapeSed = (s: string) => s.replace(/[\\|&]/g, '\\$&').replace(/[.*[\]^$]/g, '\\$&');
+
+/** Copies a file or folder of the box to hostPath. */
+export async function copyOut(box: Box, boxPath: string, hostPath: string): Promise<void> {
+  const dest = path.resolve(hostPath);
+  const st = fs.statSync(dest, { throwIfNoEntry: false });
+  const into = !!st?.isDirectory();
+  const parent = into ? dest : path.dirname(dest);
+  if (!fs.existsSync(parent)) throw new ExecError(`cp: folder ${parent} does not exist on the host`);
+  const name = into ? path.posix.basename(boxPath.replace(/\/+$/, '')) : path.basename(dest);
+  // Unpacked beside the destination first, then renamed into place: an interrupted copy leaves no half file.
+  const stage = fs.mkdtempSync(path.join(parent, '.boxlite-cp-'));
+  try {
+    let stream: Readable;
+    try {
+      stream = (await box.downloadTar(boxPath)) as Readable;
+    } catch (e) {
+      throw new ExecError(`cp: ${boxPath} in box ${box.name}: ${(e as Error).message}`);
+    }
+    const top = await untar(stream, stage).catch((e) => {
+      throw new ExecError(`cp: ${boxPath} in box ${box.name}: ${(e as Error).message.replace(/^download of [^:]*: /, '')}`);
+    });
+    if (!top) throw new ExecError(`cp: ${boxPath} in box ${box.name} gave nothing to copy`);
+    const target = path.join(parent, name);
+    if (fs.lstatSync(target, { throwIfNoEntry: false })?.isDirectory() && fs.lstatSync(path.join(stage, top)).isDirectory()) {
+      fs.cpSync(path.join(stage, top), target, { recursive: true, force: true, verbatimSymlinks: true });
+    } else {
+      fs.rmSync(target, { recursive: true, force: true });
+      fs.renameSync(path.join(stage, top), target);
+    }
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+/** Unpacks files, folders and symlinks with their modes; returns the top-level name. */
+async function untar(input: Readable, root: string): Promise<string | null> {
+  const extract = tar.extract();
+  let top: string | null = null;
+  const dirModes: [string, number][] = [];
+  extract.on('entry', (h, stream, next) => {
+    const target = path.resolve(root, h.name);
+    if (!target.startsWith(root + path.sep)) {
+      stream.resume();
+      return next(new Error(`tar entry ${h.name} points outside the destination`));
+    }
+    top ??= h.name.split('/')[0];
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    const done = () => {
+      stream.on('end', () => next());
+      stream.resume();
+    };
+    if (h.type === 'directory') {
+      fs.mkdirSync(target, { recursive: true });
+      dirModes.push([target, mode]);
+      return done();
+    }
+    if (h.type === 'symlink') {
+      fs.symlinkSync(h.linkname ?? '', target);
+      return done();
+    }
+    if (h.type === 'file' || h.type === 'contiguous-file') {
+      pipeline(stream, fs.createWriteStream(target, { mode })).then(() => (fs.chmodSync(target, mode), next()), next);
+      return;
+    }
+    done();
+  });
+  await pipeline(input, extract);
+  for (const [d, m] of dirModes.reverse()) fs.chmodSync(d, m); // folders last: a read-only one would refuse its files
+  return top;
+}

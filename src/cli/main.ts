@@ -50,6 +50,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
+  snapshot: { usage: 'snapshot create|ls|restore|rm BOX [NAME]', help: "take, list, restore and remove snapshots of a box's disk", opts: { time: STOP_OPTS.time } },
   cp: { usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH', help: 'copy files and folders between the host and a running box (modes kept)', opts: {} },
   port: { usage: 'port BOX', help: "list a box's port forwards (host ports chosen at start included)", opts: {} },
   logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
@@ -312,6 +313,31 @@ const COMMAND_IMPL: Record<string, Impl> = {
     const info = box.info();
     const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
     out(JSON.stringify({ ...info, networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+    return 0;
+  },
+
+  async snapshot(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'snapshot');
+    const [sub, boxRef, name, ...extra] = p.positionals;
+    const needName = sub === 'create' || sub === 'restore' || sub === 'rm';
+    if (!sub || !['create', 'ls', 'restore', 'rm'].includes(sub)) throw new UsageError('snapshot: say create, ls, restore or rm');
+    if (!boxRef || (needName && !name) || extra.length || (!needName && name)) throw new UsageError(`snapshot ${sub}: give BOX${needName ? ' NAME' : ''}`);
+    const box = rt.get(boxRef);
+    if (sub === 'create') {
+      const s = await box.snapshots.create(name);
+      out(s.name);
+    } else if (sub === 'ls') {
+      const list = await box.snapshots.list();
+      out(['NAME', 'CREATED', 'KIND'].join('  '));
+      for (const s of list) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.auto ? 'auto' : 'manual'].join('  '));
+    } else if (sub === 'restore') {
+      const r = await box.snapshots.restore(name, { timeoutMs: stopTimeoutMs(p) });
+      if (r.restarted) err(`boxlite: ${box.name} was running: it was stopped, restored to "${name}" and started again`);
+      out(name);
+    } else {
+      await box.snapshots.remove(name);
+      out(name);
+    }
     return 0;
   },
 

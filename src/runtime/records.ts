@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Source } from './rootfs.js';
 import type { NetworkMode, PortMapping } from './network.js';
+import type { SnapshotInfo } from './snapshots.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { Home } from './home.js';
 import { BoxNotFoundError } from './errors.js';
@@ -41,6 +42,8 @@ export interface BoxRecord {
   startedAt?: string;
   stoppedAt?: string;
   accel?: string;
+  /** When each snapshot was taken (the qcow2 disk says which exist). */
+  snapshots?: SnapshotInfo[];
   /** The forwards in effect since the last start, with their host ports. */
   ports?: PortMapping[];
   /** The size the guest last grew the box's file system to (image boxes start at the image's size). */

@@ -22,6 +22,7 @@ import { checkPorts, formatPort, GUEST_NET, parseDns, parsePort, type NetworkMod
 import { reservePorts } from './ports.js';
 import { relayPid, startRelay, stopRelay } from './udp-relay.js';
 import { copyIn, copyOut } from './copy.js';
+import { Snapshots } from './snapshots.js';
 import { ensureDir, tailLines } from '../util/fs.js';
 import { acquireLock, withLock } from '../util/lock.js';
 
@@ -239,15 +240,29 @@ export class Runtime {
     };
   }
 
-  /** The box's disk: a full ext4 image for folder sources, a qcow2 overlay of the image's base otherwise. */
+  /** Runs fn holding the box's lock (start, stop, snapshots: one at a time per box, across processes). */
+  withBoxLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return withLock(this.boxLock(id), `box ${this.record(id).name}`, fn);
+  }
+
+  /** The box's disk, made if it is not there yet. */
+  ensureDiskOf(rec: BoxRecord): Promise<{ path: string; format: 'raw' | 'qcow2' }> {
+    return this.ensureDisk(rec);
+  }
+
+  /** The box's disk: always a qcow2 (snapshots live in it), over the image's shared base, or for a folder source
+   *  over a full ext4 copy of the folder made for this box. */
   private async ensureDisk(rec: BoxRecord): Promise<{ path: string; format: 'raw' | 'qcow2' }> {
     const dir = this.home.boxDir(rec.id);
-    if (rec.source.kind === 'dir') {
-      const disk = path.join(dir, 'disk.img');
-      if (!fs.existsSync(disk)) await buildDisk(resolveDir(rec.source.path), disk, rec.options.diskSizeMib); // the folder may have gone since create
-      return { path: disk, format: 'raw' };
-    }
     const disk = path.join(dir, 'disk.qcow2');
+    if (rec.source.kind === 'dir') {
+      if (!fs.existsSync(disk)) {
+        const base = path.join(dir, 'base.img');
+        if (!fs.existsSync(base)) await buildDisk(resolveDir(rec.source.path), base, rec.options.diskSizeMib); // the folder may have gone since create
+        await createOverlay({ path: base, sizeMib: rec.options.diskSizeMib }, disk, rec.options.diskSizeMib);
+      }
+      return { path: disk, format: 'qcow2' };
+    }
     if (!fs.existsSync(disk)) {
       const src = rec.source;
       if (!fs.existsSync(src.base)) {
@@ -605,6 +620,10 @@ export class Box {
   /** Copies a file or folder of the box to the host (into hostPath when it is a folder, else as hostPath). */
   copyOut(boxPath: string, hostPath: string): Promise<void> {
     return copyOut(this, boxPath, hostPath);
+  }
+  /** Snapshots of the box's disk: create, list, restore, remove. */
+  get snapshots(): Snapshots {
+    return new Snapshots(this.runtime, this.id);
   }
   /** Published ports, with the host ports chosen at the last start. */
   ports(): PortMapping[] {

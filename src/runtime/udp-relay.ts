@@ -43,11 +43,21 @@ export async function startRelay(dir: string, name: string, ports: PortMapping[]
   fs.writeFileSync(pidFile(dir), String(child.pid));
   await new Promise<void>((resolve, reject) => {
     let out = '';
+    const onExit = (code: number | null) => {
+      let last = '';
+      try {
+        last = fs.readFileSync(relayLog(dir), 'utf8').trim().split('\n').at(-1) ?? '';
+      } catch {}
+      reject(new Error(`the UDP forward helper exited (${code})${last ? `: ${last}` : ''}`));
+    };
     child.stdout!.on('data', (d) => {
       out += d;
-      if (out.includes('ready\n')) resolve();
+      if (out.includes('ready\n')) {
+        child.off('exit', onExit); // from now on it lives on its own
+        resolve();
+      }
     });
-    child.once('exit', (code) => reject(new Error(`the UDP forward helper exited (${code}): ${fs.readFileSync(relayLog(dir), 'utf8').trim().split('\n').at(-1) ?? ''}`)));
+    child.once('exit', onExit);
   });
   child.stdout!.destroy();
   child.unref();

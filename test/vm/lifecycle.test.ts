@@ -30,7 +30,7 @@ describe('box lifecycle', () => {
   it('create is lazy; state survives stop/start; restart; rm is refused while running', async () => {
     const box = await rt.create({ rootfs, name: 'life', memoryMib: 256 });
     expect(box.info().state).toBe('created');
-    expect(fs.existsSync(path.join(home, 'boxes', box.id, 'disk.img'))).toBe(false);
+    expect(fs.existsSync(path.join(home, 'boxes', box.id, 'disk.qcow2'))).toBe(false);
     await box.start();
     expect(box.info().state).toBe('running');
     await box.exec(['sh', '-c', 'echo persisted > /root/note; mkdir -p /data && echo 42 > /data/x; sync']);
@@ -109,10 +109,8 @@ describe('box lifecycle', () => {
     await box.start();
     await box.stop();
     // Destroy the file system on the box's disk: the guest init cannot mount it.
-    const disk = path.join(home, 'boxes', box.id, 'disk.img');
-    const fd = fs.openSync(disk, 'r+');
-    fs.writeSync(fd, Buffer.alloc(4 << 20), 0, 4 << 20, 0);
-    fs.closeSync(fd);
+    const disk = path.join(home, 'boxes', box.id, 'disk.qcow2');
+    execFileSync('qemu-io', ['-c', 'write -z 0 4M', disk], { stdio: 'ignore' });
     const t0 = Date.now();
     const err = await box.start().catch((e) => e);
     expect(err).toBeInstanceOf(BootError);

@@ -1,0 +1,75 @@
+// Snapshots on a real box: taken while it runs (frozen, paused, resumed) and while it is stopped; restore brings
+// the files back; names are checked; the CLI lists them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import type { Box, Runtime } from '../../src/runtime/runtime.js';
+import { SnapshotExistsError, SnapshotNotFoundError } from '../../src/runtime/snapshots.js';
+import { BoxNotFoundError, InvalidOptionError } from '../../src/runtime/errors.js';
+
+let home: string;
+let rt: Runtime;
+let rootfs: string;
+let box: Box;
+
+const sh = async (script: string) => (await box.exec(['sh', '-c', script])).stdout;
+
+beforeAll(async () => {
+  home = testHome();
+  rt = quietRuntime(home);
+  rootfs = makeRootfs();
+  box = await rt.create({ rootfs, name: 'snap', memoryMib: 256, network: 'none' });
+  await box.start();
+});
+
+afterAll(async () => {
+  rt?.close();
+  if (home) await cleanupHome(home);
+  if (rootfs) fs.rmSync(rootfs, { recursive: true, force: true });
+});
+
+describe('snapshots', () => {
+  it('a snapshot of a running box brings files back on restore, which restarts the box', async () => {
+    await sh('mkdir -p /work && echo original > /work/a && head -c 1048576 /dev/urandom > /work/blob && md5sum /work/blob > /work/blob.md5');
+    const s = await box.snapshots.create('before');
+    expect(s.name).toBe('before');
+    expect(box.info().state).toBe('running'); // resumed after the pause
+    expect(await sh('echo still writable > /work/c && cat /work/c')).toBe('still writable\n');
+    await sh('echo changed > /work/a; rm /work/blob; echo new > /work/b; sync');
+    const r = await box.snapshots.restore('before');
+    expect(r.restarted).toBe(true);
+    expect(box.info().state).toBe('running');
+    expect(await sh('cat /work/a; ls /work; md5sum -c /work/blob.md5')).toBe('original\na\nblob\nblob.md5\n/work/blob: OK\n');
+  });
+
+  it('snapshots a stopped box, lists through the CLI, and removes', async () => {
+    await sh('echo v2 > /work/a');
+    await box.stop();
+    await box.snapshots.create('stopped-v2');
+    await box.start();
+    await sh('echo v3 > /work/a; sync');
+    const ls = await cli(home, ['snapshot', 'ls', 'snap']);
+    expect(ls.stdout).toMatch(/^NAME {2}CREATED {2}KIND\nbefore {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}manual\nstopped-v2 {2}.* {2}manual\n$/);
+    const restore = await cli(home, ['snapshot', 'restore', 'snap', 'stopped-v2']);
+    expect(restore.code).toBe(0);
+    expect(restore.stderr).toContain('snap was running: it was stopped, restored to "stopped-v2" and started again');
+    expect(await sh('cat /work/a')).toBe('v2\n');
+    // removing works on a running box; the others stay
+    expect((await cli(home, ['snapshot', 'rm', 'snap', 'before'])).code).toBe(0);
+    expect((await box.snapshots.list()).map((s) => s.name)).toEqual(['stopped-v2']);
+  });
+
+  it('refuses duplicate and unknown names, and unknown boxes, clearly', async () => {
+    await expect(box.snapshots.create('stopped-v2')).rejects.toBeInstanceOf(SnapshotExistsError);
+    await expect(box.snapshots.create('stopped-v2')).rejects.toThrow(`box snap already has a snapshot named "stopped-v2": choose another name, or remove it with 'boxlite snapshot rm snap stopped-v2'`);
+    await expect(box.snapshots.restore('nope')).rejects.toBeInstanceOf(SnapshotNotFoundError);
+    await expect(box.snapshots.restore('nope')).rejects.toThrow('box snap has no snapshot named "nope" (it has: stopped-v2)');
+    await expect(box.snapshots.remove('nope')).rejects.toThrow('has no snapshot named "nope"');
+    await expect(box.snapshots.create('bad name')).rejects.toBeInstanceOf(InvalidOptionError);
+    expect(() => rt.get('no-such-box')).toThrow(BoxNotFoundError);
+    const r = await cli(home, ['snapshot', 'create', 'no-such-box', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no-such-box');
+    expect(box.info().state).toBe('running');
+  });
+});

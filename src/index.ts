@@ -2,6 +2,7 @@
 export { Runtime, Box, DEFAULTS, MIN_MEMORY_MIB } from './runtime/runtime.js';
 export type { RuntimeOptions, CreateOptions, BoxStatus, StopOptions, NetworkStats } from './runtime/runtime.js';
 export { parsePort } from './runtime/network.js';
+export { exportBox, importBox, ArchiveError } from './runtime/transfer.js';
 export { Snapshots, SnapshotNotFoundError, SnapshotExistsError } from './runtime/snapshots.js';
 export type { SnapshotInfo } from './runtime/snapshots.js';
 export type { PortMapping, NetworkMode } from './runtime/network.js';

@@ -11,6 +11,7 @@ import { run as runCmd } from '../util/exec.js';
 import { IMAGES_HELP, imagesCommand } from './images.js';
 import { LayerBars } from './progress.js';
 import { formatPort } from '../runtime/network.js';
+import { exportBox, importBox } from '../runtime/transfer.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
   name: { value: true, help: 'a unique name for the box' },
@@ -51,6 +52,8 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
   snapshot: { usage: 'snapshot create|ls|restore|rm BOX [NAME]', help: "take, list, restore and remove snapshots of a box's disk", opts: { time: STOP_OPTS.time } },
+  export: { usage: 'export BOX FILE', help: "write a stopped box (options and disk, checksummed) to one archive", opts: {} },
+  import: { usage: 'import FILE [--name NAME]', help: "make a box from an archive written by 'boxlite export'", opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } } },
   cp: { usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH', help: 'copy files and folders between the host and a running box (modes kept)', opts: {} },
   port: { usage: 'port BOX', help: "list a box's port forwards (host ports chosen at start included)", opts: {} },
   logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
@@ -296,7 +299,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
       b.name,
       b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.network === 'degraded' ? 'running (network degraded)' : b.state,
       `${b.options.cpus} cpu, ${b.options.memoryMib} MiB`,
-      b.source.kind === 'dir' ? b.source.path : b.source.reference,
+      b.source.kind === 'dir' ? b.source.path : b.source.kind === 'image' ? b.source.reference : 'imported',
       b.createdAt.replace('T', ' ').slice(0, 19),
       (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
     ]);
@@ -338,6 +341,22 @@ const COMMAND_IMPL: Record<string, Impl> = {
       await box.snapshots.remove(name);
       out(name);
     }
+    return 0;
+  },
+
+  async export(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'export');
+    if (p.positionals.length !== 2) throw new UsageError('export: give BOX and FILE');
+    await exportBox(rt, p.positionals[0], p.positionals[1]);
+    out(p.positionals[1]);
+    return 0;
+  },
+
+  async import(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'import');
+    if (p.positionals.length !== 1) throw new UsageError('import: give one FILE');
+    const rec = await importBox(rt, p.positionals[0], { name: p.opts.name as string | undefined });
+    out(rec.name);
     return 0;
   },
 

@@ -18,7 +18,9 @@ export type Source =
   /** A plain folder: the box's disk is a full ext4 copy of it, made at first start. */
   | { kind: 'dir'; path: string; config: ImageConfig }
   /** An image from the store: the box's disk is a copy-on-write overlay of the image's shared base. */
-  | { kind: 'image'; reference: string; imageId: string; manifestDigest: string; base: string; baseSizeMib: number; config: ImageConfig };
+  | { kind: 'image'; reference: string; imageId: string; manifestDigest: string; base: string; baseSizeMib: number; config: ImageConfig }
+  /** A box imported from an archive: its disk came with it, standalone. */
+  | { kind: 'disk'; origin: string; config: ImageConfig };
 
 export const EMPTY_CONFIG: ImageConfig = { env: [], entrypoint: [], cmd: [], workingDir: '', user: '' };
 

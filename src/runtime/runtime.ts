@@ -263,6 +263,10 @@ export class Runtime {
       }
       return { path: disk, format: 'qcow2' };
     }
+    if (rec.source.kind === 'disk') {
+      if (!fs.existsSync(disk)) throw new BoxStateError(`box ${rec.name}: its disk (${disk}) is missing: import the box again`);
+      return { path: disk, format: 'qcow2' };
+    }
     if (!fs.existsSync(disk)) {
       const src = rec.source;
       if (!fs.existsSync(src.base)) {
@@ -283,7 +287,7 @@ export class Runtime {
       if (problem) throw new QemuMissingError(problem);
       const disk = await this.ensureDisk(rec);
       // An image's base holds just its content: the guest grows the file system to the disk on first boot.
-      const grow = rec.source.kind === 'image' && rec.fsSizeMib !== rec.options.diskSizeMib;
+      const grow = rec.source.kind !== 'dir' && rec.fsSizeMib !== rec.options.diskSizeMib;
       const accel = this.accel();
       noteAccel(accel, this.say);
       const net = rec.options.network !== 'none';

@@ -1,7 +1,10 @@
 // Snapshots on a real box: taken while it runs (frozen, paused, resumed) and while it is stopped; restore brings
-// the files back; names are checked; the CLI lists them.
+// the files back; names are checked; the CLI lists them. Then the box is exported, imported into another home
+// and booted there.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
 import { SnapshotExistsError, SnapshotNotFoundError } from '../../src/runtime/snapshots.js';
@@ -71,5 +74,52 @@ describe('snapshots', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('no-such-box');
     expect(box.info().state).toBe('running');
+  });
+});
+
+describe('export and import', () => {
+  it('moves a box to another home with its data; refuses truncated and tampered archives, leaving nothing', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-export-'));
+    const other = testHome();
+    try {
+      await box.exec(['sh', '-c', 'echo exported-data > /work/exported; sync']);
+      const running = await cli(home, ['export', 'snap', path.join(dir, 'x.tar')]);
+      expect(running.code).toBe(1);
+      expect(running.stderr).toContain("box snap is running: stop it first ('boxlite stop snap')");
+      await box.stop();
+      const file = path.join(dir, 'snap.tar');
+      expect((await cli(home, ['export', 'snap', file])).code).toBe(0);
+      expect(fs.readdirSync(dir)).toEqual(['snap.tar']);
+
+      const imp = await cli(other, ['import', file, '--name', 'moved']);
+      expect(imp.stdout).toBe('moved\n');
+      const rt2 = quietRuntime(other);
+      try {
+        const moved = rt2.get('moved');
+        expect(moved.info().options.memoryMib).toBe(256);
+        await moved.start();
+        expect((await moved.exec(['cat', '/work/exported'])).stdout).toBe('exported-data\n');
+        await moved.remove({ force: true });
+      } finally {
+        rt2.close();
+      }
+
+      const data = fs.readFileSync(file);
+      fs.writeFileSync(path.join(dir, 'cut.tar'), data.subarray(0, data.length >> 1));
+      const cut = await cli(other, ['import', path.join(dir, 'cut.tar')]);
+      expect(cut.code).toBe(1);
+      expect(cut.stderr).toMatch(/box archive .*cut\.tar (is truncated or corrupt|has no manifest).*nothing was imported/);
+      const bad = Buffer.from(data);
+      bad[4096 + 700] ^= 0xff; // inside the disk part
+      fs.writeFileSync(path.join(dir, 'bad.tar'), bad);
+      const tampered = await cli(other, ['import', path.join(dir, 'bad.tar')]);
+      expect(tampered.code).toBe(1);
+      expect(tampered.stderr).toContain('part disk.qcow2 does not match its checksum (the archive was changed or damaged); nothing was imported');
+      expect(fs.readdirSync(path.join(other, 'boxes'))).toEqual([]);
+    } finally {
+      await cleanupHome(other);
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (box.info().state !== 'running') await box.start();
+    }
   });
 });

@@ -1,0 +1,152 @@
+// Export and import of a box: one tar archive holding the box's disk, flattened into a standalone qcow2 (its
+// image base folded in, so the archive needs nothing else), and a manifest last with the box's options and the
+// size and sha256 of every part. Import checks every part before anything is registered: a truncated or
+// tampered archive is refused and leaves nothing behind.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { run } from '../util/exec.js';
+import { ensureDir, sha256File } from '../util/fs.js';
+import { withLock } from '../util/lock.js';
+import { BoxExistsError, BoxStateError, InvalidOptionError } from './errors.js';
+import { listRecords, writeRecord, type BoxOptions, type BoxRecord } from './records.js';
+import type { ImageConfig } from './rootfs.js';
+import type { Runtime } from './runtime.js';
+
+const FORMAT = 'boxlite-export/1';
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+export class ArchiveError extends InvalidOptionError {}
+
+interface Manifest {
+  format: string;
+  name: string;
+  exportedAt: string;
+  options: BoxOptions;
+  config: ImageConfig;
+  origin: string;
+  fsSizeMib?: number;
+  parts: { name: string; size: number; sha256: string }[];
+}
+
+export async function exportBox(rt: Runtime, ref: string, file: string): Promise<void> {
+  const box = rt.get(ref);
+  const out = path.resolve(file);
+  if (!fs.existsSync(path.dirname(out))) throw new InvalidOptionError(`export: folder ${path.dirname(out)} does not exist`);
+  await rt.withBoxLock(box.id, async () => {
+    const rec = rt.record(box.id);
+    if (rt.status(rec).state === 'running') throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}'), so its disk is consistent`);
+    const disk = (await rt.ensureDiskOf(rec)).path;
+    const part = `${out}.part-${process.pid}`;
+    const flat = `${out}.disk-${process.pid}`;
+    try {
+      // A standalone copy of the disk as the guest sees it (snapshots are not carried).
+      await run('qemu-img', ['convert', '-O', 'qcow2', disk, flat]);
+      const size = fs.statSync(flat).size;
+      const sum = sha256File(flat);
+      const manifest: Manifest = {
+        format: FORMAT,
+        name: rec.name,
+        exportedAt: new Date().toISOString(),
+        options: rec.options,
+        config: rec.source.config,
+        origin: rec.source.kind === 'dir' ? rec.source.path : rec.source.kind === 'image' ? rec.source.reference : rec.source.origin,
+        fsSizeMib: rec.source.kind === 'image' ? rec.fsSizeMib : rec.options.diskSizeMib,
+        parts: [{ name: 'disk.qcow2', size, sha256: sum }],
+      };
+      const pack = tar.pack();
+      const written = pipeline(pack, fs.createWriteStream(part));
+      const entry = pack.entry({ name: 'disk.qcow2', size, mode: 0o600 });
+      await pipeline(fs.createReadStream(flat), entry);
+      pack.entry({ name: 'manifest.json', mode: 0o644 }, JSON.stringify(manifest, null, 2));
+      pack.finalize();
+      await written;
+      fs.renameSync(part, out);
+    } catch (e) {
+      fs.rmSync(part, { force: true });
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || /No space left/.test((e as Error).message)) {
+        throw new InvalidOptionError(`export of box ${rec.name}: no space left on the device holding ${path.dirname(out)}; nothing was written`);
+      }
+      throw e;
+    } finally {
+      fs.rmSync(flat, { force: true });
+    }
+  });
+}
+
+export async function importBox(rt: Runtime, file: string, opts: { name?: string } = {}): Promise<BoxRecord> {
+  const src = path.resolve(file);
+  const what = `box archive ${file}`;
+  if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) throw new ArchiveError(`${what} does not exist or is not a file`);
+  if (opts.name !== undefined && !NAME_RE.test(opts.name)) throw new InvalidOptionError(`box name "${opts.name}" is invalid: use letters, digits, '_', '.', '-'`);
+  const id = randomBytes(6).toString('hex');
+  // Unpacked into a folder the registry ignores (no record) until every part checks out.
+  const stage = ensureDir(path.join(rt.home.boxesDir, `.import-${id}`));
+  try {
+    const seen = new Map<string, { size: number; sha256: string }>();
+    let manifest: Manifest | undefined;
+    const extract = tar.extract();
+    extract.on('entry', (h, stream, next) => {
+      if (h.name === 'manifest.json') {
+        let text = '';
+        stream.on('data', (d) => (text += d));
+        stream.on('end', () => {
+          try {
+            manifest = JSON.parse(text);
+            next();
+          } catch {
+            next(new ArchiveError(`${what}: its manifest is not valid JSON`));
+          }
+        });
+        return;
+      }
+      if (h.name !== 'disk.qcow2' || h.type !== 'file') {
+        stream.resume();
+        return next(new ArchiveError(`${what}: unexpected entry "${h.name}": it was not made by 'boxlite export'`));
+      }
+      const target = path.join(stage, h.name);
+      pipeline(stream, fs.createWriteStream(target)).then(() => {
+        seen.set(h.name, { size: fs.statSync(target).size, sha256: sha256File(target) });
+        next();
+      }, next);
+    });
+    try {
+      await pipeline(fs.createReadStream(src), extract);
+    } catch (e) {
+      if (e instanceof ArchiveError) throw e;
+      throw new ArchiveError(`${what} is truncated or corrupt (${(e as Error).message}); nothing was imported`);
+    }
+    if (!manifest) throw new ArchiveError(`${what} has no manifest (it is truncated, or not made by 'boxlite export'); nothing was imported`);
+    if (manifest.format !== FORMAT) throw new ArchiveError(`${what} has format "${manifest.format}", which this boxlite does not read (${FORMAT})`);
+    for (const p of manifest.parts) {
+      const got = seen.get(p.name);
+      if (!got) throw new ArchiveError(`${what}: part ${p.name} is missing; nothing was imported`);
+      if (got.size !== p.size || got.sha256 !== p.sha256) {
+        throw new ArchiveError(`${what}: part ${p.name} does not match its checksum (the archive was changed or damaged); nothing was imported`);
+      }
+    }
+    const m = manifest;
+    return await withLock(rt.home.registryLock, `the box registry in ${rt.home.root}`, () => {
+      const name = opts.name ?? m.name;
+      const taken = listRecords(rt.home).find((r) => r.name === name);
+      if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): import with --name NEW`);
+      const dir = rt.home.boxDir(id);
+      fs.renameSync(stage, dir);
+      const rec: BoxRecord = {
+        id,
+        name,
+        createdAt: new Date().toISOString(),
+        source: { kind: 'disk', origin: `imported from ${src} (exported from ${m.origin})`, config: m.config },
+        options: { ...m.options, ports: m.options.ports ?? [], dns: m.options.dns ?? [], network: m.options.network ?? 'default' },
+        state: 'created',
+        fsSizeMib: m.fsSizeMib,
+      };
+      writeRecord(rt.home, rec); // last: until here the box does not exist
+      return rec;
+    });
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}

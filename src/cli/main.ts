@@ -52,6 +52,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
   snapshot: { usage: 'snapshot create|ls|restore|rm BOX [NAME]', help: "take, list, restore and remove snapshots of a box's disk", opts: { time: STOP_OPTS.time } },
+  resize: { usage: 'resize --disk MIB BOX', help: "grow a stopped box's disk (its file system follows at the next start)", opts: { disk: { value: true, help: 'the new disk size in MiB' } } },
   export: { usage: 'export BOX FILE', help: "write a stopped box (options and disk, checksummed) to one archive", opts: {} },
   import: { usage: 'import FILE [--name NAME]', help: "make a box from an archive written by 'boxlite export'", opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } } },
   cp: { usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH', help: 'copy files and folders between the host and a running box (modes kept)', opts: {} },
@@ -341,6 +342,15 @@ const COMMAND_IMPL: Record<string, Impl> = {
       await box.snapshots.remove(name);
       out(name);
     }
+    return 0;
+  },
+
+  async resize(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'resize');
+    const mib = parseIntOpt(p.opts.disk, '--disk');
+    if (p.positionals.length !== 1 || mib === undefined) throw new UsageError('resize: give --disk MIB and one BOX');
+    await rt.get(p.positionals[0]).resize(mib);
+    out(p.positionals[0]);
     return 0;
   },
 

@@ -24,6 +24,7 @@ import { relayPid, startRelay, stopRelay } from './udp-relay.js';
 import { copyIn, copyOut } from './copy.js';
 import { Snapshots } from './snapshots.js';
 import { ensureDir, tailLines } from '../util/fs.js';
+import { run } from '../util/exec.js';
 import { acquireLock, withLock } from '../util/lock.js';
 
 export const DEFAULTS = { cpus: 1, memoryMib: 512, diskSizeMib: 2048 };
@@ -287,7 +288,9 @@ export class Runtime {
       if (problem) throw new QemuMissingError(problem);
       const disk = await this.ensureDisk(rec);
       // An image's base holds just its content: the guest grows the file system to the disk on first boot.
-      const grow = rec.source.kind !== 'dir' && rec.fsSizeMib !== rec.options.diskSizeMib;
+      // A folder box's file system is built at its disk's size; others start at their image's size. Either grows
+      // when the disk has become larger than the file system (first boot, or after a resize).
+      const grow = rec.fsSizeMib !== undefined ? rec.fsSizeMib !== rec.options.diskSizeMib : rec.source.kind !== 'dir';
       const accel = this.accel();
       noteAccel(accel, this.say);
       const net = rec.options.network !== 'none';
@@ -539,6 +542,23 @@ export class Runtime {
     return out;
   }
 
+  /** Grows a stopped box's disk; the guest grows its file system to match at the next boot. */
+  async resize(id: string, diskSizeMib: number): Promise<void> {
+    await this.withBoxLock(id, async () => {
+      const rec = this.record(id);
+      if (!Number.isInteger(diskSizeMib) || diskSizeMib < 64) throw new InvalidOptionError(`disk size must be a whole number of MiB, at least 64 (got ${diskSizeMib})`);
+      if (diskSizeMib < rec.options.diskSizeMib) {
+        throw new InvalidOptionError(`box ${rec.name}: disks only grow (it has ${rec.options.diskSizeMib} MiB, asked for ${diskSizeMib} MiB)`);
+      }
+      if (this.status(rec).state === 'running') throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}'), then resize`);
+      if (diskSizeMib === rec.options.diskSizeMib) return;
+      const disk = await this.ensureDisk(rec);
+      await run('qemu-img', ['resize', '-q', disk.path, `${diskSizeMib}M`]);
+      const fsSizeMib = rec.fsSizeMib ?? (rec.source.kind === 'dir' ? rec.options.diskSizeMib : undefined);
+      writeRecord(this.home, { ...this.record(id), options: { ...rec.options, diskSizeMib }, fsSizeMib });
+    });
+  }
+
   /** Counters of the box's network interfaces, read in the guest. */
   async networkStats(id: string): Promise<NetworkStats[]> {
     const client = await this.client(id);
@@ -624,6 +644,9 @@ export class Box {
   /** Copies a file or folder of the box to the host (into hostPath when it is a folder, else as hostPath). */
   copyOut(boxPath: string, hostPath: string): Promise<void> {
     return copyOut(this, boxPath, hostPath);
+  }
+  resize(diskSizeMib: number): Promise<void> {
+    return this.runtime.resize(this.id, diskSizeMib);
   }
   /** Snapshots of the box's disk: create, list, restore, remove. */
   get snapshots(): Snapshots {

@@ -123,3 +123,20 @@ describe('export and import', () => {
     }
   });
 });
+
+describe('disk growth', () => {
+  it('grows a stopped box disk, and the file system follows at the next start, snapshots kept', async () => {
+    const before = Number((await box.exec(['sh', '-c', "df -m / | awk 'NR==2 {print $2}'"])).stdout);
+    await expect(box.resize(3072)).rejects.toThrow("box snap is running: stop it first ('boxlite stop snap'), then resize");
+    await box.stop();
+    await expect(box.resize(1024)).rejects.toThrow('box snap: disks only grow (it has 2048 MiB, asked for 1024 MiB)');
+    const r = await cli(home, ['resize', '--disk', '3072', 'snap']);
+    expect(r.code).toBe(0);
+    await box.start();
+    const after = Number((await box.exec(['sh', '-c', "df -m / | awk 'NR==2 {print $2}'"])).stdout);
+    expect(before).toBeLessThan(2100);
+    expect(after).toBeGreaterThan(2900);
+    expect((await box.exec(['cat', '/work/exported'])).stdout).toBe('exported-data\n');
+    expect((await box.snapshots.list()).map((s) => s.name)).toEqual(['stopped-v2']);
+  });
+});

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { createHash, createSign, randomBytes } from 'node:crypto';
+import { createSign, randomBytes } from 'node:crypto';
+import { Layout } from './oci.js';
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -221,20 +222,9 @@ export function debianLayout(): string {
   const layer = debianPythonLayer();
   const tmp = `${dir}.part-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
-  const gz = execFileSync('gzip', ['-1', '-c'], { input: layer, maxBuffer: 1 << 30 });
-  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-  const blobs = path.join(tmp, 'blobs', 'sha256');
-  fs.mkdirSync(blobs, { recursive: true });
-  const put = (b: Buffer) => {
-    const d = sha(b);
-    fs.writeFileSync(path.join(blobs, d), b);
-    return { digest: `sha256:${d}`, size: b.length };
-  };
-  const l = put(gz);
-  const cfg = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['bash'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } })));
-  const m = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l }] })));
-  fs.writeFileSync(path.join(tmp, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  fs.writeFileSync(path.join(tmp, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m }] }));
+  fs.mkdirSync(tmp, { recursive: true });
+  const l = new Layout(tmp);
+  l.finish([l.image({ layers: [layer], config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['bash'] } })]);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.renameSync(tmp, dir);
   return dir;

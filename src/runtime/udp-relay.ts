@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from './agent-client.js';
+import { helperPid, stopHelper } from '../util/proc.js';
 import { PACKAGE_ROOT } from './assets.js';
 import type { PortMapping } from './network.js';
 
@@ -14,23 +15,13 @@ const pidFile = (dir: string) => path.join(dir, 'udp-relay.pid');
 export const relayLog = (dir: string) => path.join(dir, 'udp-relay.log');
 const MARK = '--boxlite-udp-relay';
 
+// The relay's command line carries MARK and the box folder.
 export function relayPid(dir: string): number | null {
-  try {
-    const pid = Number(fs.readFileSync(pidFile(dir), 'utf8').trim());
-    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmd.includes(MARK) && cmd.includes(dir) ? pid : null;
-  } catch {
-    return null;
-  }
+  return helperPid(pidFile(dir), MARK, dir);
 }
 
 export function stopRelay(dir: string): void {
-  const pid = relayPid(dir);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
-  }
+  stopHelper(pidFile(dir), MARK, dir);
 }
 
 /** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. */

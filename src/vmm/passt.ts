@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GUEST_NET, type PortMapping } from '../runtime/network.js';
 import { tailLines } from '../util/fs.js';
+import { helperPid, stopHelper } from '../util/proc.js';
 
 export const PASST = '/usr/bin/passt';
 
@@ -45,21 +46,8 @@ export function passtArgs(spec: PasstSpec): string[] {
   return args;
 }
 
-function isOurs(pid: number, dir: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(passtSocket(dir));
-  } catch {
-    return false;
-  }
-}
-
 export function passtPid(dir: string): number | null {
-  try {
-    const pid = Number(fs.readFileSync(pidFile(dir), 'utf8').trim());
-    return pid > 0 && isOurs(pid, dir) ? pid : null;
-  } catch {
-    return null;
-  }
+  return helperPid(pidFile(dir), passtSocket(dir));
 }
 
 /** Starts passt for a box and waits until its socket is there for QEMU. */
@@ -89,10 +77,5 @@ export async function startPasst(spec: PasstSpec): Promise<number> {
 }
 
 export function stopPasst(dir: string): void {
-  const pid = passtPid(dir);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
-  }
+  stopHelper(pidFile(dir), passtSocket(dir));
 }

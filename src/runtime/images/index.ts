@@ -6,7 +6,7 @@ import { ImageError, ImageNotFoundError, InvalidOptionError } from '../errors.js
 import { listRecords } from '../records.js';
 import { run } from '../../util/exec.js';
 import { withLock } from '../../util/lock.js';
-import { familiarReference, formatReference, parseReference } from './reference.js';
+import { canonicalName, familiarReference, formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
 import { loadArchive, loadLayout } from './load.js';
 import { baseKey, ensureBase, existingBase, type Base } from './assemble.js';
@@ -130,7 +130,7 @@ export class Images {
     return withLock(this.store.lockFile, `the image store in ${this.store.root}`, () => {
       const refs = this.store.refs();
       const named = Object.keys(refs).filter((k) => refs[k] === rec.id);
-      const byName = named.find((k) => k === ref || (() => { try { return k === formatReference(parseReference(ref)); } catch { return false; } })());
+      const byName = named.find((k) => k === ref || k === canonicalName(ref));
       const dropping = byName && named.length > 1 ? [byName] : named;
       const last = dropping.length === named.length;
       if (last) {

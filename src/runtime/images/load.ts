@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { DigestMismatchError, ImageError } from '../errors.js';
 import { sha256File } from '../../util/fs.js';
-import { formatReference, parseReference } from './reference.js';
+import { canonicalName } from './reference.js';
 import { checkLayerType, DEFAULT_PLATFORM, pickPlatform } from './pull.js';
 import { digestHex, sha256Digest, type ImageRecord, type ImageStore, type LayerDescriptor } from './store.js';
 import { imageConfigOf } from './config.js';
@@ -94,18 +94,10 @@ function importOciLayout(store: ImageStore, dir: string, what: string, move: boo
       storedAt: new Date().toISOString(),
       origin: what,
       // A bare tag ("latest", as skopeo writes) names nothing on its own.
-      refs: name && /[/:]/.test(name) ? [canonical(name)] : [],
+      refs: name && /[/:]/.test(name) ? [canonicalName(name)] : [],
     });
   }
   return out;
-}
-
-function canonical(name: string): string {
-  try {
-    return formatReference(parseReference(name));
-  } catch {
-    return name;
-  }
 }
 
 /** docker save's own format: manifest.json listing Config, RepoTags and Layers (paths inside the archive). */
@@ -160,7 +152,7 @@ function importDockerArchive(store: ImageStore, dir: string, what: string): Pend
       size: layers.reduce((s, l) => s + l.size, 0),
       storedAt: new Date().toISOString(),
       origin: what,
-      refs: (img.RepoTags ?? []).map(canonical),
+      refs: (img.RepoTags ?? []).map(canonicalName),
     };
   });
 }

@@ -57,6 +57,15 @@ export function formatReference(r: ImageRef): string {
   return `${r.registry}/${r.repository}${r.tag ? `:${r.tag}` : ''}${r.digest ? `@${r.digest}` : ''}`;
 }
 
+/** The canonical form of a name when it parses as a reference, else the name as given (oci-layout:PATH). */
+export function canonicalName(name: string): string {
+  try {
+    return formatReference(parseReference(name));
+  } catch {
+    return name;
+  }
+}
+
 /** The short form docker prints: alpine:latest for docker.io/library/alpine:latest. */
 export function familiarReference(r: ImageRef): string {
   const full = formatReference(r);

@@ -12,6 +12,9 @@ import { IMAGES_HELP, imagesCommand } from './images.js';
 import { LayerBars } from './progress.js';
 import { formatPort } from '../runtime/network.js';
 import { exportBox, importBox } from '../runtime/transfer.js';
+import { contextProjectName, describeProjectBox, globalOptions, installNameResolver, PROJECT_COMMANDS, PROJECT_IMPL, type ProjectContext } from './project.js';
+import { COMMAND_LOG, startCommand } from '../reconciler/apply.js';
+import { volumeCommand, VOLUME_HELP } from './volumes.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
   name: { value: true, help: 'a unique name for the box' },
@@ -49,7 +52,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   restart: { usage: 'restart [-t SECONDS] BOX…', help: 'stop and start boxes', opts: STOP_OPTS },
   rm: { usage: 'rm [-f] BOX…', help: 'remove boxes and their disks', opts: { force: { short: 'f', help: 'also remove running boxes' } } },
   exec: { usage: 'exec [OPTIONS] BOX [--] CMD…', help: 'run a command in a running box', opts: EXEC_OPTS },
-  ps: { usage: 'ps [-a] [--json]', help: 'list boxes (running ones, or all with -a)', opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' } } },
+  ps: { usage: 'ps [-a] [--json] [--all-projects]', help: "list boxes (running ones, or all with -a); inside a project folder, that project's", opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
   snapshot: { usage: 'snapshot create|ls|restore|rm BOX [NAME]', help: "take, list, restore and remove snapshots of a box's disk", opts: { time: STOP_OPTS.time } },
   resize: { usage: 'resize --disk MIB BOX', help: "grow a stopped box's disk (its file system follows at the next start)", opts: { disk: { value: true, help: 'the new disk size in MiB' } } },
@@ -57,8 +60,10 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   import: { usage: 'import FILE [--name NAME]', help: "make a box from an archive written by 'boxlite export'", opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } } },
   cp: { usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH', help: 'copy files and folders between the host and a running box (modes kept)', opts: {} },
   port: { usage: 'port BOX', help: "list a box's port forwards (host ports chosen at start included)", opts: {} },
-  logs: { usage: 'logs [-n LINES] [-f] BOX', help: "print a box's guest console", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' } } },
+  logs: { usage: 'logs [-n LINES] [-f] [--console] BOX', help: "print a box's guest console (a project box with a command: the command's output)", opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' }, console: { help: "the guest console even for a box with a command" } } },
   doctor: { usage: 'doctor', help: 'check this host: accelerator, QEMU, guest assets', opts: {} },
+  volume: { usage: 'volume ls|create|rm|inspect', help: VOLUME_HELP, opts: {} },
+  ...PROJECT_COMMANDS,
 };
 
 const out = (s: string) => process.stdout.write(s + '\n');
@@ -76,7 +81,15 @@ function usage(): string {
   ].join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argvIn: string[]): Promise<number> {
+  let g: ProjectContext;
+  let argv: string[];
+  try {
+    ({ ctx: g, rest: argv } = globalOptions(argvIn));
+  } catch (e) {
+    err(`boxlite: ${(e as Error).message}`);
+    return 1;
+  }
   const [cmd, ...args] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(usage());
@@ -92,13 +105,17 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const imageCmd = cmd === 'images' ? args : cmd === 'pull' || cmd === 'load' ? [cmd, ...args] : null;
-  if (!imageCmd && (args.includes('--help') || args.includes('-h'))) {
+  if (!imageCmd && cmd !== 'volume' && (args.includes('--help') || args.includes('-h'))) {
     out(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}`);
     return 0;
   }
   const rt = new Runtime({ say: err });
+  installNameResolver(rt, g);
   try {
     if (imageCmd) return await imagesCommand(rt, imageCmd);
+    if (cmd === 'volume') return await volumeCommand(rt, args);
+    if (PROJECT_IMPL[cmd]) return await PROJECT_IMPL[cmd](rt, args, c.opts, g);
+    projectContext = g;
     return await COMMAND_IMPL[cmd](rt, args, c.opts);
   } catch (e) {
     const code = cmd === 'run' || cmd === 'exec' ? 125 : 1;
@@ -112,6 +129,16 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 type Impl = (rt: Runtime, args: string[], spec: Record<string, OptionSpec>) => Promise<number>;
+
+/** -f/-p given before the command. */
+let projectContext: ProjectContext = {};
+
+/** A project box's declared command starts with the box, whoever starts it. */
+async function startProjectCommand(rt: Runtime, ref: string): Promise<void> {
+  const box = rt.get(ref);
+  const cmd = box.info().project?.applied.command as string[] | undefined;
+  if (cmd && !box.info().project?.retiredAt) await startCommand(rt, box.id, cmd);
+}
 
 /** SOURCE on the command line: an existing folder (a root file system or an OCI layout) or an image reference. */
 function sourceOption(src: string): { image?: string; rootfs?: string } {
@@ -237,6 +264,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
   async start(rt, args, spec) {
     for (const ref of needBoxes(parseArgs(args, spec, -1, 'start'), 'start')) {
       await rt.get(ref).start();
+      await startProjectCommand(rt, ref);
       out(ref);
     }
     return 0;
@@ -258,6 +286,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
     const timeoutMs = stopTimeoutMs(p);
     for (const ref of needBoxes(p, 'restart')) {
       await rt.get(ref).restart({ timeoutMs });
+      await startProjectCommand(rt, ref);
       out(ref);
     }
     return 0;
@@ -290,7 +319,9 @@ const COMMAND_IMPL: Record<string, Impl> = {
 
   async ps(rt, args, spec) {
     const p = parseArgs(args, spec, -1, 'ps');
-    const boxes = rt.list().filter((b) => p.opts.all || b.state === 'running');
+    // Inside a project (or with -p/-f), ps lists that project's boxes.
+    const proj = projectContext.project || projectContext.file || !p.opts['all-projects'] ? contextProjectName(projectContext) : undefined;
+    const boxes = rt.list().filter((b) => (p.opts.all || b.state === 'running') && (!proj || b.project?.project === proj));
     if (p.opts.json) {
       out(JSON.stringify(boxes, null, 2));
       return 0;
@@ -303,8 +334,9 @@ const COMMAND_IMPL: Record<string, Impl> = {
       b.source.kind === 'dir' ? b.source.path : b.source.kind === 'image' ? b.source.reference : 'imported',
       b.createdAt.replace('T', ' ').slice(0, 19),
       (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
+      b.project ? describeProjectBox(b.project) : '',
     ]);
-    const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS'];
+    const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS', 'PROJECT'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     for (const r of [head, ...rows]) out(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
     return 0;
@@ -393,7 +425,15 @@ const COMMAND_IMPL: Record<string, Impl> = {
   async logs(rt, args, spec) {
     const p = parseArgs(args, spec, -1, 'logs');
     if (p.positionals.length !== 1) throw new UsageError('logs: name one BOX');
-    const file = rt.get(p.positionals[0]).consolePath();
+    const box = rt.get(p.positionals[0]);
+    // A project box with a command: its output, as compose shows a service's; --console for the guest console.
+    if (box.info().project?.applied.command && !p.opts.console) {
+      const n = parseIntOpt(p.opts.tail, '--tail');
+      const r = await box.exec(['/.boxlite/bin/busybox', 'sh', '-c', `[ -f ${COMMAND_LOG} ] && ${n !== undefined ? `tail -n ${n}` : 'cat'} ${COMMAND_LOG}; true`]);
+      process.stdout.write(r.stdout);
+      return 0;
+    }
+    const file = box.consolePath();
     let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
     const n = parseIntOpt(p.opts.tail, '--tail');
     if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');

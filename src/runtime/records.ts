@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { Source } from './rootfs.js';
 import type { NetworkMode, PortMapping } from './network.js';
 import type { SnapshotInfo } from './snapshots.js';
+import type { VolumeMount } from './volumes.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { Home } from './home.js';
 import { BoxNotFoundError } from './errors.js';
@@ -20,6 +21,10 @@ export interface BoxOptions {
   /** As declared: a host port of 0 is chosen at each start. */
   ports: PortMapping[];
   dns: string[];
+  /** Named volumes mounted into the box. */
+  volumes?: VolumeMount[];
+  /** The guest's host name; default the box's name. */
+  hostname?: string;
 }
 
 export type BoxState = 'created' | 'running' | 'stopped' | 'exited';
@@ -28,6 +33,35 @@ export type ExitReason = 'exit' | 'crash' | 'killed';
 export interface ExitInfo {
   reason: ExitReason;
   detail: string;
+  at: string;
+}
+
+/** What a project (boxlite.yaml) knows about one of its boxes. The runtime keeps it; the reconciler reads it. */
+export interface ProjectLabel {
+  project: string;
+  /** The box's name in the project. */
+  box: string;
+  /** The project file the box was last applied from. */
+  file: string;
+  /** The normalised box spec it was last made to match (src/spec BoxSpec). */
+  applied: Record<string, unknown>;
+  /** A hash per field group of `applied` (compose's config hash, per group so the action can be told apart). */
+  hash: Record<string, string>;
+  /** Provisioning: pending until every setup command has succeeded. */
+  setup: 'pending' | 'done' | 'failed';
+  setupError?: string;
+  /** The long-running command started with the box. */
+  command?: { execId: string; startedAt: string };
+  health?: HealthState;
+  /** Set on a box kept aside by a snapshot policy when its project box was recreated. */
+  retiredAt?: string;
+}
+
+export interface HealthState {
+  status: 'starting' | 'healthy' | 'unhealthy';
+  failingStreak: number;
+  /** The output of the last failing check. */
+  output?: string;
   at: string;
 }
 
@@ -48,6 +82,8 @@ export interface BoxRecord {
   ports?: PortMapping[];
   /** The size the guest last grew the box's file system to (image boxes start at the image's size). */
   fsSizeMib?: number;
+  /** Set for a box made by a project. */
+  project?: ProjectLabel;
   /** Removed when it stops (run --rm). */
   autoRemove?: boolean;
 }

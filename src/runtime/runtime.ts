@@ -11,9 +11,10 @@ import { AgentClient } from './agent-client.js';
 import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
 import { buildDisk, isOciLayout, resolveDir, type Source } from './rootfs.js';
 import { Images, createOverlay, type LayerProgress, type RegistryOptions } from './images/index.js';
-import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo } from './records.js';
+import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo, type ProjectLabel } from './records.js';
+import { Volumes, type VolumeMount } from './volumes.js';
 import { BootError, BoxExistsError, BoxStateError, ExecError, ImageError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
-import { Execution, type ExecOptions, type ExecResult } from './execution.js';
+import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
 import type { VmEngine } from '../vmm/engine.js';
 import { QemuEngine, waitGone } from '../vmm/qemu.js';
 import { chooseAccel, noteAccel, parseAccel, probeHost, type AccelChoice, type AccelRequest } from '../vmm/accel.js';
@@ -63,8 +64,18 @@ export interface CreateOptions {
   env?: Record<string, string>;
   workingDir?: string;
   user?: string;
+  /** Named volumes to mount ('boxlite volume create', or a project's volumes). */
+  volumes?: VolumeMount[];
+  /** The guest's host name; default the box's name. */
+  hostname?: string;
+  /** Set by the reconciler for a box that belongs to a project. */
+  project?: ProjectLabel;
   autoRemove?: boolean;
 }
+
+/** What can change on an existing box: boot-time settings only while it is stopped. */
+export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user'>>;
+const LIVE_FIELDS = new Set(['env', 'workingDir', 'user']);
 
 export interface BoxStatus {
   state: BoxState;
@@ -100,10 +111,12 @@ export class Runtime {
   private readonly say: (m: string) => void;
   private clients = new Map<string, AgentClient>();
   readonly images: Images;
+  readonly volumes: Volumes;
 
   constructor(opts: RuntimeOptions = {}) {
     this.home = new Home(opts.home);
     this.images = new Images(this.home, opts.registry);
+    this.volumes = new Volumes(this.home);
     this.engine = opts.engine ?? new QemuEngine();
     this.accelRequest = opts.accel ?? parseAccel(process.env.BOXLITE_ACCEL);
     this.say = opts.say ?? ((m) => process.stderr.write(m + '\n'));
@@ -165,8 +178,11 @@ export class Runtime {
     return listRecords(this.home).map((r) => ({ ...r, ...this.status(r) }));
   }
 
+  /** Maps a name given by a person to a box's global name first (the CLI's project context: "web" → "demo.web"). */
+  nameResolver?: (ref: string) => string | undefined;
+
   get(ref: string): Box {
-    return new Box(this, findRecord(this.home, ref).id);
+    return new Box(this, findRecord(this.home, this.nameResolver?.(ref) ?? ref).id);
   }
 
   record(id: string): BoxRecord {
@@ -187,6 +203,7 @@ export class Runtime {
     if (opts.name !== undefined && !NAME_RE.test(opts.name)) {
       throw new InvalidOptionError(`box name "${opts.name}" is invalid: use letters, digits, '_', '.', '-' (up to 63, starting with a letter or digit)`);
     }
+    for (const m of options.volumes ?? []) this.volumes.get(m.volume);
     ensureDir(this.home.boxesDir);
     return withLock(this.home.registryLock, `the box registry in ${this.home.root}`, async () => {
       const id = randomBytes(6).toString('hex');
@@ -194,7 +211,7 @@ export class Runtime {
       const taken = listRecords(this.home).find((r) => r.name === name);
       if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): choose another name or remove it with 'boxlite rm ${name}'`);
       ensureDir(this.home.boxDir(id));
-      const rec: BoxRecord = { id, name, createdAt: new Date().toISOString(), source, options, state: 'created', autoRemove: opts.autoRemove };
+      const rec: BoxRecord = { id, name, createdAt: new Date().toISOString(), source, options, state: 'created', autoRemove: opts.autoRemove, ...(opts.project ? { project: opts.project } : {}) };
       try {
         if (source.kind === 'image') await this.ensureDisk(rec); // a thin overlay: no image data is copied
       } catch (e) {
@@ -296,6 +313,7 @@ export class Runtime {
       const net = rec.options.network !== 'none';
       // Host ports are checked (and the automatic ones chosen) before anything boots.
       const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name) : [];
+      const vols = this.volumeDisks(rec);
       const netArg = net ? ` boxlite.net=${GUEST_NET.address}/${GUEST_NET.prefix},${GUEST_NET.gateway},${(rec.options.dns?.length ? rec.options.dns : [GUEST_NET.dns]).join(',')}` : '';
       for (let attempt = 1; ; attempt++) {
         if (net) {
@@ -311,10 +329,11 @@ export class Runtime {
           memoryMib: rec.options.memoryMib,
           kernel: assets.kernel,
           initrd: assets.initrd,
-          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}`,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.options.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}${vols.cmdline}`,
           disks: [
             { path: assets.initImage, format: 'raw', readonly: true },
             { path: disk.path, format: disk.format, readonly: false },
+            ...vols.disks,
           ],
           agentPorts: AGENT_PORTS,
           accel: accel.accel,
@@ -348,6 +367,55 @@ export class Runtime {
           );
         }
       }
+    });
+  }
+
+  /** The named volumes of a box as extra disks, found by the guest through their serial (vol0, vol1, …). */
+  private volumeDisks(rec: BoxRecord): { disks: { path: string; format: 'raw'; readonly: boolean; serial: string }[]; cmdline: string } {
+    const mounts = rec.options.volumes ?? [];
+    const disks = mounts.map((m, i) => {
+      this.volumes.get(m.volume);
+      const other = listRecords(this.home).find((r) => r.id !== rec.id && (r.options.volumes ?? []).some((o) => o.volume === m.volume) && this.status(r).state === 'running');
+      if (other) throw new BoxStateError(`box ${rec.name} cannot start: volume ${m.volume} is mounted by running box ${other.name} (a volume belongs to one running box at a time): stop ${other.name} first`);
+      return { path: this.volumes.diskPath(m.volume), format: 'raw' as const, readonly: m.readOnly, serial: `vol${i}` };
+    });
+    return { disks, cmdline: mounts.map((m, i) => ` boxlite.vol=vol${i},${m.target},${m.readOnly ? 'ro' : 'rw'}`).join('') };
+  }
+
+  /** Changes a box's settings. Boot-time ones (cpus, memory, network, ports, dns, volumes) need it stopped. */
+  async reconfigure(id: string, change: Reconfigure): Promise<void> {
+    await this.withBoxLock(id, async () => {
+      const rec = this.record(id);
+      const bootTime = Object.keys(change).filter((k) => !LIVE_FIELDS.has(k) && (change as Record<string, unknown>)[k] !== undefined);
+      if (bootTime.length && this.status(rec).state === 'running') {
+        throw new BoxStateError(`box ${rec.name} is running: ${bootTime.join(', ')} can only change while it is stopped ('boxlite stop ${rec.name}')`);
+      }
+      const o = rec.options;
+      const merged = validateOptions({
+        cpus: o.cpus, memoryMib: o.memoryMib, diskSizeMib: o.diskSizeMib, env: o.env, workingDir: o.workingDir, user: o.user,
+        network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, name: rec.name,
+        ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)),
+      });
+      for (const m of merged.volumes ?? []) this.volumes.get(m.volume);
+      writeRecord(this.home, { ...this.record(id), options: merged });
+    });
+  }
+
+  /** Updates a box's project label (the reconciler's bookkeeping). */
+  async setProjectLabel(id: string, update: (l: ProjectLabel | undefined) => ProjectLabel | undefined): Promise<void> {
+    await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+      const rec = this.record(id);
+      writeRecord(this.home, { ...rec, project: update(rec.project) });
+    });
+  }
+
+  /** Renames a box (names stay unique). */
+  async rename(id: string, name: string): Promise<void> {
+    if (!NAME_RE.test(name)) throw new InvalidOptionError(`box name "${name}" is invalid: use letters, digits, '_', '.', '-' (up to 63, starting with a letter or digit)`);
+    await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+      const taken = listRecords(this.home).find((r) => r.name === name && r.id !== id);
+      if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id})`);
+      writeRecord(this.home, { ...this.record(id), name });
     });
   }
 
@@ -461,6 +529,28 @@ export class Runtime {
   // ---- exec ---------------------------------------------------------------------------------------------------
 
   async spawn(id: string, argv: string[], opts: ExecOptions = {}): Promise<Execution> {
+    const { client, execId, pid } = await this.startProcess(id, argv, opts);
+    return new Execution(client, execId, pid, !!opts.stdin);
+  }
+
+  /** Starts a process and leaves it running in the box, unwatched (its exec id can be attached to later). */
+  async startDetached(id: string, argv: string[], opts: ExecOptions = {}): Promise<{ execId: string; pid: number }> {
+    const { execId, pid } = await this.startProcess(id, argv, { ...opts, stdin: false, tty: false });
+    return { execId, pid };
+  }
+
+  /** Whether a process started in the box is still running; its exit status when it is not. */
+  async processState(id: string, execId: string): Promise<{ running: boolean; exitCode?: number }> {
+    const client = await this.client(id);
+    const r = (await client.call('execution', 'list', {}, 10_000)) as { processes: { execId: string; running: boolean }[] };
+    const p = r.processes.find((x) => x.execId === execId);
+    if (!p) return { running: false };
+    if (p.running) return { running: true };
+    const s = await client.call<{ exitCode: number; signal: string }>('execution', 'wait', { execId }, 10_000);
+    return { running: false, exitCode: s.signal ? signalExitCode(s.signal) : s.exitCode };
+  }
+
+  private async startProcess(id: string, argv: string[], opts: ExecOptions): Promise<{ client: AgentClient; execId: string; pid: number }> {
     if (argv.length === 0) throw new ExecError('no command given');
     const rec = this.record(id);
     const client = await this.client(id);
@@ -488,7 +578,7 @@ export class Runtime {
       if (err.code === grpc.status.FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
       throw e;
     }
-    return new Execution(client, res.execId, res.pid, !!opts.stdin);
+    return { client, execId: res.execId, pid: res.pid };
   }
 
   /** Attaches to a process started earlier (by this or another process) by its exec id. */
@@ -590,7 +680,21 @@ function validateOptions(o: CreateOptions): BoxOptions {
   if (network === 'none' && ports.length) throw new InvalidOptionError(`a box with network "none" cannot publish ports (${ports.map(formatPort).join(', ')})`);
   checkPorts(ports, o.name ?? 'new box');
   const dns = parseDns(o.dns ?? []);
-  return { cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns };
+  const volumes = (o.volumes ?? []).map((m) => {
+    if (!/^\/[^\s,]*$/.test(m.target) || m.target === '/' || m.target.split('/').includes('..')) {
+      throw new InvalidOptionError(`volume ${m.volume}: mount point "${m.target}" must be an absolute path below / without spaces, commas or ".."`);
+    }
+    return { volume: m.volume, target: m.target.replace(/\/+$/, ''), readOnly: !!m.readOnly };
+  });
+  const targets = volumes.map((v) => v.target);
+  const dup = targets.find((t, i) => targets.indexOf(t) !== i);
+  if (dup) throw new InvalidOptionError(`two volumes are mounted at ${dup}`);
+  if (o.hostname !== undefined && !/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/.test(o.hostname)) throw new InvalidOptionError(`host name "${o.hostname}" is invalid: use letters, digits and '-'`);
+  return {
+    cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns,
+    ...(volumes.length ? { volumes } : {}),
+    ...(o.hostname ? { hostname: o.hostname } : {}),
+  };
 }
 
 /** A handle on one box of a runtime. */

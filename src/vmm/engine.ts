@@ -1,6 +1,8 @@
 // What the runtime needs from a VM engine. One engine today (QEMU); the interface keeps the runtime free of argv.
 
 export interface DiskSpec {
+  /** Shown to the guest in /sys/block/vdX/serial, so it can find a disk whatever order they probe in. */
+  serial?: string;
   path: string;
   format: 'raw' | 'qcow2';
   readonly: boolean;

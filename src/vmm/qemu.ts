@@ -53,7 +53,7 @@ export function qemuArgs(spec: VmSpec): string[] {
   }
   spec.disks.forEach((d, i) => {
     args.push('-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
-    args.push('-device', `virtio-blk-device,drive=disk${i}`);
+    args.push('-device', `virtio-blk-device,drive=disk${i}${d.serial ? `,serial=${d.serial}` : ''}`);
   });
   return args;
 }

@@ -37,6 +37,31 @@ if grep -q 'boxlite\.grow=1' /proc/cmdline; then
   echo "boxlite-init: file system grown"
 fi
 
+# Named volumes: boxlite.vol=SERIAL,TARGET,ro|rw, one per volume; each is a virtio disk with that serial.
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+  boxlite.vol=*)
+    v=${arg#boxlite.vol=}
+    serial=${v%%,*}
+    rest=${v#*,}
+    target=${rest%,*}
+    mode=${rest##*,}
+    dev=""
+    n=0
+    while [ -z "$dev" ]; do
+      for s in /sys/block/vd*/serial; do
+        [ "$(cat "$s" 2>/dev/null)" = "$serial" ] && dev=/dev/$(basename "$(dirname "$s")")
+      done
+      n=$((n + 1))
+      [ -z "$dev" ] && [ $n -gt 400 ] && fail "the disk of volume $serial did not appear"
+      [ -z "$dev" ] && usleep 5000
+    done
+    mkdir -p "/mnt/root$target" || fail "cannot make the mount point $target for a volume"
+    mount -t ext4 -o "$mode,noatime" "$dev" "/mnt/root$target" || fail "cannot mount volume $serial at $target"
+    ;;
+  esac
+done
+
 # Network: loopback always; eth0 when the host gave the box a network (boxlite.net=ADDR/PREFIX,GATEWAY,DNS[,DNS]).
 ip link set lo up
 net_arg=$(sed -n 's/.*boxlite\.net=\([^ ]*\).*/\1/p' /proc/cmdline)

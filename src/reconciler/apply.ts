@@ -1,0 +1,276 @@
+// Apply: carries out a plan. Boxes go in dependency order, independent ones in parallel with boots bounded by the
+// host's cores. Every step leaves the home consistent, so a killed `up` is finished by the next one:
+//   - a box's record (with its project label) is written by create; the label says "setup pending" until every
+//     setup command has succeeded, and the next plan recreates a box whose setup never finished;
+//   - the applied spec and its hashes are written last, after the box matches them.
+import * as os from 'node:os';
+import { Listr, type ListrTask } from 'listr2';
+import type { Runtime } from '../runtime/runtime.js';
+import type { BoxSpec, Project } from '../spec/types.js';
+import type { ProjectLabel } from '../runtime/records.js';
+import { hashGroups, type BoxPlan, type Plan } from './plan.js';
+import { boxName, runtimeOptions, volumeName } from './project.js';
+import { waitHealthy } from './health.js';
+import { BoxliteError } from '../runtime/errors.js';
+import { Snapshots } from '../runtime/snapshots.js';
+
+export class SetupError extends BoxliteError {}
+export class DependencyError extends BoxliteError {}
+
+export interface ApplyOptions {
+  /** After applying, wait until every box with a healthcheck is healthy. */
+  wait?: boolean;
+  waitTimeoutMs?: number;
+  /** listr2's renderer: default (a terminal), simple (lines), silent. */
+  renderer?: 'default' | 'simple' | 'silent';
+  /** Boots at once; default: the host's cores. */
+  parallel?: number;
+}
+
+export interface ApplyResult {
+  ok: boolean;
+  errors: { box: string; message: string }[];
+}
+
+const COMMAND_LOG_DIR = '/var/log/boxlite';
+export const COMMAND_LOG = `${COMMAND_LOG_DIR}/command.log`;
+const BUSYBOX = '/.boxlite/bin/busybox';
+
+/** A counting semaphore: at most n boots at once. */
+function semaphore(n: number) {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return async <T>(f: () => Promise<T>): Promise<T> => {
+    if (free > 0) free--;
+    else await new Promise<void>((r) => waiting.push(r));
+    try {
+      return await f();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    }
+  };
+}
+
+/** Starts the box's declared command, detached; its output goes to a log in the box ('boxlite logs'). */
+export async function startCommand(rt: Runtime, id: string, command: string[]): Promise<void> {
+  await rt.exec(id, [BUSYBOX, 'sh', '-c', `mkdir -p ${COMMAND_LOG_DIR} && chmod 1777 ${COMMAND_LOG_DIR}`], { user: '0' });
+  const { execId } = await rt.startDetached(id, [BUSYBOX, 'sh', '-c', `echo "--- boxlite: command started $(date)" >>${COMMAND_LOG}; exec "$@" >>${COMMAND_LOG} 2>&1`, 'sh', ...command]);
+  await rt.setProjectLabel(id, (l) => l && { ...l, command: { execId, startedAt: new Date().toISOString() } });
+}
+
+function labelFor(project: Project, spec: BoxSpec, setup: ProjectLabel['setup']): ProjectLabel {
+  return { project: project.name, box: spec.name, file: project.file, applied: spec as unknown as Record<string, unknown>, hash: hashGroups(spec), setup };
+}
+
+export async function applyPlan(rt: Runtime, project: Project, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const limit = semaphore(Math.max(1, opts.parallel ?? os.cpus().length));
+  const errors: ApplyResult['errors'] = [];
+  const deadline = Date.now() + (opts.waitTimeoutMs ?? 600_000);
+
+  // Each declared box resolves `started` once it runs as declared, and `healthy` on demand.
+  const started = new Map<string, Promise<string>>();
+  const healthy = new Map<string, Promise<void>>();
+  const resolvers = new Map<string, { ok: (id: string) => void; fail: (e: Error) => void }>();
+  for (const b of Object.keys(project.boxes)) {
+    const p = new Promise<string>((ok, fail) => resolvers.set(b, { ok, fail }));
+    p.catch(() => {});
+    started.set(b, p);
+  }
+  const health = (box: string): Promise<void> => {
+    let h = healthy.get(box);
+    if (!h) {
+      h = started.get(box)!.then((id) => {
+        const spec = project.boxes[box];
+        const rec = rt.record(id);
+        return waitHealthy(rt, id, box, spec.healthcheck!, {
+          startedAt: Date.parse(rec.startedAt ?? '') || Date.now(),
+          deadline,
+          onState: (s) => rt.setProjectLabel(id, (l) => l && { ...l, health: s }),
+        });
+      });
+      h.catch(() => {});
+      healthy.set(box, h);
+    }
+    return h;
+  };
+
+  const volumeTasks: ListrTask[] = plan.volumes
+    .filter((v) => v.action === 'create')
+    .map((v) => ({
+      title: `volume ${v.name}: create (${v.sizeMib} MiB)`,
+      task: async () => {
+        const name = volumeName(project.name, v.name);
+        if (!rt.volumes.find(name)) await rt.volumes.create(name, v.sizeMib, { project: project.name });
+      },
+    }));
+
+  const removals: ListrTask[] = plan.boxes
+    .filter((b) => b.action === 'remove')
+    .map((b) => ({
+      title: `${b.box}: remove${b.notes.length ? ` (${b.notes[0]})` : ''}`,
+      task: async () => {
+        await rt.remove(b.id!, { force: true });
+      },
+    }));
+
+  const boxTask = (b: BoxPlan): ListrTask => ({
+    title: title(b),
+    task: async (_ctx, task) => {
+      const spec = b.spec!;
+      try {
+        // Dependencies first, each by its condition.
+        for (const [dep, cond] of Object.entries(spec.dependsOn)) {
+          task.output = `${b.box}: waiting for ${dep} to be ${cond}`;
+          try {
+            await (cond === 'healthy' ? health(dep) : started.get(dep));
+          } catch (e) {
+            throw new DependencyError(`not started: it depends on ${dep}, which ${cond === 'healthy' ? 'is not healthy' : 'failed'} (${(e as Error).message.split('\n')[0]})`);
+          }
+        }
+        const id = await applyBox(rt, project, b, limit, (line) => (task.output = `${b.box}: ${line}`));
+        resolvers.get(b.box)!.ok(id);
+        if (opts.wait && spec.healthcheck) {
+          task.output = `${b.box}: waiting until healthy`;
+          await health(b.box);
+          task.title = `${title(b)} — healthy`;
+        }
+      } catch (e) {
+        resolvers.get(b.box)!.fail(e as Error);
+        errors.push({ box: b.box, message: (e as Error).message });
+        throw new Error(`${b.box}: ${(e as Error).message}`);
+      }
+    },
+    rendererOptions: { persistentOutput: b.spec!.setup.length > 0 },
+  });
+
+  const declared = plan.boxes.filter((b) => b.spec);
+  const listr = new Listr(
+    [
+      ...(volumeTasks.length ? [{ title: 'volumes', task: (_: unknown, t: any) => t.newListr(volumeTasks, { concurrent: false }) }] : []),
+      ...(removals.length ? [{ title: 'removals', task: (_: unknown, t: any) => t.newListr(removals, { concurrent: true, exitOnError: false }) }] : []),
+      { title: `project ${project.name}`, task: (_: unknown, t: any) => t.newListr(declared.map(boxTask), { concurrent: true, exitOnError: false }) },
+    ],
+    {
+      concurrent: false,
+      exitOnError: true,
+      renderer: opts.renderer ?? 'default',
+      fallbackRenderer: 'simple',
+      rendererOptions: { collapseSubtasks: false, showErrorMessage: true } as any,
+      fallbackRendererOptions: {} as any,
+      collectErrors: 'minimal',
+    } as any,
+  );
+  try {
+    await listr.run();
+  } catch (e) {
+    if (!errors.length) errors.push({ box: '', message: (e as Error).message });
+  }
+  return { ok: errors.length === 0, errors };
+}
+
+function title(b: BoxPlan): string {
+  const what: Record<string, string> = { create: 'create', recreate: 'recreate', restart: 'restart', update: 'update', start: 'start', noop: 'up to date' };
+  const extra = [b.snapshot ? `snapshot ${b.snapshot.name}` : '', b.prune.length ? `prune ${b.prune.length} snapshot${b.prune.length > 1 ? 's' : ''}` : ''].filter(Boolean);
+  return `${b.box}: ${what[b.action] ?? b.action}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
+/** Makes one box match its spec; returns its id. */
+async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: ReturnType<typeof semaphore>, say: (l: string) => void): Promise<string> {
+  const spec = b.spec!;
+  const opts = runtimeOptions(project, spec);
+  let id = b.id;
+  const finish = async (bid: string) => {
+    await rt.setProjectLabel(bid, (l) => ({ ...labelFor(project, spec, 'done'), ...(l?.command ? { command: l.command } : {}), ...(l?.health ? { health: l.health } : {}) }));
+  };
+  const boot = async (bid: string) => {
+    await limit(() => rt.start(bid));
+    if (spec.command) await startCommand(rt, bid, spec.command);
+  };
+
+  if (b.action === 'recreate') {
+    if (b.keepAs) {
+      say(`taking snapshot ${b.snapshot!.name} and keeping the old box as ${b.keepAs}`);
+      await new Snapshots(rt, id!).create(b.snapshot!.name, { auto: true });
+      await rt.stop(id!);
+      await rt.rename(id!, b.keepAs);
+      // Its volumes are let go: they belong to the new box.
+      await rt.reconfigure(id!, { volumes: [] });
+      await rt.setProjectLabel(id!, (l) => l && { ...l, retiredAt: new Date().toISOString() });
+    } else {
+      say('removing the old box');
+      await rt.remove(id!, { force: true });
+    }
+    id = undefined;
+  }
+
+  if (b.action === 'create' || b.action === 'recreate') {
+    say(spec.image.startsWith('/') ? `creating from ${spec.image}` : `creating from image ${spec.image} (pulled if missing)`);
+    const box = await rt.create({
+      image: spec.image,
+      name: boxName(project.name, spec.name),
+      hostname: spec.name,
+      diskSizeMib: spec.diskMib,
+      ...opts,
+      project: labelFor(project, spec, spec.setup.length ? 'pending' : 'done'),
+    });
+    id = box.id;
+    say('booting');
+    await limit(() => rt.start(box.id));
+    for (const [i, argv] of spec.setup.entries()) {
+      const shown = argv[0] === 'sh' && argv[1] === '-c' ? argv[2] : argv.join(' ');
+      say(`setup ${i + 1}/${spec.setup.length}: ${shown}`);
+      const ex = await rt.spawn(box.id, argv);
+      let partial = '';
+      const onData = (d: Buffer) => {
+        const lines = (partial + d.toString()).split('\n');
+        partial = lines.pop()!;
+        for (const l of lines) say(l);
+      };
+      ex.stdout.on('data', onData);
+      ex.stderr.on('data', onData);
+      const st = await ex.wait();
+      if (partial) say(partial);
+      if (st.exitCode !== 0) {
+        const why = `setup command ${i + 1} (${shown}) failed with exit status ${st.exitCode}`;
+        await rt.setProjectLabel(box.id, (l) => l && { ...l, setup: 'failed', setupError: why });
+        throw new SetupError(`${why}. The box is left running for inspection: boxlite exec ${spec.name} sh — the next 'boxlite up' makes it again from scratch`);
+      }
+    }
+    await finish(box.id);
+    if (spec.command) await startCommand(rt, box.id, spec.command);
+  } else if (b.action === 'restart' || b.action === 'start') {
+    if (b.action === 'restart') {
+      say('stopping');
+      await rt.stop(id!);
+    }
+    await rt.reconfigure(id!, opts);
+    const rec = rt.record(id!);
+    if (spec.diskMib > rec.options.diskSizeMib) await rt.resize(id!, spec.diskMib);
+    for (const m of spec.volumes) {
+      const want = project.volumes[m.type === 'volume' ? m.source : '']?.sizeMib;
+      const name = volumeName(project.name, m.source);
+      if (m.type === 'volume' && want && want > (rt.volumes.find(name)?.sizeMib ?? want)) {
+        say(`growing volume ${m.source}`);
+        await rt.volumes.grow(name, want, (n) => rt.list().some((r) => r.name === n && r.state === 'running'));
+      }
+    }
+    say('booting');
+    await boot(id!);
+    await finish(id!);
+  } else if (b.action === 'update') {
+    await rt.reconfigure(id!, { env: opts.env, workingDir: opts.workingDir, user: opts.user });
+    await finish(id!);
+  }
+
+  if (b.snapshot && b.action !== 'recreate') {
+    say(`taking snapshot ${b.snapshot.name}`);
+    await new Snapshots(rt, id!).create(b.snapshot.name, { auto: true });
+  }
+  for (const s of b.prune) {
+    say(`removing snapshot ${s}`);
+    await new Snapshots(rt, id!).remove(s);
+  }
+  return id!;
+}

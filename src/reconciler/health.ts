@@ -1,0 +1,52 @@
+// Health checks: the declared test run in the box with the agent, as docker runs HEALTHCHECK. There is no daemon,
+// so checks run while someone is looking: `up --wait`, a depends_on with condition healthy, and watch (which
+// records the status for `ps`).
+import type { Runtime } from '../runtime/runtime.js';
+import type { HealthcheckSpec } from '../spec/types.js';
+import type { HealthState } from '../runtime/records.js';
+import { BoxliteError } from '../runtime/errors.js';
+
+export class UnhealthyError extends BoxliteError {}
+
+export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Promise<{ ok: boolean; output: string }> {
+  try {
+    const r = await rt.exec(id, h.test, { timeoutMs: h.timeoutMs });
+    const output = (r.stdout + r.stderr).trim().slice(-1000);
+    return { ok: r.exitCode === 0, output: r.exitCode === 0 ? output : `exit status ${r.exitCode}${output ? `: ${output}` : ''}` };
+  } catch (e) {
+    return { ok: false, output: (e as Error).message.split('\n')[0] };
+  }
+}
+
+/** One check, folded into the box's health as docker does: failures during start_period do not count, `retries`
+ *  failures in a row make it unhealthy, one success makes it healthy. */
+export function nextHealth(prev: HealthState | undefined, result: { ok: boolean; output: string }, h: HealthcheckSpec, startedAt: number, now = Date.now()): HealthState {
+  const at = new Date(now).toISOString();
+  if (result.ok) return { status: 'healthy', failingStreak: 0, at };
+  const inGrace = now - startedAt < h.startPeriodMs;
+  const streak = inGrace ? (prev?.failingStreak ?? 0) : (prev?.failingStreak ?? 0) + 1;
+  const status = streak >= h.retries ? 'unhealthy' : prev?.status === 'healthy' ? 'healthy' : 'starting';
+  return { status, failingStreak: streak, output: result.output, at };
+}
+
+/** Checks until healthy (resolves) or unhealthy / past the deadline (throws with the failing output). */
+export async function waitHealthy(
+  rt: Runtime,
+  id: string,
+  box: string,
+  h: HealthcheckSpec,
+  opts: { startedAt: number; deadline: number; onState?: (s: HealthState) => Promise<void> | void },
+): Promise<void> {
+  let state: HealthState | undefined;
+  for (;;) {
+    const r = await checkOnce(rt, id, h);
+    state = nextHealth(state, r, h, opts.startedAt);
+    await opts.onState?.(state);
+    if (state.status === 'healthy') return;
+    if (state.status === 'unhealthy') throw new UnhealthyError(`box ${box} is unhealthy: ${state.failingStreak} checks failed in a row; the last said: ${state.output}`);
+    if (Date.now() + h.intervalMs > opts.deadline) {
+      throw new UnhealthyError(`box ${box} did not become healthy in time; the last check said: ${state.output}`);
+    }
+    await new Promise((r) => setTimeout(r, h.intervalMs));
+  }
+}

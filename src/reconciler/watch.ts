@@ -1,0 +1,196 @@
+// Watch: keeps a project converged. chokidar watches boxlite.yaml and .env; an edit is debounced, planned, and only
+// the difference applied. Between edits a drift loop looks at the boxes: one that died or was stopped behind the
+// project's back is brought back per its restart policy (with backoff), a command that ended likewise, health
+// checks run at their intervals, and the snapshot policy's `every` is honoured. An invalid edit is reported and the
+// last good project stays in force. stop() ends the watch and leaves the boxes running.
+import * as path from 'node:path';
+import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import type { Runtime } from '../runtime/runtime.js';
+import type { Project, RestartPolicy } from '../spec/types.js';
+import type { ExitReason } from '../runtime/records.js';
+import { loadProject, type LoadOptions } from '../spec/load.js';
+import { applyPlan } from './apply.js';
+import { plan, renderPlan } from './plan.js';
+import { lockProject, observe } from './project.js';
+import { checkOnce, nextHealth } from './health.js';
+import { startCommand } from './apply.js';
+import { Snapshots } from '../runtime/snapshots.js';
+
+export interface WatchOptions extends LoadOptions {
+  /** One line per event. */
+  say: (line: string) => void;
+  debounceMs?: number;
+  /** How often the boxes are looked at. */
+  pollMs?: number;
+  removeOrphans?: boolean;
+}
+
+/** Whether a policy brings back a box (or command) that stopped: `stopped` says it was stopped by a person. */
+export function shouldRestart(policy: RestartPolicy, how: { stopped: boolean; reason?: ExitReason | 'exit-code'; exitCode?: number }): boolean {
+  switch (policy) {
+    case 'no':
+      return false;
+    case 'always':
+      return true;
+    case 'unless-stopped':
+      return !how.stopped;
+    case 'on-failure':
+      return !how.stopped && (how.reason === 'crash' || how.reason === 'killed' || (how.reason === 'exit-code' && (how.exitCode ?? 0) !== 0));
+  }
+}
+
+/** 1 s, 2 s, 4 s … up to 60 s between attempts for the same box. */
+export const backoffMs = (attempt: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, attempt - 1));
+
+export class Watcher {
+  private project: Project;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private busy: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private attempts = new Map<string, { n: number; next: number }>();
+  private nextHealthAt = new Map<string, number>();
+
+  constructor(private readonly rt: Runtime, project: Project, private readonly opts: WatchOptions) {
+    this.project = project;
+  }
+
+  /** Watches until stop(); the first apply has been done by the caller (boxlite up). */
+  start(): void {
+    const files = [this.project.file, path.join(this.project.dir, '.env')];
+    this.watcher = chokidarWatch(files, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 } });
+    const onChange = () => {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.enqueue(() => this.reload()), this.opts.debounceMs ?? 300);
+    };
+    this.watcher.on('add', onChange).on('change', onChange).on('unlink', onChange);
+    const poll = () => {
+      if (this.stopped) return;
+      this.enqueue(() => this.drift()).finally(() => {
+        if (!this.stopped) this.poller = setTimeout(poll, this.opts.pollMs ?? 2000);
+      });
+    };
+    this.poller = setTimeout(poll, this.opts.pollMs ?? 2000);
+    this.opts.say(`watching ${path.relative(process.cwd(), this.project.file) || this.project.file} (and .env); Ctrl-C ends the watch and leaves the boxes running`);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.poller) clearTimeout(this.poller);
+    await this.watcher?.close();
+    await this.busy.catch(() => {});
+  }
+
+  /** One thing at a time: an apply and a drift pass never overlap. */
+  private enqueue(f: () => Promise<void>): Promise<void> {
+    this.busy = this.busy.then(f, f).catch((e) => this.opts.say(`error: ${(e as Error).message}`));
+    return this.busy;
+  }
+
+  private async reload(): Promise<void> {
+    if (this.stopped) return;
+    let next: Project;
+    try {
+      next = loadProject(this.project.file, this.opts);
+    } catch (e) {
+      this.opts.say(`the edit is not valid; the boxes stay as they are:\n${(e as Error).message}`);
+      return;
+    }
+    if (next.name !== this.project.name) {
+      this.opts.say(`the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}`);
+      return;
+    }
+    this.project = next;
+    for (const w of next.warnings) this.opts.say(`warning: ${w}`);
+    await this.converge('the project file changed');
+  }
+
+  private async converge(why: string): Promise<void> {
+    const lock = await lockProject(this.rt, this.project.name, this.opts.say);
+    try {
+      const o = await observe(this.rt, this.project.name);
+      const p = plan(this.project, o.boxes, o.volumes, { removeOrphans: this.opts.removeOrphans });
+      if (!p.changed) {
+        this.opts.say(`${why}: no changes`);
+        return;
+      }
+      this.opts.say(`${why}:\n${renderPlan(p)}`);
+      const r = await applyPlan(this.rt, this.project, p, { renderer: 'simple' });
+      this.opts.say(r.ok ? 'applied' : `applied with errors:\n${r.errors.map((e) => `  ${e.box}: ${e.message}`).join('\n')}`);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Brings back what stopped behind the project's back, runs due health checks and snapshots. */
+  private async drift(): Promise<void> {
+    if (this.stopped) return;
+    const o = await observe(this.rt, this.project.name);
+    const now = Date.now();
+    for (const spec of Object.values(this.project.boxes)) {
+      const box = o.boxes.find((b) => b.label.box === spec.name && !b.label.retiredAt);
+      if (!box || box.label.setup !== 'done') continue; // missing or unprovisioned: only an edit or `up` makes it
+      const rec = this.rt.record(box.id);
+      const st = this.rt.status(rec);
+      const attempt = this.attempts.get(spec.name);
+      if (st.state !== 'running') {
+        const stopped = st.state === 'stopped';
+        if (!shouldRestart(spec.restart, { stopped, reason: st.exit?.reason })) continue;
+        if (attempt && now < attempt.next) continue;
+        const n = (attempt?.n ?? 0) + 1;
+        this.attempts.set(spec.name, { n, next: now + backoffMs(n) });
+        this.opts.say(`${spec.name}: ${stopped ? 'was stopped' : `exited (${st.exit?.reason ?? 'unknown'}: ${st.exit?.detail ?? ''})`}; restart: ${spec.restart} → starting it (attempt ${n})`);
+        try {
+          await this.rt.start(box.id);
+          if (spec.command) await startCommand(this.rt, box.id, spec.command);
+          this.opts.say(`${spec.name}: running again`);
+        } catch (e) {
+          this.opts.say(`${spec.name}: could not start: ${(e as Error).message.split('\n')[0]}; next try in ${backoffMs(n) / 1000}s`);
+        }
+        continue;
+      }
+      // Running: the command, then health, then the snapshot policy.
+      if (spec.command && rec.project?.command) {
+        const ps = await this.rt.processState(box.id, rec.project.command.execId).catch(() => null);
+        if (ps && !ps.running && shouldRestart(spec.restart, { stopped: false, reason: 'exit-code', exitCode: ps.exitCode })) {
+          if (!attempt || now >= attempt.next) {
+            const n = (attempt?.n ?? 0) + 1;
+            this.attempts.set(spec.name, { n, next: now + backoffMs(n) });
+            this.opts.say(`${spec.name}: its command exited with status ${ps.exitCode}; restart: ${spec.restart} → starting it again (attempt ${n})`);
+            await startCommand(this.rt, box.id, spec.command).catch((e) => this.opts.say(`${spec.name}: ${(e as Error).message}`));
+          }
+        } else if (ps?.running && attempt && now - (attempt.next - backoffMs(attempt.n)) > 60_000) {
+          this.attempts.delete(spec.name); // up for a minute: the backoff starts over
+        }
+      }
+      if (spec.healthcheck && now >= (this.nextHealthAt.get(spec.name) ?? 0)) {
+        this.nextHealthAt.set(spec.name, now + spec.healthcheck.intervalMs);
+        const r = await checkOnce(this.rt, box.id, spec.healthcheck);
+        const prev = rec.project?.health;
+        const h = nextHealth(prev, r, spec.healthcheck, Date.parse(rec.startedAt ?? '') || now);
+        if (prev?.status !== h.status) this.opts.say(`${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}`);
+        await this.rt.setProjectLabel(box.id, (l) => l && { ...l, health: h });
+      }
+      const everyMs = spec.snapshots?.everyMs;
+      if (everyMs) {
+        const autos = (rec.snapshots ?? []).filter((s) => s.auto).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+        const newest = autos.at(-1);
+        if (!newest || now - Date.parse(newest.createdAt) >= everyMs) {
+          const name = `auto-${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+          const snaps = new Snapshots(this.rt, box.id);
+          await snaps.create(name, { auto: true });
+          this.opts.say(`${spec.name}: snapshot ${name} (every ${everyMs / 60_000}m)`);
+          const keep = spec.snapshots?.keep;
+          if (keep && autos.length + 1 > keep) {
+            for (const s of autos.slice(0, autos.length + 1 - keep)) {
+              await snaps.remove(s.name);
+              this.opts.say(`${spec.name}: removed snapshot ${s.name} (beyond keep: ${keep})`);
+            }
+          }
+        }
+      }
+    }
+  }
+}

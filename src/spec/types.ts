@@ -1,0 +1,65 @@
+// The typed, normalised project: what boxlite.yaml means once parsed, interpolated, validated and defaulted.
+import type { PortMapping, NetworkMode } from '../runtime/network.js';
+
+export type RestartPolicy = 'no' | 'on-failure' | 'always' | 'unless-stopped';
+export type DependCondition = 'started' | 'healthy';
+
+export type MountSpec =
+  | { type: 'volume'; source: string; target: string; readOnly: boolean }
+  | { type: 'bind'; source: string; target: string; readOnly: boolean };
+
+export interface HealthcheckSpec {
+  /** The argv run in the box; a command line is run as ["sh", "-c", line]. */
+  test: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+}
+
+export interface SnapshotPolicy {
+  beforeApply: boolean;
+  everyMs?: number;
+  keep?: number;
+}
+
+export interface BoxSpec {
+  name: string;
+  /** An image reference, or an absolute path to a rootfs folder or OCI layout. */
+  image: string;
+  cpus: number;
+  memoryMib: number;
+  diskMib: number;
+  env: Record<string, string>;
+  workingDir: string;
+  user: string;
+  network: NetworkMode;
+  dns: string[];
+  volumes: MountSpec[];
+  ports: PortMapping[];
+  /** Each an argv; a command line is ["sh", "-c", line]. */
+  setup: string[][];
+  command?: string[];
+  healthcheck?: HealthcheckSpec;
+  restart: RestartPolicy;
+  dependsOn: Record<string, DependCondition>;
+  snapshots?: SnapshotPolicy;
+}
+
+export interface VolumeSpec {
+  name: string;
+  sizeMib: number;
+}
+
+export interface Project {
+  name: string;
+  /** The project file, absolute. */
+  file: string;
+  dir: string;
+  boxes: Record<string, BoxSpec>;
+  volumes: Record<string, VolumeSpec>;
+  warnings: string[];
+}
+
+export const DEFAULT_VOLUME_MIB = 1024;
+export const HEALTH_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 };

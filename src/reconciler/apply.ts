@@ -13,6 +13,7 @@ import { boxName, runtimeOptions, volumeName } from './project.js';
 import { waitHealthy } from './health.js';
 import { BoxliteError } from '../runtime/errors.js';
 import { Snapshots } from '../runtime/snapshots.js';
+import { allocateLan, syncHosts } from './lan.js';
 
 export class SetupError extends BoxliteError {}
 export class DependencyError extends BoxliteError {}
@@ -167,6 +168,8 @@ export async function applyPlan(rt: Runtime, project: Project, plan: Plan, opts:
   } catch (e) {
     if (!errors.length) errors.push({ box: '', message: (e as Error).message });
   }
+  // Boxes made in this run are now known to the ones that were already running.
+  if (plan.boxes.some((b) => b.action === 'create' || b.action === 'recreate' || b.action === 'remove')) await syncHosts(rt, project.name);
   return { ok: errors.length === 0, errors };
 }
 
@@ -186,6 +189,7 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
   };
   const boot = async (bid: string) => {
     await limit(() => rt.start(bid));
+    await syncHosts(rt, project.name, [bid]);
     if (spec.command) await startCommand(rt, bid, spec.command);
   };
 
@@ -196,7 +200,7 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       await rt.stop(id!);
       await rt.rename(id!, b.keepAs);
       // Its volumes are let go: they belong to the new box.
-      await rt.reconfigure(id!, { volumes: [] });
+      await rt.reconfigure(id!, { volumes: [], lan: null });
       await rt.setProjectLabel(id!, (l) => l && { ...l, retiredAt: new Date().toISOString() });
     } else {
       say('removing the old box');
@@ -213,11 +217,13 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       hostname: spec.name,
       diskSizeMib: spec.diskMib,
       ...opts,
+      lan: spec.network === 'none' ? undefined : allocateLan(rt, rt.home.root, project.name, spec.name),
       project: labelFor(project, spec, spec.setup.length ? 'pending' : 'done'),
     });
     id = box.id;
     say('booting');
     await limit(() => rt.start(box.id));
+    await syncHosts(rt, project.name, [box.id]);
     for (const [i, argv] of spec.setup.entries()) {
       const shown = argv[0] === 'sh' && argv[1] === '-c' ? argv[2] : argv.join(' ');
       say(`setup ${i + 1}/${spec.setup.length}: ${shown}`);

@@ -175,9 +175,9 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
     const have = volumes.find((o) => o.name === v.name);
     if (!have) return { name: v.name, action: 'create', sizeMib: v.sizeMib };
     if (v.sizeMib > have.sizeMib) return { name: v.name, action: 'grow', sizeMib: v.sizeMib, fromMib: have.sizeMib };
-    return { name: v.name, action: 'noop', sizeMib: have.sizeMib, fromMib: have.sizeMib < v.sizeMib ? have.sizeMib : undefined };
+    // Volumes only grow: a smaller declared size leaves the volume as it is (the rendered plan says so).
+    return { name: v.name, action: 'noop', sizeMib: v.sizeMib, ...(have.sizeMib > v.sizeMib ? { fromMib: have.sizeMib } : {}) };
   });
-  const shrunk = Object.values(project.volumes).filter((v) => (volumes.find((o) => o.name === v.name)?.sizeMib ?? 0) > v.sizeMib);
   const grown = new Set(volumePlans.filter((v) => v.action === 'grow').map((v) => v.name));
 
   for (const spec of Object.values(project.boxes).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -284,11 +284,6 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
     }
   }
 
-  for (const v of shrunk) {
-    const have = volumes.find((o) => o.name === v.name)!;
-    const p = volumePlans.find((x) => x.name === v.name)!;
-    p.fromMib = have.sizeMib;
-  }
   const changed = boxes.some((b) => b.action !== 'noop' && b.action !== 'orphan') || boxes.some((b) => b.snapshot || b.prune.length) || volumePlans.some((v) => v.action !== 'noop');
   return { project: project.name, boxes, volumes: volumePlans, levels: dependencyLevels(project.boxes), changed };
 }
@@ -312,7 +307,7 @@ export function renderPlan(p: Plan): string {
   for (const v of p.volumes) {
     if (v.action === 'create') lines.push(`  + volume ${v.name} (${formatMib(v.sizeMib)})`);
     else if (v.action === 'grow') lines.push(`  ~ volume ${v.name}: size ${formatMib(v.fromMib!)} → ${formatMib(v.sizeMib)}`);
-    else if (v.fromMib !== undefined && v.fromMib !== v.sizeMib) lines.push(`    volume ${v.name}: volumes only grow; it stays ${formatMib(v.fromMib)}`);
+    else if (v.fromMib !== undefined) lines.push(`    volume ${v.name}: volumes only grow; it stays ${formatMib(v.fromMib)}`);
   }
   for (const b of p.boxes) {
     if (b.snapshot) lines.push(`  + snapshot ${b.box}@${b.snapshot.name} (${b.snapshot.why})`);

@@ -29,7 +29,7 @@ export async function observe(rt: Runtime, project: string): Promise<{ boxes: Ob
 }
 
 /** The runtime settings a box spec asks for. */
-export function runtimeOptions(project: Project, spec: BoxSpec): Required<Omit<Reconfigure, 'volumes'>> & Pick<Reconfigure, 'volumes'> {
+export function runtimeOptions(project: Project, spec: BoxSpec): Required<Omit<Reconfigure, 'volumes' | 'lan'>> & Pick<Reconfigure, 'volumes'> {
   return {
     cpus: spec.cpus,
     memoryMib: spec.memoryMib,

@@ -15,6 +15,7 @@ import { lockProject, observe } from './project.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './apply.js';
 import { Snapshots } from '../runtime/snapshots.js';
+import { syncHosts } from './lan.js';
 
 export interface WatchOptions extends LoadOptions {
   /** One line per event. */
@@ -144,6 +145,7 @@ export class Watcher {
         this.opts.say(`${spec.name}: ${stopped ? 'was stopped' : `exited (${st.exit?.reason ?? 'unknown'}: ${st.exit?.detail ?? ''})`}; restart: ${spec.restart} → starting it (attempt ${n})`);
         try {
           await this.rt.start(box.id);
+          await syncHosts(this.rt, this.project.name, [box.id]);
           if (spec.command) await startCommand(this.rt, box.id, spec.command);
           this.opts.say(`${spec.name}: running again`);
         } catch (e) {

@@ -25,6 +25,16 @@ export interface BoxOptions {
   volumes?: VolumeMount[];
   /** The guest's host name; default the box's name. */
   hostname?: string;
+  /** A NIC on a project's private LAN (see src/reconciler/lan.ts). */
+  lan?: LanConfig;
+}
+
+export interface LanConfig {
+  /** The loopback multicast group carrying the LAN's frames: 239.x.y.z:port. */
+  mcast: string;
+  /** The box's address on the LAN (a /24). */
+  address: string;
+  mac: string;
 }
 
 export type BoxState = 'created' | 'running' | 'stopped' | 'exited';

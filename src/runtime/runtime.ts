@@ -11,7 +11,7 @@ import { AgentClient } from './agent-client.js';
 import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
 import { buildDisk, isOciLayout, resolveDir, type Source } from './rootfs.js';
 import { Images, createOverlay, type LayerProgress, type RegistryOptions } from './images/index.js';
-import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo, type ProjectLabel } from './records.js';
+import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo, type LanConfig, type ProjectLabel } from './records.js';
 import { Volumes, type VolumeMount } from './volumes.js';
 import { BootError, BoxExistsError, BoxStateError, ExecError, ImageError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
 import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
@@ -68,13 +68,15 @@ export interface CreateOptions {
   volumes?: VolumeMount[];
   /** The guest's host name; default the box's name. */
   hostname?: string;
+  /** A NIC on a project's private LAN (null removes it). */
+  lan?: LanConfig | null;
   /** Set by the reconciler for a box that belongs to a project. */
   project?: ProjectLabel;
   autoRemove?: boolean;
 }
 
 /** What can change on an existing box: boot-time settings only while it is stopped. */
-export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user'>>;
+export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan'>>;
 const LIVE_FIELDS = new Set(['env', 'workingDir', 'user']);
 
 export interface BoxStatus {
@@ -329,7 +331,7 @@ export class Runtime {
           memoryMib: rec.options.memoryMib,
           kernel: assets.kernel,
           initrd: assets.initrd,
-          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.options.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}${vols.cmdline}`,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.options.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}${vols.cmdline}${rec.options.lan ? ` boxlite.lan=${rec.options.lan.address}/24,${rec.options.lan.mac}` : ''}`,
           disks: [
             { path: assets.initImage, format: 'raw', readonly: true },
             { path: disk.path, format: disk.format, readonly: false },
@@ -338,6 +340,7 @@ export class Runtime {
           agentPorts: AGENT_PORTS,
           accel: accel.accel,
           netSocket: net ? passtSocket(dir) : undefined,
+          lan: rec.options.lan ? { mcast: rec.options.lan.mcast, mac: rec.options.lan.mac } : undefined,
         });
         writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports });
         try {
@@ -393,7 +396,7 @@ export class Runtime {
       const o = rec.options;
       const merged = validateOptions({
         cpus: o.cpus, memoryMib: o.memoryMib, diskSizeMib: o.diskSizeMib, env: o.env, workingDir: o.workingDir, user: o.user,
-        network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, name: rec.name,
+        network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, lan: o.lan, name: rec.name,
         ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)),
       });
       for (const m of merged.volumes ?? []) this.volumes.get(m.volume);
@@ -694,6 +697,7 @@ function validateOptions(o: CreateOptions): BoxOptions {
     cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns,
     ...(volumes.length ? { volumes } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
+    ...(o.lan && network !== 'none' ? { lan: { ...o.lan } } : {}),
   };
 }
 

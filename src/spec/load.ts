@@ -86,7 +86,14 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
   const problem = (offset: number, p: string, message: string): SpecProblem => ({ file: shown, ...pos(offset), path: p, message });
 
   if (doc.errors.length) {
-    throw new SpecError(doc.errors.map((e) => ({ file: shown, line: e.linePos?.[0].line ?? 1, col: e.linePos?.[0].col ?? 1, path: '', message: yamlMessage(e.message) })));
+    throw new SpecError(
+      doc.errors.map((e) => ({
+        file: shown,
+        ...pos(e.pos[0]),
+        path: '',
+        message: e.code === 'DUPLICATE_KEY' ? `the key "${/^[^:\n]*/.exec(text.slice(e.pos[0]))![0].trim()}" appears twice in the same mapping: keep one` : yamlMessage(e.message),
+      })),
+    );
   }
   if (doc.contents === null) throw new SpecError([problem(0, '', 'the file is empty: declare at least one box under "boxes:"')]);
 

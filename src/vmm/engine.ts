@@ -23,7 +23,12 @@ export interface VmSpec {
   accel: 'kvm' | 'tcg';
   /** The Unix socket of the box's network helper; none: the guest has only loopback. */
   netSocket?: string;
+  /** A second NIC on a project's private LAN: an L2 segment that QEMU carries over a loopback multicast group. */
+  lan?: { mcast: string; mac: string };
 }
+
+/** The MAC of the NIC to the network helper, so the guest can tell it from the LAN NIC. */
+export const NET_MAC = '52:54:00:12:34:56';
 
 export type VmExit =
   | { kind: 'running'; pid: number }

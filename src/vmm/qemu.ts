@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { VmEngine, VmExit, VmSpec } from './engine.js';
+import { NET_MAC, type VmEngine, type VmExit, type VmSpec } from './engine.js';
 import { qmp } from './qmp.js';
 import { tcgKernelArgs } from './accel.js';
 
@@ -49,7 +49,11 @@ export function qemuArgs(spec: VmSpec): string[] {
   }
   if (spec.netSocket) {
     args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
-    args.push('-device', 'virtio-net-device,netdev=net0');
+    args.push('-device', `virtio-net-device,netdev=net0,mac=${NET_MAC}`);
+  }
+  if (spec.lan) {
+    args.push('-netdev', `socket,id=lan0,mcast=${spec.lan.mcast},localaddr=127.0.0.1`);
+    args.push('-device', `virtio-net-device,netdev=lan0,mac=${spec.lan.mac}`);
   }
   spec.disks.forEach((d, i) => {
     args.push('-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);

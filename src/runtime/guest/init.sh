@@ -62,20 +62,41 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
+# wait_nic NAME MAC: waits for the NIC with that MAC and names it NAME.
+wait_nic() {
+  n=0
+  while :; do
+    for d in /sys/class/net/*; do
+      if [ "$(cat "$d/address" 2>/dev/null)" = "$2" ]; then
+        [ "${d##*/}" = "$1" ] || ip link set dev "${d##*/}" name "$1" || fail "cannot name the NIC $2 $1"
+        return 0
+      fi
+    done
+    n=$((n + 1))
+    [ $n -gt 400 ] && fail "the box's network device $1 ($2) did not appear"
+    usleep 5000
+  done
+}
+
 # Network: loopback always; eth0 when the host gave the box a network (boxlite.net=ADDR/PREFIX,GATEWAY,DNS[,DNS]).
 ip link set lo up
+# The project LAN (boxlite.lan=ADDR/PREFIX,MAC): boxes of one project reach each other by name over it.
+lan_arg=$(sed -n 's/.*boxlite\.lan=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$lan_arg" ]; then
+  lan_addr=${lan_arg%%,*}
+  lan_mac=${lan_arg#*,}
+  wait_nic lan0 "$lan_mac"
+  { ip link set lan0 up && ip addr add "$lan_addr" dev lan0; } || fail "cannot configure the project LAN (lan0 $lan_addr)"
+fi
+
 net_arg=$(sed -n 's/.*boxlite\.net=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$net_arg" ]; then
   net_addr=${net_arg%%,*}
   net_rest=${net_arg#*,}
   net_gw=${net_rest%%,*}
   net_dns=${net_rest#*,}
-  n=0
-  while [ ! -e /sys/class/net/eth0 ]; do
-    n=$((n + 1))
-    [ $n -gt 400 ] && fail "the box's network device (eth0) did not appear"
-    usleep 5000
-  done
+  # The NIC to the network helper has a fixed MAC; with a LAN NIC beside it, probe order decides nothing.
+  wait_nic eth0 52:54:00:12:34:56
   { ip link set eth0 mtu 65520 up && ip addr add "$net_addr" dev eth0 && ip route add default via "$net_gw"; } ||
     fail "cannot configure the box's network (eth0 $net_addr via $net_gw)"
   if [ -d /mnt/root/etc ]; then

@@ -9,7 +9,9 @@ process.stdout.on('error', (e) => {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Done: file watchers, agent channels or timers of a watch must not keep the process alive (stdout and
+    // stderr are synchronous for files and pipes on Linux, so nothing written is lost).
+    process.exit(code);
   },
   (e) => {
     process.stderr.write(`boxlite: ${e?.stack ?? e}\n`);

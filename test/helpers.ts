@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Runtime } from '../src/runtime/runtime.js';
 import { CLI, TEST_ASSETS_HOME } from './paths.js';
@@ -77,9 +77,10 @@ export function makeOciLayout(rootfs: string, config: Record<string, unknown>, d
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
 /** Runs the boxlite CLI as a separate process with the given home. */
-export function cli(home: string, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export function cli(home: string, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
       env: { ...process.env, BOXLITE_HOME: home, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -101,4 +102,39 @@ export function cli(home: string, args: string[], opts: { input?: string; env?: 
 
 export function quietRuntime(home: string): Runtime {
   return new Runtime({ home, say: () => {} });
+}
+
+/** A CLI process left running (boxlite up --watch): its output so far, and a wait for a line. */
+export class CliProcess {
+  readonly child: ChildProcess;
+  output = '';
+  constructor(home: string, args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}) {
+    this.child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, BOXLITE_HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d) => (this.output += d));
+    this.child.stderr!.on('data', (d) => (this.output += d));
+  }
+  /** Resolves when the output (after `from` characters) matches re. */
+  async waitFor(re: RegExp, timeoutMs = 120_000, from = 0): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.output.slice(from));
+      if (m) return m[0];
+      if (this.child.exitCode !== null) throw new Error(`the CLI exited (${this.child.exitCode}) before printing ${re}; it printed:\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`the CLI did not print ${re} in ${timeoutMs / 1000}s; it printed:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  exited(): Promise<number | null> {
+    return this.child.exitCode !== null ? Promise.resolve(this.child.exitCode) : new Promise((r) => this.child.once('exit', (c) => r(c)));
+  }
+}
+
+/** Pids of the QEMU processes running boxes of a home. */
+export function qemuPids(home: string): number[] {
+  try {
+    // Anchored: the VM's supervisor shell names qemu-system in its command line too.
+    return execFileSync('pgrep', ['-f', `^\\S*qemu-system\\S* .*${home}/boxes/`]).toString().trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }

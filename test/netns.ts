@@ -20,8 +20,21 @@ export interface TestHost {
 const SERVER = `
 const http = require('node:http');
 const dgram = require('node:dgram');
-const [ip, port, token, name] = process.argv.slice(2);
-http.createServer((req, res) => res.end(token + '\\n')).listen(Number(port), ip);
+const fs = require('node:fs');
+const path = require('node:path');
+const [ip, port, token, name, files] = process.argv.slice(2);
+// Files under /files/ and /simple/ come from the test's folder (a package index, say); anything else gets the token.
+http.createServer((req, res) => {
+  const url = decodeURIComponent(req.url.split('?')[0]);
+  if (files && (url.startsWith('/files/') || url.startsWith('/simple/'))) {
+    let f = path.join(files, path.normalize(url));
+    if (f.startsWith(files) && fs.existsSync(f) && fs.statSync(f).isDirectory()) f = path.join(f, 'index.html');
+    if (!f.startsWith(files) || !fs.existsSync(f)) { res.statusCode = 404; return res.end('not found\\n'); }
+    res.setHeader('Content-Type', f.endsWith('.html') ? 'text/html' : 'application/octet-stream');
+    return fs.createReadStream(f).pipe(res);
+  }
+  res.end(token + '\\n');
+}).listen(Number(port), ip);
 // A DNS server with one A record: enough for a resolver to look the name up.
 const dns = dgram.createSocket('udp4');
 dns.on('message', (q, rinfo) => {
@@ -43,7 +56,8 @@ dns.on('message', (q, rinfo) => {
 dns.bind(53, ip, () => console.log('ready'));
 `;
 
-export async function startTestHost(): Promise<TestHost> {
+/** files: a folder served under /files/ and /simple/ (for a package index). */
+export async function startTestHost(opts: { files?: string } = {}): Promise<TestHost> {
   if (process.getuid?.() !== 0) throw new Error('network tests create network namespaces and need root (ip netns)');
   const id = randomBytes(3).toString('hex');
   const ns = `blt-${id}`;
@@ -69,7 +83,7 @@ export async function startTestHost(): Promise<TestHost> {
     fs.writeFileSync(script, SERVER);
     const token = `token-${randomBytes(6).toString('hex')}`;
     const name = `web-${id}.boxlite.test`;
-    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ip, '8080', token, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ip, '8080', token, name, ...(opts.files ? [path.resolve(opts.files)] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       server!.stdout!.once('data', () => resolve());
       server!.once('exit', (c) => reject(new Error(`the test host's servers exited (${c})`)));

@@ -191,18 +191,18 @@ export class FaultProxy {
 }
 
 /**
- * A Debian bookworm minbase with python3, made by debootstrap from the Debian mirror once and cached as a tarball
+ * A Debian bookworm minbase with python3 and its venv module, made by debootstrap from the Debian mirror once and cached as a tarball
  * (in ~/.cache/boxlite-test) so later runs skip it. Needs root, as debootstrap does.
  */
 export function debianPythonLayer(): Buffer {
   const cacheDir = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'boxlite-test');
-  const file = path.join(cacheDir, 'debian-bookworm-python3.tar');
+  const file = path.join(cacheDir, 'debian-bookworm-python3-venv.tar');
   if (!fs.existsSync(file)) {
     if (process.getuid?.() !== 0) throw new Error('building the Debian test image needs root (debootstrap): run the tests as root or provide ' + file);
     fs.mkdirSync(cacheDir, { recursive: true });
     const root = fs.mkdtempSync(path.join(cacheDir, 'debootstrap-'));
     try {
-      execFileSync('debootstrap', ['--variant=minbase', '--include=python3-minimal', 'bookworm', root, 'http://deb.debian.org/debian'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 15 * 60_000 });
+      execFileSync('debootstrap', ['--variant=minbase', '--include=python3,python3-venv', 'bookworm', root, 'http://deb.debian.org/debian'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 15 * 60_000 });
       // The apt caches are not part of an image.
       execFileSync('sh', ['-c', 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*', 'sh', root]);
       execFileSync('tar', ['-C', root, '--numeric-owner', '--xattrs', '-cf', `${file}.part`, '.']);
@@ -217,7 +217,7 @@ export function debianPythonLayer(): Buffer {
 /** The Debian image as an OCI layout (one gzip layer), built once and cached beside the tarball. */
 export function debianLayout(): string {
   const cacheDir = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'boxlite-test');
-  const dir = path.join(cacheDir, 'debian-bookworm-python3.oci');
+  const dir = path.join(cacheDir, 'debian-bookworm-python3-venv.oci');
   if (fs.existsSync(path.join(dir, 'index.json'))) return dir;
   const layer = debianPythonLayer();
   const tmp = `${dir}.part-${process.pid}`;

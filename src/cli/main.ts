@@ -367,6 +367,13 @@ const COMMAND_IMPL: Record<string, Impl> = {
       out(['NAME', 'CREATED', 'KIND'].join('  '));
       for (const s of list) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.auto ? 'auto' : 'manual'].join('  '));
     } else if (sub === 'restore') {
+      // A project box whose policy says before_apply is snapshotted before a restore overwrites its disk.
+      const policy = box.info().project?.applied.snapshots as { beforeApply?: boolean } | undefined;
+      if (policy?.beforeApply && (await box.snapshots.list()).some((x) => x.name === name)) {
+        const auto = `before-restore-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+        await box.snapshots.create(auto, { auto: true });
+        err(`boxlite: took snapshot ${auto} first (snapshot policy before_apply)`);
+      }
       const r = await box.snapshots.restore(name, { timeoutMs: stopTimeoutMs(p) });
       if (r.restarted) err(`boxlite: ${box.name} was running: it was stopped, restored to "${name}" and started again`);
       out(name);

@@ -165,6 +165,8 @@ export const PROJECT_IMPL: Record<string, (rt: Runtime, args: string[], spec: Re
       await Promise.all(
         o.boxes.map(async (b) => {
           if (p.opts.remove) {
+            // Stopped cleanly before it goes, as compose does: what it wrote to named volumes is kept.
+            await rt.stop(b.id, { timeoutMs });
             await rt.remove(b.id, { force: true });
             out(`${b.label.box}: removed${b.label.retiredAt ? ` (${b.name}, kept aside by a snapshot policy)` : ''}`);
           } else if (rt.status(rt.record(b.id)).state === 'running') {

@@ -112,6 +112,7 @@ export async function applyPlan(rt: Runtime, project: Project, plan: Plan, opts:
     .map((b) => ({
       title: `${b.box}: remove${b.notes.length ? ` (${b.notes[0]})` : ''}`,
       task: async () => {
+        await rt.stop(b.id!);
         await rt.remove(b.id!, { force: true });
       },
     }));
@@ -182,6 +183,8 @@ function title(b: BoxPlan): string {
 /** Makes one box match its spec; returns its id. */
 async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: ReturnType<typeof semaphore>, say: (l: string) => void): Promise<string> {
   const spec = b.spec!;
+  const bind = spec.volumes.find((m) => m.type === 'bind');
+  if (bind) throw new BoxliteError(`host folders cannot be mounted yet (${bind.source}:${bind.target}): use a named volume, or copy files in with 'boxlite cp'`);
   const opts = runtimeOptions(project, spec);
   let id = b.id;
   const finish = async (bid: string) => {
@@ -200,10 +203,12 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       await rt.stop(id!);
       await rt.rename(id!, b.keepAs);
       // Its volumes are let go: they belong to the new box.
-      await rt.reconfigure(id!, { volumes: [], lan: null });
+      // It lets go of what the new box takes over: its volumes, published ports and LAN address.
+      await rt.reconfigure(id!, { volumes: [], ports: [], lan: null });
       await rt.setProjectLabel(id!, (l) => l && { ...l, retiredAt: new Date().toISOString() });
     } else {
       say('removing the old box');
+      await rt.stop(id!); // a clean shutdown first: its named volumes keep what it wrote
       await rt.remove(id!, { force: true });
     }
     id = undefined;
@@ -244,6 +249,8 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
         throw new SetupError(`${why}. The box is left running for inspection: boxlite exec ${spec.name} sh — the next 'boxlite up' makes it again from scratch`);
       }
     }
+    // What setup made is flushed to the disk before the box counts as provisioned: a crash later cannot undo it.
+    if (spec.setup.length) await rt.exec(box.id, [BUSYBOX, 'sync'], { user: '0' });
     await finish(box.id);
     if (spec.command) await startCommand(rt, box.id, spec.command);
   } else if (b.action === 'restart' || b.action === 'start') {

@@ -52,6 +52,8 @@ export interface ObservedBox {
   /** The box's global name (project.box). */
   name: string;
   state: BoxState;
+  /** When the box was made: the `every` clock of a snapshot policy starts here. */
+  createdAt: string;
   label: ProjectLabel;
   snapshots: SnapshotInfo[];
 }
@@ -247,8 +249,10 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
       }
     } else if (policy?.everyMs) {
       const newest = autos.at(-1);
-      const age = newest ? now.getTime() - Date.parse(newest.createdAt) : Infinity;
-      if (age >= policy.everyMs) snapshot = { name: `auto-${stamp(now)}`, why: newest ? `the newest automatic snapshot is older than ${formatMs(policy.everyMs)}` : 'snapshot policy every: none taken yet' };
+      const since = Date.parse(newest?.createdAt ?? o.createdAt);
+      if (!(now.getTime() - since < policy.everyMs)) {
+        snapshot = { name: `auto-${stamp(now)}`, why: newest ? `the newest automatic snapshot is older than ${formatMs(policy.everyMs)}` : `the box is older than ${formatMs(policy.everyMs)} and has no automatic snapshot` };
+      }
     }
     let prune: string[] = [];
     if (policy?.keep && action !== 'recreate') {

@@ -20,7 +20,7 @@ export async function observe(rt: Runtime, project: string): Promise<{ boxes: Ob
   const boxes = rt
     .list()
     .filter((r) => r.project?.project === project)
-    .map((r) => ({ id: r.id, name: r.name, state: r.state, label: r.project!, snapshots: r.snapshots ?? [] }));
+    .map((r) => ({ id: r.id, name: r.name, state: r.state, createdAt: r.createdAt, label: r.project!, snapshots: r.snapshots ?? [] }));
   const volumes = rt.volumes
     .list()
     .filter((v) => v.project === project)

@@ -179,7 +179,7 @@ export class Watcher {
       if (everyMs) {
         const autos = (rec.snapshots ?? []).filter((s) => s.auto).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
         const newest = autos.at(-1);
-        if (!newest || now - Date.parse(newest.createdAt) >= everyMs) {
+        if (now - Date.parse(newest?.createdAt ?? rec.createdAt) >= everyMs) {
           const name = `auto-${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
           const snaps = new Snapshots(this.rt, box.id);
           await snaps.create(name, { auto: true });

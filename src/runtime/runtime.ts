@@ -208,6 +208,7 @@ export class Runtime {
     for (const m of options.volumes ?? []) this.volumes.get(m.volume);
     ensureDir(this.home.boxesDir);
     return withLock(this.home.registryLock, `the box registry in ${this.home.root}`, async () => {
+      await this.sweepInterrupted();
       const id = randomBytes(6).toString('hex');
       const name = opts.name ?? `box-${id.slice(0, 6)}`;
       const taken = listRecords(this.home).find((r) => r.name === name);
@@ -223,6 +224,25 @@ export class Runtime {
       writeRecord(this.home, rec); // the record last: a folder without one is an interrupted create
       return new Box(this, id);
     });
+  }
+
+  /** Box folders without a record are creates or removes that were killed half way; under the registry lock
+   *  none is in progress, so they are deleted (with any VM or helper a killed start left running in them). */
+  private async sweepInterrupted(): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.home.boxesDir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const dir = this.home.boxDir(n);
+      if (n.startsWith('.') || fs.existsSync(path.join(dir, 'box.json'))) continue;
+      if (this.engine.status(dir).kind === 'running') await this.engine.kill(dir);
+      stopPasst(dir);
+      stopRelay(dir);
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    }
   }
 
   /** A folder stays a folder; an image (by reference, or an OCI layout folder) goes through the store and gets
@@ -513,7 +533,8 @@ export class Runtime {
     }
     const lock = await acquireLock(this.boxLock(id), `box ${rec.name}`);
     try {
-      if (this.status(this.record(id)).state === 'running') await this.engine.kill(this.home.boxDir(id));
+      // The engine, not the record, says whether a VM runs: a start killed before it wrote the record leaves one.
+      if (this.engine.status(this.home.boxDir(id)).kind === 'running') await this.engine.kill(this.home.boxDir(id));
       stopPasst(this.home.boxDir(id));
       stopRelay(this.home.boxDir(id));
       this.dropClient(id);

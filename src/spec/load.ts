@@ -397,7 +397,7 @@ function normalize(data: any, ctx: NormCtx): Project {
     let snapshots: BoxSpec['snapshots'];
     if (b.snapshots) {
       const everyMs = b.snapshots.every !== undefined ? guard(P('snapshots', 'every'), () => parseDurationMs(b.snapshots.every)) : undefined;
-      if (everyMs !== undefined && everyMs < 60_000) at(P('snapshots', 'every'), `expected at least 1m between automatic snapshots, got ${b.snapshots.every}`);
+      if (everyMs !== undefined && everyMs < 10_000) at(P('snapshots', 'every'), `expected at least 10s between automatic snapshots, got ${b.snapshots.every}`);
       snapshots = { beforeApply: !!b.snapshots.before_apply, everyMs, keep: b.snapshots.keep };
     }
 

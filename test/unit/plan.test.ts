@@ -17,6 +17,7 @@ function observed(spec: BoxSpec, state: BoxState = 'running', extra: Partial<Obs
     id: `id-${spec.name}`,
     name: `demo.${spec.name}`,
     state,
+    createdAt: '2026-11-23T09:00:00Z',
     label: { project: 'demo', box: spec.name, file: FILE, applied: spec as never, hash: hashGroups(spec), setup: 'done', ...extra },
     snapshots,
   };
@@ -100,6 +101,11 @@ describe('plan decision table', () => {
     const fresh = plan(project(yaml), [observed(spec, 'running', {}, [{ name: 'auto-3', createdAt: '2026-11-23T11:45:00Z', auto: true }])], [], { now });
     expect(fresh.boxes[0].snapshot).toBeUndefined();
     expect(fresh.changed).toBe(false);
+    // The clock starts when the box is made: a new box has no snapshot due yet.
+    const young = plan(project(yaml), [{ ...observed(spec), createdAt: '2026-11-23T11:50:00Z' }], [], { now });
+    expect(young.boxes[0].snapshot).toBeUndefined();
+    const old = plan(project(yaml), [observed(spec)], [], { now });
+    expect(old.boxes[0].snapshot?.why).toBe('the box is older than 30m and has no automatic snapshot');
   });
 
   it('creates missing volumes and restarts the box of a volume that grows', () => {

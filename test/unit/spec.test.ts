@@ -81,7 +81,7 @@ const malformed: [string, string, string[]][] = [
   ['a healthcheck without test', box('    healthcheck: {interval: 5s}\n'), ['4:18 boxes.web.healthcheck: missing required key "test"']],
   ['an interval in words', box('    healthcheck:\n      test: "true"\n      interval: 5 seconds\n'), ['6:17 boxes.web.healthcheck.interval: expected a duration such as 500ms, 10s, 5m or 1h30m (a bare number is seconds), got "5 seconds"']],
   ['a test of an unknown form', box('    healthcheck:\n      test: [RUN, "true"]\n'), ['5:14 boxes.web.healthcheck.test[0]: expected one of CMD, CMD-SHELL; got "RUN"']],
-  ['snapshots too often', box('    snapshots: {every: 10s}\n'), ['4:24 boxes.web.snapshots.every: expected at least 1m between automatic snapshots, got 10s']],
+  ['snapshots too often', box('    snapshots: {every: 5s}\n'), ['4:24 boxes.web.snapshots.every: expected at least 10s between automatic snapshots, got 5s']],
   ['keep zero snapshots', box('    snapshots: {keep: 0}\n'), ['4:23 boxes.web.snapshots.keep: expected a number of at least 1, got 0']],
   ['a misspelt policy key', box('    snapshots: {befor_apply: true}\n'), ['4:17 boxes.web.snapshots.befor_apply: unknown key "befor_apply" (did you mean "before_apply"?)']],
   ['an env entry without =', box('    env: [FOO]\n'), ['4:11 boxes.web.env[0]: expected NAME=value, got "FOO"']],
@@ -203,5 +203,15 @@ describe('units and interpolation', () => {
   it('reads .env files', () => {
     expect(parseDotenv('A=1\n# c\n\nexport B = "two words"\nC=\'x#y\'\nD=v # comment\n', '.env')).toEqual({ A: '1', B: 'two words', C: 'x#y', D: 'v' });
     expect(() => parseDotenv('just words\n', '.env')).toThrow('.env:1: expected NAME=value, got "just words"');
+  });
+});
+
+describe('the README reference', () => {
+  it('is the one made from the schema (npm run docs)', async () => {
+    const { projectSchema } = await import('../../src/spec/load.js');
+    const { schemaReference, REFERENCE_START, REFERENCE_END } = await import('../../src/spec/reference.js');
+    const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
+    const block = readme.slice(readme.indexOf(REFERENCE_START) + REFERENCE_START.length, readme.indexOf(REFERENCE_END)).trim();
+    expect(block).toBe(schemaReference(projectSchema()));
   });
 });

@@ -17,6 +17,15 @@ import { tarFrom, untarInto } from './files.js';
 const AGENT_VERSION = '0.1.0';
 const codeStart = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
 const BUSYBOX = '/.boxlite/bin/busybox';
+const FREEZE_LIMIT_MS = 10_000;
+let thawTimer: NodeJS.Timeout | null = null;
+function thawRoot(): void {
+  if (thawTimer) clearTimeout(thawTimer);
+  thawTimer = null;
+  try {
+    execFileSync(BUSYBOX, ['fsfreeze', '--unfreeze', '/'], { stdio: 'ignore' });
+  } catch {} // not frozen
+}
 
 const log = (m: string) => process.stderr.write(`boxlite-agent: ${m}\n`);
 const uptimeMs = () => Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
@@ -75,13 +84,14 @@ function main(): void {
     netStats: unary(() => ({ interfaces: netInterfaces() })),
     sync: unary<{ freeze: boolean }>((req) => {
       execFileSync(BUSYBOX, ['sync']);
-      if (req.freeze) execFileSync(BUSYBOX, ['fsfreeze', '--freeze', '/']);
+      if (req.freeze) {
+        execFileSync(BUSYBOX, ['fsfreeze', '--freeze', '/']);
+        // A host that froze the file system and then died (a killed CLI) must not leave it frozen for good.
+        if (thawTimer) clearTimeout(thawTimer);
+        thawTimer = setTimeout(thawRoot, FREEZE_LIMIT_MS);
+      }
     }),
-    thaw: unary(() => {
-      try {
-        execFileSync(BUSYBOX, ['fsfreeze', '--unfreeze', '/'], { stdio: 'ignore' });
-      } catch {} // not frozen
-    }),
+    thaw: unary(() => thawRoot()),
     shutdown: unary(async () => {
       // Processes are ended and data synced before answering, so the answer means "safe to power off".
       // The agent powers off itself rather than exiting: exit would wait for the blocking port reads.

@@ -4,6 +4,8 @@
 //   exec        round trip of `true` in a running box (median of many)
 //   network     see network.ts (BENCH_ONLY=network)
 //   images      see images.ts (BENCH_ONLY=images runs only those)
+//   state       see state.ts (BENCH_ONLY=state): snapshots, export/import, volume throughput
+//   project     see project.ts (BENCH_ONLY=project): a 20-box project, and up/plan when nothing changed
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +17,8 @@ import { qemuBinary } from '../src/vmm/qemu.js';
 import { tcgKernelArgs } from '../src/vmm/accel.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
+import { stateBench } from './state.js';
+import { projectBench } from './project.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (n: number) => `${n.toFixed(0)} ms`;
@@ -80,6 +84,14 @@ async function main() {
       for (const [k, v] of await networkBench(rt, rootfs)) console.log(`${k.padEnd(64)} ${v}`);
       return;
     }
+    if (process.env.BENCH_ONLY === 'state') {
+      for (const [k, v] of await stateBench(rt, rootfs)) console.log(`${k.padEnd(64)} ${v}`);
+      return;
+    }
+    if (process.env.BENCH_ONLY === 'project') {
+      for (const [k, v] of await projectBench(home, rootfs)) console.log(`${k.padEnd(64)} ${v}`);
+      return;
+    }
     if (process.env.BENCH_ONLY === 'images') {
       for (const [k, v] of await imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))) console.log(`${k.padEnd(64)} ${v}`);
       return;
@@ -130,6 +142,8 @@ async function main() {
       ['QEMU resident memory of a running 512 MiB box', `${rss.toFixed(0)} MiB`],
     ];
     rows.push(...(await networkBench(rt, rootfs)));
+    rows.push(...(await stateBench(rt, rootfs)));
+    rows.push(...(await projectBench(home, rootfs)));
     rows.push(...(await imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))));
     for (const [k, v] of rows) console.log(`${k.padEnd(64)} ${v}`);
     console.log(`\nraw: floor ${floorTimes.map((x) => x.toFixed(0)).join(' ')}; cold ${cold.map((x) => x.toFixed(0)).join(' ')}`);

@@ -1,5 +1,6 @@
 // The boxlite command line. Each command is a thin layer over the Runtime (src/runtime).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Runtime, DEFAULTS } from '../runtime/runtime.js';
 import { setup, loadAssets, missingPackages, HOST_PACKAGES } from '../runtime/assets.js';
 import { BoxliteError } from '../runtime/errors.js';
@@ -28,6 +29,7 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   publish: { short: 'p', value: true, multiple: true, help: 'forward a host port: [HOST_IP:]HOST_PORT:BOX_PORT[/udp], or BOX_PORT (host port chosen); host IP 127.0.0.1 unless given' },
   network: { value: true, help: 'default (outbound NAT and DNS) or none (loopback only)' },
   dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
+  volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume (NAME:/path[:ro]) or a host folder or file (/host/path:/path[:ro], ./rel:/path)' },
 };
 const EXEC_OPTS: Record<string, OptionSpec> = {
   interactive: { short: 'i', help: 'keep stdin open and send it to the command' },
@@ -161,7 +163,22 @@ function boxCreateOptions(o: Record<string, unknown>) {
     cpus: parseIntOpt(o.cpus, '--cpus'),
     memoryMib: parseIntOpt(o.memory, '--memory'),
     diskSizeMib: parseIntOpt(o.disk, '--disk'),
+    ...parseVolumes(o.volume as string[] | undefined),
   };
+}
+
+/** -v NAME:/path[:ro] (a named volume) or -v /host/path:/path[:ro] (a host folder or file), as docker reads them. */
+function parseVolumes(specs: string[] = []) {
+  const volumes: { volume: string; target: string; readOnly: boolean }[] = [];
+  const binds: { hostPath: string; target: string; readOnly: boolean }[] = [];
+  for (const v of specs) {
+    const m = /^([^:]+):(\/[^:]*)(?::(ro|rw))?$/.exec(v);
+    if (!m) throw new UsageError(`--volume "${v}": expected NAME:/path[:ro] or /host/path:/path[:ro]`);
+    const [, src, target, mode] = m;
+    if (/^(\/|\.|~)/.test(src)) binds.push({ hostPath: path.resolve(src.replace(/^~(?=\/|$)/, process.env.HOME ?? '~')), target, readOnly: mode === 'ro' });
+    else volumes.push({ volume: src, target, readOnly: mode === 'ro' });
+  }
+  return { ...(volumes.length ? { volumes } : {}), ...(binds.length ? { binds } : {}) };
 }
 
 /** The clean-shutdown timeout of stop and restart (-t SECONDS), in ms. */

@@ -183,8 +183,6 @@ function title(b: BoxPlan): string {
 /** Makes one box match its spec; returns its id. */
 async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: ReturnType<typeof semaphore>, say: (l: string) => void): Promise<string> {
   const spec = b.spec!;
-  const bind = spec.volumes.find((m) => m.type === 'bind');
-  if (bind) throw new BoxliteError(`host folders cannot be mounted yet (${bind.source}:${bind.target}): use a named volume, or copy files in with 'boxlite cp'`);
   const opts = runtimeOptions(project, spec);
   let id = b.id;
   const finish = async (bid: string) => {

@@ -40,6 +40,7 @@ export function runtimeOptions(project: Project, spec: BoxSpec): Required<Omit<R
     workingDir: spec.workingDir,
     user: spec.user,
     volumes: spec.volumes.filter((m) => m.type === 'volume').map((m) => ({ volume: volumeName(project.name, m.source), target: m.target, readOnly: m.readOnly })),
+    binds: spec.volumes.filter((m) => m.type === 'bind').map((m) => ({ hostPath: m.source, target: m.target, readOnly: m.readOnly })),
   };
 }
 

@@ -27,6 +27,15 @@ export interface BoxOptions {
   hostname?: string;
   /** A NIC on a project's private LAN (see src/reconciler/lan.ts). */
   lan?: LanConfig;
+  /** Host folders and files mounted into the box (virtiofs). */
+  binds?: BindMount[];
+}
+
+export interface BindMount {
+  /** Absolute host path: a folder or a file. */
+  hostPath: string;
+  target: string;
+  readOnly: boolean;
 }
 
 export interface LanConfig {

@@ -11,7 +11,7 @@ import { AgentClient } from './agent-client.js';
 import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
 import { buildDisk, isOciLayout, resolveDir, type Source } from './rootfs.js';
 import { Images, createOverlay, type LayerProgress, type RegistryOptions } from './images/index.js';
-import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type ExitInfo, type LanConfig, type ProjectLabel } from './records.js';
+import { findRecord, listRecords, readRecord, writeRecord, type BoxOptions, type BoxRecord, type BoxState, type BindMount, type ExitInfo, type LanConfig, type ProjectLabel } from './records.js';
 import { Volumes, type VolumeMount } from './volumes.js';
 import { BootError, BoxExistsError, BoxStateError, ExecError, ImageError, InvalidOptionError, QemuMissingError, TimeoutError } from './errors.js';
 import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
@@ -23,10 +23,11 @@ import { checkPorts, formatPort, GUEST_NET, parseDns, parsePort, type NetworkMod
 import { reservePorts } from './ports.js';
 import { relayPid, startRelay, stopRelay } from './udp-relay.js';
 import { copyIn, copyOut } from './copy.js';
+import { shareSocket, startShare, stopShares } from '../vmm/virtiofs.js';
 import { Snapshots } from './snapshots.js';
 import { ensureDir, tailLines } from '../util/fs.js';
 import { run } from '../util/exec.js';
-import { acquireLock, withLock } from '../util/lock.js';
+import { acquireLock, tryLock, withLock } from '../util/lock.js';
 
 export const DEFAULTS = { cpus: 1, memoryMib: 512, diskSizeMib: 2048 };
 export const MIN_MEMORY_MIB = 128;
@@ -70,13 +71,15 @@ export interface CreateOptions {
   hostname?: string;
   /** A NIC on a project's private LAN (null removes it). */
   lan?: LanConfig | null;
+  /** Host folders and files to mount: { hostPath, target, readOnly }. */
+  binds?: BindMount[];
   /** Set by the reconciler for a box that belongs to a project. */
   project?: ProjectLabel;
   autoRemove?: boolean;
 }
 
 /** What can change on an existing box: boot-time settings only while it is stopped. */
-export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan'>>;
+export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan' | 'binds'>>;
 const LIVE_FIELDS = new Set(['env', 'workingDir', 'user']);
 
 export interface BoxStatus {
@@ -237,10 +240,19 @@ export class Runtime {
     }
     for (const n of names) {
       const dir = this.home.boxDir(n);
+      if (n.startsWith('.import-')) {
+        // An import stages here, holding the folder's lock; a free lock means the import was killed.
+        const l = fs.existsSync(path.join(dir, '.lock')) ? tryLock(path.join(dir, '.lock')) : null;
+        const lockless = !fs.existsSync(path.join(dir, '.lock')) && Date.now() - fs.statSync(dir).mtimeMs > 60_000;
+        if (l || lockless) fs.rmSync(dir, { recursive: true, force: true });
+        l?.release();
+        continue;
+      }
       if (n.startsWith('.') || fs.existsSync(path.join(dir, 'box.json'))) continue;
       if (this.engine.status(dir).kind === 'running') await this.engine.kill(dir);
       stopPasst(dir);
       stopRelay(dir);
+      stopShares(dir);
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     }
   }
@@ -336,6 +348,8 @@ export class Runtime {
       // Host ports are checked (and the automatic ones chosen) before anything boots.
       const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name) : [];
       const vols = this.volumeDisks(rec);
+      const binds = rec.options.binds ?? [];
+      const fsArg = binds.map((b, i) => ` boxlite.fs=fs${i},${b.target},${b.readOnly ? 'ro' : 'rw'},${fs.statSync(b.hostPath).isDirectory() ? 'dir' : 'file'}`).join('');
       const netArg = net ? ` boxlite.net=${GUEST_NET.address}/${GUEST_NET.prefix},${GUEST_NET.gateway},${(rec.options.dns?.length ? rec.options.dns : [GUEST_NET.dns]).join(',')}` : '';
       for (let attempt = 1; ; attempt++) {
         if (net) {
@@ -345,13 +359,20 @@ export class Runtime {
             throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
           }
         }
+        try {
+          for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly });
+        } catch (e) {
+          stopPasst(dir);
+          stopShares(dir);
+          throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
+        }
         await this.engine.start({
           dir,
           cpus: rec.options.cpus,
           memoryMib: rec.options.memoryMib,
           kernel: assets.kernel,
           initrd: assets.initrd,
-          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.options.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}${vols.cmdline}${rec.options.lan ? ` boxlite.lan=${rec.options.lan.address}/24,${rec.options.lan.mac}` : ''}`,
+          cmdline: `console=ttyS0 ${process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3'} panic=-1 boxlite.hostname=${rec.options.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${netArg}${vols.cmdline}${fsArg}${rec.options.lan ? ` boxlite.lan=${rec.options.lan.address}/24,${rec.options.lan.mac}` : ''}`,
           disks: [
             { path: assets.initImage, format: 'raw', readonly: true },
             { path: disk.path, format: disk.format, readonly: false },
@@ -361,6 +382,7 @@ export class Runtime {
           accel: accel.accel,
           netSocket: net ? passtSocket(dir) : undefined,
           lan: rec.options.lan ? { mcast: rec.options.lan.mcast, mac: rec.options.lan.mac } : undefined,
+          shares: binds.map((_, i) => ({ socket: shareSocket(dir, i), tag: `fs${i}` })),
         });
         writeRecord(this.home, { ...rec, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports });
         try {
@@ -376,6 +398,7 @@ export class Runtime {
           await this.engine.kill(dir);
           stopPasst(dir);
           stopRelay(dir);
+          stopShares(dir);
           if (e instanceof InitStalled && attempt === 1) {
             // Seen rarely under TCG: the kernel stalls silently before init. A second boot goes through.
             this.say(`boxlite: box ${rec.name}: ${e.message}; booting it again`);
@@ -400,7 +423,9 @@ export class Runtime {
       this.volumes.get(m.volume);
       const other = listRecords(this.home).find((r) => r.id !== rec.id && (r.options.volumes ?? []).some((o) => o.volume === m.volume) && this.status(r).state === 'running');
       if (other) throw new BoxStateError(`box ${rec.name} cannot start: volume ${m.volume} is mounted by running box ${other.name} (a volume belongs to one running box at a time): stop ${other.name} first`);
-      return { path: this.volumes.diskPath(m.volume), format: 'raw' as const, readonly: m.readOnly, serial: `vol${i}` };
+      // Attached writable even for a read-only mount (the guest mounts it ro): ext4 must be able to replay its
+      // journal after a box that used the volume was killed, and it cannot on a read-only device.
+      return { path: this.volumes.diskPath(m.volume), format: 'raw' as const, readonly: false, serial: `vol${i}` };
     });
     return { disks, cmdline: mounts.map((m, i) => ` boxlite.vol=vol${i},${m.target},${m.readOnly ? 'ro' : 'rw'}`).join('') };
   }
@@ -416,7 +441,7 @@ export class Runtime {
       const o = rec.options;
       const merged = validateOptions({
         cpus: o.cpus, memoryMib: o.memoryMib, diskSizeMib: o.diskSizeMib, env: o.env, workingDir: o.workingDir, user: o.user,
-        network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, lan: o.lan, name: rec.name,
+        network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, lan: o.lan, binds: o.binds, name: rec.name,
         ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)),
       });
       for (const m of merged.volumes ?? []) this.volumes.get(m.volume);
@@ -512,9 +537,11 @@ export class Runtime {
         forced = true;
         await this.engine.kill(dir);
       }
-      // The VM's supervisor ends the network helpers when QEMU goes; this covers one that did not go.
+      // The VM's supervisor ends the network helpers when QEMU goes (virtiofsd ends with its socket); this covers
+      // one that did not go.
       stopPasst(dir);
       stopRelay(dir);
+      stopShares(dir);
       this.dropClient(id);
       writeRecord(this.home, { ...this.record(id), state: 'stopped', exit: undefined, stoppedAt: new Date().toISOString() });
       return { forced };
@@ -537,6 +564,7 @@ export class Runtime {
       if (this.engine.status(this.home.boxDir(id)).kind === 'running') await this.engine.kill(this.home.boxDir(id));
       stopPasst(this.home.boxDir(id));
       stopRelay(this.home.boxDir(id));
+      stopShares(this.home.boxDir(id));
       this.dropClient(id);
       await this.engine.settle(this.home.boxDir(id));
       await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
@@ -710,7 +738,18 @@ function validateOptions(o: CreateOptions): BoxOptions {
     }
     return { volume: m.volume, target: m.target.replace(/\/+$/, ''), readOnly: !!m.readOnly };
   });
-  const targets = volumes.map((v) => v.target);
+  const binds = (o.binds ?? []).map((b) => {
+    if (!path.isAbsolute(b.hostPath)) throw new InvalidOptionError(`host path "${b.hostPath}" must be absolute`);
+    if (!fs.existsSync(b.hostPath)) throw new InvalidOptionError(`host path ${b.hostPath} does not exist: create it, or fix the volume`);
+    if (!/^\/[^\s,]*$/.test(b.target) || b.target === '/' || b.target.split('/').includes('..')) {
+      throw new InvalidOptionError(`mount point "${b.target}" for ${b.hostPath} must be an absolute path below / without spaces, commas or ".."`);
+    }
+    if (b.target.endsWith('/') && !fs.statSync(b.hostPath).isDirectory()) {
+      throw new InvalidOptionError(`host path ${b.hostPath} is a file, but the mount point ${b.target} names a folder: drop the trailing '/' to mount the file there`);
+    }
+    return { hostPath: b.hostPath, target: b.target.replace(/\/+$/, ''), readOnly: !!b.readOnly };
+  });
+  const targets = [...volumes.map((v) => v.target), ...binds.map((b) => b.target)];
   const dup = targets.find((t, i) => targets.indexOf(t) !== i);
   if (dup) throw new InvalidOptionError(`two volumes are mounted at ${dup}`);
   if (o.hostname !== undefined && !/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/.test(o.hostname)) throw new InvalidOptionError(`host name "${o.hostname}" is invalid: use letters, digits and '-'`);
@@ -719,6 +758,7 @@ function validateOptions(o: CreateOptions): BoxOptions {
     ...(volumes.length ? { volumes } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.lan && network !== 'none' ? { lan: { ...o.lan } } : {}),
+    ...(binds.length ? { binds } : {}),
   };
 }
 

@@ -64,14 +64,11 @@ export class Snapshots {
         const dir = this.rt.home.boxDir(this.id);
         const qmpSock = path.join(dir, 'qmp.sock');
         const client = await this.rt.client(this.id);
+        // Frozen, the file system is consistent on disk; QEMU takes the snapshot between guest requests. The VM is
+        // not paused: a CLI killed half way must not leave a paused VM behind (the agent thaws by itself after 10 s).
         await client.call('guest', 'sync', { freeze: true }, 30_000);
         try {
-          await qmp(qmpSock, 'stop');
-          try {
-            await qmp(qmpSock, 'blockdev-snapshot-internal-sync', { device: DRIVE, name }, 30_000);
-          } finally {
-            await qmp(qmpSock, 'cont');
-          }
+          await qmp(qmpSock, 'blockdev-snapshot-internal-sync', { device: DRIVE, name }, 30_000);
         } finally {
           await client.call('guest', 'thaw', {}, 30_000).catch(() => {});
         }

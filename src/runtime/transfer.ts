@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { run } from '../util/exec.js';
 import { ensureDir, sha256File } from '../util/fs.js';
-import { withLock } from '../util/lock.js';
+import { tryLock, withLock } from '../util/lock.js';
 import { BoxExistsError, BoxStateError, InvalidOptionError } from './errors.js';
 import { listRecords, writeRecord, type BoxOptions, type BoxRecord } from './records.js';
 import type { ImageConfig } from './rootfs.js';
@@ -84,6 +84,8 @@ export async function importBox(rt: Runtime, file: string, opts: { name?: string
   const id = randomBytes(6).toString('hex');
   // Unpacked into a folder the registry ignores (no record) until every part checks out.
   const stage = ensureDir(path.join(rt.home.boxesDir, `.import-${id}`));
+  // Held while staging: a folder whose lock is free belongs to an import that was killed, and is swept.
+  const stageLock = tryLock(path.join(stage, '.lock'));
   try {
     const seen = new Map<string, { size: number; sha256: string }>();
     let manifest: Manifest | undefined;
@@ -147,6 +149,7 @@ export async function importBox(rt: Runtime, file: string, opts: { name?: string
       return rec;
     });
   } finally {
+    stageLock?.release();
     fs.rmSync(stage, { recursive: true, force: true });
   }
 }

@@ -25,6 +25,8 @@ export interface VmSpec {
   netSocket?: string;
   /** A second NIC on a project's private LAN: an L2 segment that QEMU carries over a loopback multicast group. */
   lan?: { mcast: string; mac: string };
+  /** virtiofs shares: the vhost-user socket of each one's virtiofsd, and the tag the guest mounts it by. */
+  shares?: { socket: string; tag: string }[];
 }
 
 /** The MAC of the NIC to the network helper, so the guest can tell it from the LAN NIC. */

@@ -28,7 +28,10 @@ export function qemuArgs(spec: VmSpec): string[] {
   const f = (name: string) => path.join(spec.dir, name);
   const args = [
     '-name', `boxlite,debug-threads=on`,
-    '-M', 'microvm,acpi=on,pcie=off,rtc=on',
+    // vhost-user devices (virtiofs) need the guest's memory in a shared mapping their helper can map too.
+    '-M', `microvm,acpi=on,pcie=off,rtc=on${spec.shares?.length ? ',memory-backend=mem' : ''}`,
+    // … and virtio 1.0 on the mmio transport: virtiofsd's libvhost-user refuses legacy devices.
+    ...(spec.shares?.length ? ['-object', `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, '-global', 'virtio-mmio.force-legacy=false'] : []),
     ...(spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
     '-m', String(spec.memoryMib),
     '-smp', String(spec.cpus),
@@ -51,6 +54,10 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
     args.push('-device', `virtio-net-device,netdev=net0,mac=${NET_MAC}`);
   }
+  (spec.shares ?? []).forEach((sh, i) => {
+    args.push('-chardev', `socket,id=fs${i},path=${sh.socket}`);
+    args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${sh.tag}`);
+  });
   if (spec.lan) {
     args.push('-netdev', `socket,id=lan0,mcast=${spec.lan.mcast},localaddr=127.0.0.1`);
     args.push('-device', `virtio-net-device,netdev=lan0,mac=${spec.lan.mac}`);

@@ -62,6 +62,31 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
+# Host folders and files: boxlite.fs=TAG,TARGET,ro|rw,dir|file, each a virtiofs share. A file is the only entry
+# (named "file") of its share, bind-mounted onto the target.
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+  boxlite.fs=*)
+    v=${arg#boxlite.fs=}
+    tag=${v%%,*}
+    rest=${v#*,}
+    target=${rest%%,*}
+    rest=${rest#*,}
+    mode=${rest%%,*}
+    kind=${rest#*,}
+    if [ "$kind" = file ]; then
+      mkdir -p "/mnt/fs/$tag" && mount -t virtiofs -o "$mode" "$tag" "/mnt/fs/$tag" || fail "cannot mount the share of $target"
+      mkdir -p "/mnt/root${target%/*}" && { [ -e "/mnt/root$target" ] || : > "/mnt/root$target"; } || fail "cannot make the mount point $target for a host file"
+      mount --bind "/mnt/fs/$tag/file" "/mnt/root$target" || fail "cannot mount the host file at $target"
+      [ "$mode" = ro ] && mount -o remount,bind,ro "/mnt/root$target"
+    else
+      mkdir -p "/mnt/root$target" || fail "cannot make the mount point $target for a host folder"
+      mount -t virtiofs -o "$mode" "$tag" "/mnt/root$target" || fail "cannot mount the host folder at $target"
+    fi
+    ;;
+  esac
+done
+
 # wait_nic NAME MAC: waits for the NIC with that MAC and names it NAME.
 wait_nic() {
   n=0

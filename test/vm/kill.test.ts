@@ -1,0 +1,77 @@
+// The CLI killed with SIGKILL in the middle of a snapshot and of an import: the next command finds a consistent
+// state — the operation happened or it did not — and the box keeps working.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupHome, cli, CliProcess, makeRootfs, testHome } from '../helpers.js';
+
+let home: string;
+let rootfs: string;
+let tmp: string;
+const DELAYS_MS = [40, 150, 400, 900];
+
+beforeAll(async () => {
+  home = testHome();
+  rootfs = makeRootfs();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-kill-'));
+});
+
+afterAll(async () => {
+  await cleanupHome(home);
+  fs.rmSync(rootfs, { recursive: true, force: true });
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Starts a CLI command and kills it with SIGKILL after ms. */
+async function killAfter(args: string[], ms: number): Promise<void> {
+  const p = new CliProcess(home, args);
+  await new Promise((r) => setTimeout(r, ms));
+  p.child.kill('SIGKILL');
+  await p.exited();
+}
+
+describe('kill -9 of the CLI', () => {
+  it('during a snapshot of a running box: the snapshot exists whole or not at all, and the box is not left frozen', async () => {
+    expect((await cli(home, ['create', '--name', 'snap', '-m', '192', '--disk', '128', rootfs])).code).toBe(0);
+    expect((await cli(home, ['start', 'snap'])).code).toBe(0);
+    await cli(home, ['exec', 'snap', 'sh', '-c', 'echo before > /root/f; sync']);
+    for (const [i, ms] of DELAYS_MS.entries()) {
+      await killAfter(['snapshot', 'create', 'snap', `s${i}`], ms);
+      // The box writes again within the agent's freeze limit (10 s), however the CLI died.
+      const w = await cli(home, ['exec', '--timeout', '20', 'snap', 'sh', '-c', `echo after-${i} > /root/g && sync && cat /root/g`]);
+      expect(w.stdout, w.stderr).toBe(`after-${i}\n`);
+      // Either it was taken (and is listed) or taking it again works.
+      const again = await cli(home, ['snapshot', 'create', 'snap', `s${i}`]);
+      if (again.code !== 0) expect(again.stderr).toContain(`box snap already has a snapshot named "s${i}"`);
+      expect((await cli(home, ['snapshot', 'ls', 'snap'])).stdout).toContain(`s${i}`);
+    }
+    // Each of them restores to a box that boots with its files.
+    const r = await cli(home, ['snapshot', 'restore', 'snap', 's0']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await cli(home, ['exec', 'snap', 'cat', '/root/f'])).stdout).toBe('before\n');
+    expect((await cli(home, ['rm', '-f', 'snap'])).code).toBe(0);
+  });
+
+  it('during an import: the box is imported whole or not at all, and nothing half-imported is left', async () => {
+    expect((await cli(home, ['create', '--name', 'src', '-m', '192', '--disk', '128', rootfs])).code).toBe(0);
+    expect((await cli(home, ['start', 'src'])).code).toBe(0);
+    await cli(home, ['exec', 'src', 'sh', '-c', 'head -c 20000000 /dev/urandom > /root/blob; md5sum /root/blob > /root/blob.md5; sync']);
+    expect((await cli(home, ['stop', 'src'])).code).toBe(0);
+    const archive = path.join(tmp, 'src.tar');
+    expect((await cli(home, ['export', 'src', archive])).code).toBe(0);
+    for (const [i, ms] of DELAYS_MS.entries()) {
+      await killAfter(['import', archive, '--name', `imp${i}`], ms);
+      const again = await cli(home, ['import', archive, '--name', `imp${i}`]);
+      if (again.code !== 0) expect(again.stderr).toContain(`a box named "imp${i}" already exists`);
+      const ps = JSON.parse((await cli(home, ['ps', '-a', '--json'])).stdout) as { name: string }[];
+      expect(ps.filter((b) => b.name === `imp${i}`)).toHaveLength(1);
+    }
+    // The next create sweeps what the killed imports staged.
+    expect((await cli(home, ['create', '--name', 'after', '-m', '192', '--disk', '128', rootfs])).code).toBe(0);
+    expect(fs.readdirSync(path.join(home, 'boxes')).filter((n) => n.startsWith('.import-'))).toEqual([]);
+    // An imported box boots with the data intact.
+    expect((await cli(home, ['start', 'imp0'])).code).toBe(0);
+    expect((await cli(home, ['exec', 'imp0', 'md5sum', '-c', '/root/blob.md5'])).stdout).toBe('/root/blob: OK\n');
+  });
+});

@@ -11,7 +11,7 @@ const CLI = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 
 export async function projectBench(home: string, rootfs: string, boxes = Number(process.env.BENCH_PROJECT_BOXES ?? 20)): Promise<[string, string][]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-bench-project-'));
   fs.symlinkSync(rootfs, path.join(dir, 'rootfs'));
-  const yaml = ['name: bench', 'boxes:', ...Array.from({ length: boxes }, (_, i) => `  b${i}: {image: ./rootfs, memory: 128MiB, disk: 64MiB}`)].join('\n') + '\n';
+  const yaml = ['name: bench', 'boxes:', ...Array.from({ length: boxes }, (_, i) => `  b${i}: {image: ./rootfs, memory: 128MiB, disk: 128MiB}`)].join('\n') + '\n';
   fs.writeFileSync(path.join(dir, 'boxlite.yaml'), yaml);
   const run = (args: string[]) => {
     const t = performance.now();

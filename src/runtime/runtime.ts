@@ -4,10 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { Home } from './home.js';
 import { loadAssets } from './assets.js';
-import { AgentClient } from './agent-client.js';
+// The agent client (grpc-js, protobufjs) is loaded when a box is first reached: commands that only read
+// records, such as a `boxlite up` with nothing to do, start faster without it.
+import type { AgentClient } from './agent-client.js';
 import { AGENT_PORTS, CONSOLE_INIT_STARTED, CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from './protocol.js';
 import { buildDisk, isOciLayout, resolveDir, type Source } from './rootfs.js';
 import { Images, createOverlay, type LayerProgress, type RegistryOptions } from './images/index.js';
@@ -29,8 +31,9 @@ import { ensureDir, tailLines } from '../util/fs.js';
 import { run } from '../util/exec.js';
 import { acquireLock, tryLock, withLock } from '../util/lock.js';
 
-export const DEFAULTS = { cpus: 1, memoryMib: 512, diskSizeMib: 2048 };
-export const MIN_MEMORY_MIB = 128;
+export { DEFAULTS, MIN_MEMORY_MIB } from './defaults.js';
+import { DEFAULTS, MIN_MEMORY_MIB } from './defaults.js';
+const GRPC_FAILED_PRECONDITION = 9;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
 export interface RuntimeOptions {
@@ -474,6 +477,7 @@ export class Runtime {
     const since = Date.now();
     let stalled = false;
     try {
+      const { AgentClient } = await import('./agent-client.js');
       return await AgentClient.connect(dir, name, {
         timeoutMs,
         check: () => {
@@ -627,7 +631,7 @@ export class Runtime {
       });
     } catch (e) {
       const err = e as grpc.ServiceError;
-      if (err.code === grpc.status.FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
+      if (err.code === GRPC_FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
       throw e;
     }
     return { client, execId: res.execId, pid: res.pid };

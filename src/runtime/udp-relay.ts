@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { AgentClient } from './agent-client.js';
+
 import { helperPid, stopHelper } from '../util/proc.js';
 import { PACKAGE_ROOT } from './assets.js';
 import type { PortMapping } from './network.js';
@@ -55,6 +55,7 @@ export async function startRelay(dir: string, name: string, ports: PortMapping[]
 }
 
 async function relayMain(dir: string, name: string, ports: PortMapping[]): Promise<void> {
+  const { AgentClient } = await import('./agent-client.js');
   const client = await AgentClient.connect(dir, name, { timeoutMs: 30_000 });
   const stream = client.network.udpRelay();
   const socks = new Map<number, dgram.Socket>();

@@ -6,11 +6,12 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Document, isMap, isPair, isScalar, LineCounter, parseDocument, Scalar, visit, type Node } from 'yaml';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { createRequire } from 'node:module';
 import { SpecError, suggest, type SpecProblem } from './errors.js';
 import { interpolate, InterpolationError, parseDotenv } from './interpolate.js';
 import { parseDurationMs, parseSizeMib } from './units.js';
 import { checkPorts, parseDns, parsePort } from '../runtime/network.js';
-import { DEFAULTS, MIN_MEMORY_MIB } from '../runtime/runtime.js';
+import { DEFAULTS, MIN_MEMORY_MIB } from '../runtime/defaults.js';
 import { DEFAULT_VOLUME_MIB, HEALTH_DEFAULTS, type BoxSpec, type MountSpec, type Project } from './types.js';
 
 export const PROJECT_FILES = ['boxlite.yaml', 'boxlite.yml'];
@@ -25,12 +26,18 @@ export function projectSchema(): Record<string, any> {
   throw new Error(`the boxlite.yaml schema is missing (${SCHEMA_PATH}): reinstall boxlite`);
 }
 
-let validator: ReturnType<Ajv2020['compile']> | null = null;
+type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+let validator: Validator | null = null;
 function validate(data: unknown): ErrorObject[] {
   if (!validator) {
-    const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictTuples: false, allowUnionTypes: true });
-    ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
-    validator = ajv.compile(projectSchema());
+    // The build compiles the schema ahead (scripts/compile-schema.mjs); from the sources it is compiled here.
+    const compiled = path.join(path.dirname(fileURLToPath(import.meta.url)), 'schema-validator.cjs');
+    if (fs.existsSync(compiled)) validator = createRequire(import.meta.url)(compiled) as Validator;
+    else {
+      const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictTuples: false, allowUnionTypes: true });
+      ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
+      validator = ajv.compile(projectSchema());
+    }
   }
   return validator(data) ? [] : [...(validator.errors ?? [])];
 }

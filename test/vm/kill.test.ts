@@ -1,10 +1,12 @@
 // The CLI killed with SIGKILL in the middle of a snapshot and of an import: the next command finds a consistent
-// state — the operation happened or it did not — and the box keeps working.
+// state — the operation happened or it did not — and the box keeps working. And an export onto a full disk.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { cleanupHome, cli, CliProcess, makeRootfs, testHome } from '../helpers.js';
+import { CLI } from '../paths.js';
 
 let home: string;
 let rootfs: string;
@@ -73,5 +75,13 @@ describe('kill -9 of the CLI', () => {
     // An imported box boots with the data intact.
     expect((await cli(home, ['start', 'imp0'])).code).toBe(0);
     expect((await cli(home, ['exec', 'imp0', 'md5sum', '-c', '/root/blob.md5'])).stdout).toBe('/root/blob: OK\n');
+  });
+
+  it('an export to a disk that fills up fails clearly and leaves nothing behind', () => {
+    // A 4 MiB tmpfs, in a mount namespace of the CLI's own: the box has 20 MB of random data to export.
+    const full = fs.mkdtempSync(path.join(tmp, 'full-'));
+    const script = 'mount -t tmpfs -o size=4m boxlite-test "$1" || exit 9; "$2" "$3" export src "$1/src.tar" 2>&1; echo "exit=$?"; ls -A "$1"';
+    const out = execFileSync('unshare', ['-m', 'sh', '-c', script, 'sh', full, process.execPath, CLI], { env: { ...process.env, BOXLITE_HOME: home } }).toString();
+    expect(out).toBe(`boxlite: export of box src: no space left on the device holding ${full}; nothing was written\nexit=1\n`);
   });
 });

@@ -94,6 +94,9 @@ describe('a project', () => {
     expect(plan.stdout).toContain('  +   web: create');
     expect(plan.stdout).toMatch(/Plan: 2 to create\.$/m);
     expect(plan.code).toBe(2);
+    const json = JSON.parse((await cli(home, ['plan', '--json'], { cwd: dir })).stdout);
+    expect(json).toMatchObject({ project: 'demo', changed: true, levels: [['web'], ['worker']], volumes: [{ name: 'data', action: 'create', sizeMib: 32 }] });
+    expect(json.boxes.map((b: { box: string; action: string }) => `${b.box}:${b.action}`)).toEqual(['web:create', 'worker:create']);
 
     const up = await cli(home, ['up', '--wait'], { cwd: dir });
     expect(up.stderr).not.toMatch(/boxlite: (web|worker)/);

@@ -3,7 +3,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+
+// undici is loaded on the first request: most commands never talk to a registry.
+type Request = typeof import('undici')['request'];
+let undiciRequest: Request | null = null;
+async function request(...args: Parameters<Request>): Promise<Dispatcher.ResponseData> {
+  undiciRequest ??= (await import('undici')).request;
+  return undiciRequest(...args);
+}
 import { ImageNotFoundError, ImageError, RegistryAuthError, RegistryUnreachableError } from '../errors.js';
 import { formatReference, isLoopbackRegistry, type ImageRef } from './reference.js';
 

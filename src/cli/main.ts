@@ -14,7 +14,8 @@ import { LayerBars } from './progress.js';
 import { formatPort } from '../runtime/network.js';
 import { exportBox, importBox } from '../runtime/transfer.js';
 import { contextProjectName, describeProjectBox, globalOptions, installNameResolver, PROJECT_COMMANDS, PROJECT_IMPL, type ProjectContext } from './project.js';
-import { COMMAND_LOG, startCommand } from '../reconciler/apply.js';
+import { COMMAND_LOG, startCommand } from '../reconciler/command.js';
+import { stamp } from '../reconciler/plan.js';
 import { volumeCommand, VOLUME_HELP } from './volumes.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
@@ -387,7 +388,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
       // A project box whose policy says before_apply is snapshotted before a restore overwrites its disk.
       const policy = box.info().project?.applied.snapshots as { beforeApply?: boolean } | undefined;
       if (policy?.beforeApply && (await box.snapshots.list()).some((x) => x.name === name)) {
-        const auto = `before-restore-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+        const auto = `before-restore-${stamp(new Date())}`;
         await box.snapshots.create(auto, { auto: true });
         err(`boxlite: took snapshot ${auto} first (snapshot policy before_apply)`);
       }

@@ -6,9 +6,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, NoProjectError } from '../spec/load.js';
 import type { Project } from '../spec/types.js';
 import { plan, renderPlan, type Plan } from '../reconciler/plan.js';
-import { applyPlan } from '../reconciler/apply.js';
 import { lockProject, observe, volumeName } from '../reconciler/project.js';
-import { Watcher } from '../reconciler/watch.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 
 const out = (s: string) => process.stdout.write(s + '\n');
@@ -210,6 +208,8 @@ async function upOnce(rt: Runtime, project: Project, o: { wait?: boolean; waitTi
       return true;
     }
     if (pl.changed) out(renderPlan(pl));
+    // Loaded only when there is work: an up with nothing to do starts without listr2 and the agent client.
+    const { applyPlan } = await import('../reconciler/apply.js');
     const r = await applyPlan(rt, project, pl, { wait: o.wait, waitTimeoutMs, renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple' });
     if (!r.ok) {
       for (const e of r.errors) err(`boxlite: ${e.box ? `${e.box}: ` : ''}${e.message}`);
@@ -222,6 +222,7 @@ async function upOnce(rt: Runtime, project: Project, o: { wait?: boolean; waitTi
 }
 
 async function watchUntilInterrupted(rt: Runtime, project: Project, ctx: { project?: string }, removeOrphans: boolean): Promise<number> {
+  const { Watcher } = await import('../reconciler/watch.js');
   const w = new Watcher(rt, project, {
     say: (l) => out(`[${new Date().toTimeString().slice(0, 8)}] ${l}`),
     projectName: ctx.project,

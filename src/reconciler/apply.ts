@@ -14,6 +14,8 @@ import { waitHealthy } from './health.js';
 import { BoxliteError } from '../runtime/errors.js';
 import { Snapshots } from '../runtime/snapshots.js';
 import { allocateLan, syncHosts } from './lan.js';
+import { BUSYBOX, startCommand } from './command.js';
+export { COMMAND_LOG, startCommand } from './command.js';
 
 export class SetupError extends BoxliteError {}
 export class DependencyError extends BoxliteError {}
@@ -33,10 +35,6 @@ export interface ApplyResult {
   errors: { box: string; message: string }[];
 }
 
-const COMMAND_LOG_DIR = '/var/log/boxlite';
-export const COMMAND_LOG = `${COMMAND_LOG_DIR}/command.log`;
-const BUSYBOX = '/.boxlite/bin/busybox';
-
 /** A counting semaphore: at most n boots at once. */
 function semaphore(n: number) {
   let free = n;
@@ -52,13 +50,6 @@ function semaphore(n: number) {
       else free++;
     }
   };
-}
-
-/** Starts the box's declared command, detached; its output goes to a log in the box ('boxlite logs'). */
-export async function startCommand(rt: Runtime, id: string, command: string[]): Promise<void> {
-  await rt.exec(id, [BUSYBOX, 'sh', '-c', `mkdir -p ${COMMAND_LOG_DIR} && chmod 1777 ${COMMAND_LOG_DIR}`], { user: '0' });
-  const { execId } = await rt.startDetached(id, [BUSYBOX, 'sh', '-c', `echo "--- boxlite: command started $(date)" >>${COMMAND_LOG}; exec "$@" >>${COMMAND_LOG} 2>&1`, 'sh', ...command]);
-  await rt.setProjectLabel(id, (l) => l && { ...l, command: { execId, startedAt: new Date().toISOString() } });
 }
 
 function labelFor(project: Project, spec: BoxSpec, setup: ProjectLabel['setup']): ProjectLabel {

@@ -112,7 +112,8 @@ export interface PlanOptions {
   now?: Date;
 }
 
-const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+/** 20261123-153000: the time in names of automatic snapshots and of boxes kept aside. */
+export const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
 
 function describeValue(field: string, v: unknown): string {
   if (v === undefined || v === null) return '(none)';

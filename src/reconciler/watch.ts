@@ -10,10 +10,10 @@ import type { Project, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/records.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
 import { applyPlan } from './apply.js';
-import { plan, renderPlan } from './plan.js';
+import { plan, renderPlan, stamp } from './plan.js';
 import { lockProject, observe } from './project.js';
 import { checkOnce, nextHealth } from './health.js';
-import { startCommand } from './apply.js';
+import { startCommand } from './command.js';
 import { Snapshots } from '../runtime/snapshots.js';
 import { syncHosts } from './lan.js';
 
@@ -180,7 +180,7 @@ export class Watcher {
         const autos = (rec.snapshots ?? []).filter((s) => s.auto).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
         const newest = autos.at(-1);
         if (now - Date.parse(newest?.createdAt ?? rec.createdAt) >= everyMs) {
-          const name = `auto-${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+          const name = `auto-${stamp(new Date(now))}`;
           const snaps = new Snapshots(this.rt, box.id);
           await snaps.create(name, { auto: true });
           this.opts.say(`${spec.name}: snapshot ${name} (every ${everyMs / 60_000}m)`);

@@ -76,11 +76,11 @@ function usage(): string {
   return [
     'boxlite — local micro-VM sandboxes',
     '',
-    'Usage: boxlite COMMAND [OPTIONS]',
+    'Usage: boxlite [-f FILE] [-p PROJECT] COMMAND [OPTIONS]',
     '',
     ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(9)} ${c.help}`),
     '',
-    "Run 'boxlite COMMAND --help' for a command's options. Home: $BOXLITE_HOME (default ~/.boxlite).",
+    "Run 'boxlite COMMAND --help' for a command's options. -f/-p name a project (boxlite.yaml) for plan, up, down,\nconfig, watch and for boxes by their name in it. Home: $BOXLITE_HOME (default ~/.boxlite).",
   ].join('\n');
 }
 

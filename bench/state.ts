@@ -31,7 +31,24 @@ export async function stateBench(rt: Runtime, rootfs: string): Promise<[string, 
         await box.snapshots.create(`r${i}`);
         running.push(performance.now() - t);
       }
+      // Clones of the running box: each freezes what was written since the last one (a few bytes here).
+      const liveClones: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        await box.exec(['sh', '-c', `echo ${i} > /root/marker`]);
+        const t = performance.now();
+        await box.clone(`state-${mib}-live-${i}`);
+        liveClones.push(performance.now() - t);
+      }
       await box.stop();
+      const clones: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        await box.clone(`state-${mib}-c${i}`);
+        clones.push(performance.now() - t);
+      }
+      const t10 = performance.now();
+      await box.clone(Array.from({ length: 10 }, (_, i) => `state-${mib}-n${i}`));
+      const ten = performance.now() - t10;
       const stopped: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t = performance.now();
@@ -39,6 +56,9 @@ export async function stateBench(rt: Runtime, rootfs: string): Promise<[string, 
         stopped.push(performance.now() - t);
       }
       rows.push([`snapshot of a running box, ${label} written (median of 5)`, `${median(running).toFixed(0)} ms`]);
+      rows.push([`clone of a running box, ${label} written (median of 5)`, `${median(liveClones).toFixed(0)} ms`]);
+      rows.push([`clone of a stopped box, ${label} written (median of 5)`, `${median(clones).toFixed(0)} ms`]);
+      rows.push([`10 clones of a stopped box in one command, ${label} written`, `${ten.toFixed(0)} ms`]);
       rows.push([`snapshot of a stopped box, ${label} written (median of 5)`, `${median(stopped).toFixed(0)} ms`]);
       if (mib === 1024) {
         const archive = path.join(tmp, 'box.tar');
@@ -58,6 +78,7 @@ export async function stateBench(rt: Runtime, rootfs: string): Promise<[string, 
           fs.rmSync(other.home.root, { recursive: true, force: true });
         }
       }
+      for (const b of rt.list().filter((r) => r.name.startsWith(`state-${mib}-`))) await rt.remove(b.id, { force: true });
       await box.remove({ force: true });
     }
 

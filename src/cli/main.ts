@@ -13,6 +13,7 @@ import { IMAGES_HELP, imagesCommand } from './images.js';
 import { LayerBars } from './progress.js';
 import { formatPort } from '../runtime/network.js';
 import { exportBox, importBox } from '../runtime/transfer.js';
+import { cloneBox } from '../runtime/clone.js';
 import { contextProjectName, describeProjectBox, globalOptions, installNameResolver, PROJECT_COMMANDS, PROJECT_IMPL, type ProjectContext } from './project.js';
 import { COMMAND_LOG, startCommand } from '../reconciler/command.js';
 import { stamp } from '../reconciler/plan.js';
@@ -58,6 +59,7 @@ const COMMANDS: Record<string, { usage: string; help: string; opts: Record<strin
   ps: { usage: 'ps [-a] [--json] [--all-projects]', help: "list boxes (running ones, or all with -a); inside a project folder, that project's", opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } } },
   inspect: { usage: 'inspect BOX', help: 'print everything boxlite knows about a box, as JSON', opts: {} },
   snapshot: { usage: 'snapshot create|ls|restore|rm BOX [NAME]', help: "take, list, restore and remove snapshots of a box's disk", opts: { time: STOP_OPTS.time } },
+  clone: { usage: 'clone BOX[@SNAPSHOT] NEW [--count N]', help: "new boxes sharing BOX's disk copy-on-write (NEW, or NEW-1 … NEW-N)", opts: { count: { short: 'n', value: true, help: 'how many clones (named NEW-1 … NEW-N)' } } },
   resize: { usage: 'resize --disk MIB BOX', help: "grow a stopped box's disk (its file system follows at the next start)", opts: { disk: { value: true, help: 'the new disk size in MiB' } } },
   export: { usage: 'export BOX FILE', help: "write a stopped box (options and disk, checksummed) to one archive", opts: {} },
   import: { usage: 'import FILE [--name NAME]', help: "make a box from an archive written by 'boxlite export'", opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } } },
@@ -383,7 +385,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
     } else if (sub === 'ls') {
       const list = await box.snapshots.list();
       out(['NAME', 'CREATED', 'KIND'].join('  '));
-      for (const s of list) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.auto ? 'auto' : 'manual'].join('  '));
+      for (const s of list) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`].join('  '));
     } else if (sub === 'restore') {
       // A project box whose policy says before_apply is snapshotted before a restore overwrites its disk.
       const policy = box.info().project?.applied.snapshots as { beforeApply?: boolean } | undefined;
@@ -399,6 +401,22 @@ const COMMAND_IMPL: Record<string, Impl> = {
       await box.snapshots.remove(name);
       out(name);
     }
+    return 0;
+  },
+
+  async clone(rt, args, spec) {
+    const p = parseArgs(args, spec, -1, 'clone');
+    if (p.positionals.length !== 2) throw new UsageError('clone: give BOX[@SNAPSHOT] and a NEW name');
+    const [srcRef, newName] = p.positionals;
+    const at = srcRef.lastIndexOf('@');
+    const [box, snapshot] = at > 0 ? [srcRef.slice(0, at), srcRef.slice(at + 1)] : [srcRef, undefined];
+    const count = parseIntOpt(p.opts.count, '--count');
+    if (count !== undefined && (count < 1 || count > 100)) throw new UsageError(`--count must be from 1 to 100 (got ${count})`);
+    const names = count === undefined ? [newName] : Array.from({ length: count }, (_, i) => `${newName}-${i + 1}`);
+    const t = performance.now();
+    const made = await cloneBox(rt, box, names, { snapshot });
+    for (const r of made) out(r.name);
+    err(`boxlite: ${made.length} clone${made.length > 1 ? 's' : ''} of ${box}${snapshot ? `@${snapshot}` : ''} in ${(performance.now() - t).toFixed(0)} ms, sharing its disk copy-on-write`);
     return 0;
   },
 

@@ -239,7 +239,7 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
     // Snapshot policy: before a destructive change, and when the newest automatic snapshot is older than `every`.
     let snapshot: BoxPlan['snapshot'];
     let keepAs: string | undefined;
-    const autos = o.snapshots.filter((s) => s.auto).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const autos = o.snapshots.filter((s) => s.auto && !s.frozen).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if (action === 'recreate') {
       if (policy?.beforeApply) {
         snapshot = { name: `before-apply-${stamp(now)}`, why: 'before_apply' };

@@ -177,7 +177,7 @@ export class Watcher {
       }
       const everyMs = spec.snapshots?.everyMs;
       if (everyMs) {
-        const autos = (rec.snapshots ?? []).filter((s) => s.auto).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+        const autos = (rec.snapshots ?? []).filter((s) => s.auto && !s.frozen).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
         const newest = autos.at(-1);
         if (now - Date.parse(newest?.createdAt ?? rec.createdAt) >= everyMs) {
           const name = `auto-${stamp(new Date(now))}`;

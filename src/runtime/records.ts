@@ -103,6 +103,8 @@ export interface BoxRecord {
   fsSizeMib?: number;
   /** Set for a box made by a project. */
   project?: ProjectLabel;
+  /** Layers made from this box's snapshots for clones (snapshot name → layer file), reused by later clones. */
+  snapshotLayers?: Record<string, string>;
   /** Removed when it stops (run --rm). */
   autoRemove?: boolean;
 }

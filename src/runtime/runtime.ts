@@ -25,6 +25,8 @@ import { checkPorts, formatPort, GUEST_NET, parseDns, parsePort, type NetworkMod
 import { reservePorts } from './ports.js';
 import { relayPid, startRelay, stopRelay } from './udp-relay.js';
 import { copyIn, copyOut } from './copy.js';
+import { cloneBox, recoverFreeze, type CloneOptions } from './clone.js';
+import { collectLayers } from './layers.js';
 import { shareSocket, startShare, stopShares } from '../vmm/virtiofs.js';
 import { Snapshots } from './snapshots.js';
 import { ensureDir, tailLines } from '../util/fs.js';
@@ -310,6 +312,8 @@ export class Runtime {
   private async ensureDisk(rec: BoxRecord): Promise<{ path: string; format: 'raw' | 'qcow2' }> {
     const dir = this.home.boxDir(rec.id);
     const disk = path.join(dir, 'disk.qcow2');
+    const vm = this.engine.status(dir);
+    await recoverFreeze(dir, vm.kind === 'running' ? vm.pid : undefined); // a clone's live freeze a killed CLI left
     if (rec.source.kind === 'dir') {
       if (!fs.existsSync(disk)) {
         const base = path.join(dir, 'base.img');
@@ -571,11 +575,12 @@ export class Runtime {
       stopShares(this.home.boxDir(id));
       this.dropClient(id);
       await this.engine.settle(this.home.boxDir(id));
-      await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, () => {
+      await withLock(this.home.registryLock, `the box registry in ${this.home.root}`, async () => {
         // The record goes first, so an interrupted remove leaves no half box visible.
         fs.rmSync(path.join(this.home.boxDir(id), 'box.json'), { force: true });
         // Retries: the VM's supervisor may still be writing its exit file.
         fs.rmSync(this.home.boxDir(id), { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+        await collectLayers(this.home); // shared disk layers no box reads from any more
       });
     } finally {
       lock.release();
@@ -818,6 +823,11 @@ export class Box {
   copyOut(boxPath: string, hostPath: string): Promise<void> {
     return copyOut(this, boxPath, hostPath);
   }
+  /** New boxes sharing this one's disk copy-on-write (at a snapshot with { snapshot }). */
+  clone(names: string | string[], opts: CloneOptions = {}): Promise<Box[]> {
+    return cloneBox(this.runtime, this.id, Array.isArray(names) ? names : [names], opts).then((rs) => rs.map((r) => new Box(this.runtime, r.id)));
+  }
+
   resize(diskSizeMib: number): Promise<void> {
     return this.runtime.resize(this.id, diskSizeMib);
   }

@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from '../src/runtime/protocol.js';
-import { servePort } from './channel.js';
+import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
 
@@ -236,6 +236,7 @@ function main(): void {
   const ports = findPorts();
   if (ports.length === 0) throw new Error('no boxlite virtio-serial ports found under /sys/class/virtio-ports');
   for (const dev of ports) servePort(dev, (conn) => injector.injectConnection(conn), log);
+  setTimeout(() => armHostSignal(log), 3000).unref();
   const bootedAt = uptimeMs();
   const nodeStart = bootedAt - process.uptime() * 1000;
   log(`ready after ${bootedAt.toFixed(0)} ms of guest uptime (node started at ${nodeStart.toFixed(0)} ms, agent code at ${codeStart.toFixed(0)} ms) on ${ports.length} ports`);

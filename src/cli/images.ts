@@ -1,6 +1,7 @@
 // `boxlite images …`: pull, load, ls, inspect, rm, prune.
 import { Images, type ImageRecord } from '../runtime/images/index.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { printTable } from './table.js';
 import { helpFor, parseArgs, UsageError, type OptionSpec } from './args.js';
 import { LayerBars } from './progress.js';
 
@@ -31,10 +32,7 @@ export function imagesUsage(): string {
 const size = (n: number) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 const shortId = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
-function table(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  for (const r of [head, ...rows]) out(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
-}
+const table = (head: string[], rows: string[][]) => printTable(head, rows);
 
 export async function pullWithProgress(rt: Runtime, ref: string, o: { platform?: string; insecure?: boolean; quiet?: boolean }): Promise<ImageRecord> {
   const bars = o.quiet ? null : new LayerBars();

@@ -7,6 +7,7 @@ import { BoxliteError } from '../runtime/errors.js';
 import { qemuBinary } from '../vmm/qemu.js';
 import { probeHost } from '../vmm/accel.js';
 import type { Execution } from '../runtime/execution.js';
+import { printTable } from './table.js';
 import { helpFor, parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { run as runCmd } from '../util/exec.js';
 import { IMAGES_HELP, imagesCommand } from './images.js';
@@ -357,8 +358,7 @@ const COMMAND_IMPL: Record<string, Impl> = {
       b.project ? describeProjectBox(b.project) : '',
     ]);
     const head = ['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS', 'PROJECT'];
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-    for (const r of [head, ...rows]) out(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+    printTable(head, rows);
     return 0;
   },
 

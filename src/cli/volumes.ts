@@ -1,5 +1,6 @@
 // `boxlite volume …`: named volumes, their own disks that outlive boxes.
 import type { Runtime } from '../runtime/runtime.js';
+import { printTable } from './table.js';
 import { helpFor, parseArgs, UsageError, type OptionSpec } from './args.js';
 import { parseSizeMib } from '../spec/units.js';
 import { DEFAULT_VOLUME_MIB } from '../spec/types.js';
@@ -37,8 +38,7 @@ export async function volumeCommand(rt: Runtime, args: string[]): Promise<number
       }
       const rows = vols.map((v) => [v.name, `${v.sizeMib} MiB`, `${(v.hostBytes / (1 << 20)).toFixed(1)} MiB`, v.project ?? '', v.usedBy.join(', ')]);
       const head = ['NAME', 'SIZE', 'ON HOST', 'PROJECT', 'USED BY'];
-      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-      for (const r of [head, ...rows]) out(r.map((x, i) => x.padEnd(widths[i])).join('  ').trimEnd());
+      printTable(head, rows);
       return 0;
     }
     case 'create': {

@@ -129,6 +129,23 @@ function describeValue(field: string, v: unknown): string {
   return typeof v === 'object' ? stable(v) : String(v);
 }
 
+/** What a snapshot policy asks for now: a snapshot when the newest automatic one (or the box, if it has none)
+ *  is older than `every`, and the oldest automatic ones beyond `keep` (those frozen in a shared layer stay).
+ *  Used by plan (at each up) and by watch. */
+export function policyDue(policy: NonNullable<BoxSpec['snapshots']>, snapshots: SnapshotInfo[], boxCreatedAt: string, now: Date): { snapshot?: { name: string; why: string }; prune: string[] } {
+  const autos = snapshots.filter((s) => s.auto && !s.frozen).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  let snapshot: { name: string; why: string } | undefined;
+  if (policy.everyMs) {
+    const newest = autos.at(-1);
+    if (!(now.getTime() - Date.parse(newest?.createdAt ?? boxCreatedAt) < policy.everyMs)) {
+      snapshot = { name: `auto-${stamp(now)}`, why: newest ? `the newest automatic snapshot is older than ${formatMs(policy.everyMs)}` : `the box is older than ${formatMs(policy.everyMs)} and has no automatic snapshot` };
+    }
+  }
+  const after = autos.length + (snapshot ? 1 : 0);
+  const prune = policy.keep && after > policy.keep ? autos.slice(0, after - policy.keep).map((s) => s.name) : [];
+  return { snapshot, prune };
+}
+
 /** Field-by-field differences; maps (env) are shown key by key. */
 export function diffFields(from: Partial<BoxSpec>, to: BoxSpec, fields: readonly (keyof BoxSpec)[]): Change[] {
   const out: Change[] = [];
@@ -239,7 +256,6 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
     // Snapshot policy: before a destructive change, and when the newest automatic snapshot is older than `every`.
     let snapshot: BoxPlan['snapshot'];
     let keepAs: string | undefined;
-    const autos = o.snapshots.filter((s) => s.auto && !s.frozen).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if (action === 'recreate') {
       if (policy?.beforeApply) {
         snapshot = { name: `before-apply-${stamp(now)}`, why: 'before_apply' };
@@ -248,18 +264,9 @@ export function plan(project: Project, observed: ObservedBox[], volumes: Observe
       } else if (!setupIncomplete || recreateChanges.length) {
         notes.push(`its disk is lost: nothing written in the box is kept (add snapshots: {before_apply: true} to keep the old box)`);
       }
-    } else if (policy?.everyMs) {
-      const newest = autos.at(-1);
-      const since = Date.parse(newest?.createdAt ?? o.createdAt);
-      if (!(now.getTime() - since < policy.everyMs)) {
-        snapshot = { name: `auto-${stamp(now)}`, why: newest ? `the newest automatic snapshot is older than ${formatMs(policy.everyMs)}` : `the box is older than ${formatMs(policy.everyMs)} and has no automatic snapshot` };
-      }
     }
     let prune: string[] = [];
-    if (policy?.keep && action !== 'recreate') {
-      const after = autos.length + (snapshot ? 1 : 0);
-      if (after > policy.keep) prune = autos.slice(0, after - policy.keep).map((s) => s.name);
-    }
+    if (action !== 'recreate' && policy) ({ snapshot, prune } = policyDue(policy, o.snapshots, o.createdAt, now));
     if (action === 'noop' && (snapshot || prune.length)) notes.push('snapshot policy');
 
     boxes.push({ box: spec.name, action, changes, notes, id: o.id, snapshot, prune, keepAs, update: changes.length > 0 && action !== 'recreate', spec });

@@ -10,7 +10,7 @@ import type { Project, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/records.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
 import { applyPlan } from './apply.js';
-import { plan, renderPlan, stamp } from './plan.js';
+import { plan, policyDue, renderPlan } from './plan.js';
 import { lockProject, observe } from './project.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './command.js';
@@ -175,21 +175,16 @@ export class Watcher {
         if (prev?.status !== h.status) this.opts.say(`${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}`);
         await this.rt.setProjectLabel(box.id, (l) => l && { ...l, health: h });
       }
-      const everyMs = spec.snapshots?.everyMs;
-      if (everyMs) {
-        const autos = (rec.snapshots ?? []).filter((s) => s.auto && !s.frozen).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-        const newest = autos.at(-1);
-        if (now - Date.parse(newest?.createdAt ?? rec.createdAt) >= everyMs) {
-          const name = `auto-${stamp(new Date(now))}`;
+      // The snapshot policy's `every`, decided as plan decides it.
+      if (spec.snapshots?.everyMs) {
+        const due = policyDue(spec.snapshots, rec.snapshots ?? [], rec.createdAt, new Date(now));
+        if (due.snapshot) {
           const snaps = new Snapshots(this.rt, box.id);
-          await snaps.create(name, { auto: true });
-          this.opts.say(`${spec.name}: snapshot ${name} (every ${everyMs / 60_000}m)`);
-          const keep = spec.snapshots?.keep;
-          if (keep && autos.length + 1 > keep) {
-            for (const s of autos.slice(0, autos.length + 1 - keep)) {
-              await snaps.remove(s.name);
-              this.opts.say(`${spec.name}: removed snapshot ${s.name} (beyond keep: ${keep})`);
-            }
+          await snaps.create(due.snapshot.name, { auto: true });
+          this.opts.say(`${spec.name}: snapshot ${due.snapshot.name} (${due.snapshot.why})`);
+          for (const name of due.prune) {
+            await snaps.remove(name);
+            this.opts.say(`${spec.name}: removed snapshot ${name} (beyond keep: ${spec.snapshots.keep})`);
           }
         }
       }

@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    // Scales testTimeout and hookTimeout (below: the reference machine's) by the floor global-setup measured.
+    setupFiles: ['test/scale.ts'],
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     fileParallelism: true,

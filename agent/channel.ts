@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
-import { LINK_HELLO, LINK_READY } from '../src/runtime/protocol.js';
+import { LINK_HELLO, LINK_READY } from '../src/core/protocol.js';
 
 const READ_SIZE = 64 * 1024;
 // read() returns 0 at once while no host is connected, so an idle port is polled. Polled every 50 ms, four ports

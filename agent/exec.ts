@@ -7,12 +7,12 @@ import * as tty from 'node:tty';
 import { randomUUID } from 'node:crypto';
 import { openPty, resizePty } from './pty.js';
 import { resolveUser } from './users.js';
+import { BUSYBOX } from '../src/core/guest.js';
 
 export const STDOUT = 0;
 export const STDERR = 1;
 const MAX_BUFFERED = 1 << 20; // undelivered bytes before the process's output is paused
 const KEEP_FINISHED = 256;
-const BUSYBOX = '/.boxlite/bin/busybox';
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface ExecOptions {

@@ -9,14 +9,14 @@ import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from '../src/runtime/protocol.js';
+import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from '../src/core/protocol.js';
 import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
+import { BUSYBOX } from '../src/core/guest.js';
 
 const AGENT_VERSION = '0.1.0';
 const codeStart = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
-const BUSYBOX = '/.boxlite/bin/busybox';
 const FREEZE_LIMIT_MS = 10_000;
 let thawTimer: NodeJS.Timeout | null = null;
 function thawRoot(): void {

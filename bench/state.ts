@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Runtime } from '../src/runtime/runtime.js';
-import { exportBox, importBox } from '../src/runtime/transfer.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mibps = (bytes: number, ms: number) => `${(bytes / (1 << 20) / (ms / 1000)).toFixed(0)} MiB/s`;
@@ -63,13 +62,13 @@ export async function stateBench(rt: Runtime, rootfs: string): Promise<[string, 
       if (mib === 1024) {
         const archive = path.join(tmp, 'box.tar');
         let t = performance.now();
-        await exportBox(rt, box.id, archive);
+        await rt.exportBox(box.id, archive);
         const exportMs = performance.now() - t;
         const size = fs.statSync(archive).size;
         const other = new Runtime({ home: fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-bench-import-')), say: () => {} });
         try {
           t = performance.now();
-          await importBox(other, archive, { name: 'imported' });
+          await other.importBox(archive, { name: 'imported' });
           const importMs = performance.now() - t;
           rows.push([`export of a box with ${label} written (${(size / (1 << 20)).toFixed(0)} MiB archive)`, `${(exportMs / 1000).toFixed(1)} s, ${mibps(size, exportMs)}`]);
           rows.push([`import of that archive (checksums verified)`, `${(importMs / 1000).toFixed(1)} s, ${mibps(size, importMs)}`]);

@@ -1,19 +1,32 @@
 // boxlite SDK: boxes as local micro-VMs, from TypeScript.
-export { Runtime, Box, DEFAULTS, MIN_MEMORY_MIB } from './runtime/runtime.js';
-export type { RuntimeOptions, CreateOptions, BoxStatus, StopOptions, NetworkStats } from './runtime/runtime.js';
-export { parsePort } from './runtime/network.js';
-export { exportBox, importBox, ArchiveError } from './runtime/transfer.js';
-export { Snapshots, SnapshotNotFoundError, SnapshotExistsError, SnapshotInUseError } from './runtime/snapshots.js';
-export { cloneBox } from './runtime/clone.js';
+import { Runtime as BaseRuntime, type RuntimeOptions } from './runtime/runtime.js';
+import { projectHooks } from './reconciler/hooks.js';
+
+/** The SDK's runtime: boxes made by a project keep its policy whoever starts or restores them (their declared
+ *  command is started at each boot, a before_apply policy snapshots before a restore). */
+export class Runtime extends BaseRuntime {
+  constructor(opts: RuntimeOptions = {}) {
+    super({ hooks: projectHooks(), ...opts });
+  }
+}
+
+export { Box, DEFAULTS, MIN_MEMORY_MIB } from './runtime/runtime.js';
+export type { RuntimeOptions, RuntimeHooks, CreateOptions, BoxStatus, StopOptions, NetworkStats, Reconfigure } from './runtime/runtime.js';
+export { parsePort } from './core/network.js';
+export type { PortMapping, NetworkMode } from './core/network.js';
+export { Snapshots } from './runtime/snapshots.js';
 export type { CloneOptions } from './runtime/clone.js';
-export type { SnapshotInfo } from './runtime/snapshots.js';
-export type { PortMapping, NetworkMode } from './runtime/network.js';
 export { SimpleBox } from './runtime/simple-box.js';
 export type { SimpleBoxOptions } from './runtime/simple-box.js';
 export { Execution } from './runtime/execution.js';
 export type { ExecOptions, ExecResult, ExitStatus } from './runtime/execution.js';
-export type { BoxRecord, BoxOptions, BoxState, ExitInfo, ExitReason } from './runtime/records.js';
+export type { BoxRecord, BoxOptions, BoxState, ExitInfo, ExitReason, SnapshotInfo, Label } from './runtime/types.js';
 export { Images, parseReference, formatReference } from './runtime/images/index.js';
 export type { ImageRecord, LayerProgress, PullOptions, RegistryOptions, Credentials } from './runtime/images/index.js';
 export { setup, loadAssets } from './runtime/assets.js';
-export * from './runtime/errors.js';
+export { Project, downProject, projectRuntime } from './reconciler/project.js';
+export type { ProjectOptions, UpOptions, UpResult, DownOptions, DownResult } from './reconciler/project.js';
+export type { Plan, BoxPlan } from './reconciler/plan.js';
+export { projectLabel, type ProjectLabel } from './reconciler/label.js';
+export { SpecError } from './spec/errors.js';
+export * from './core/errors.js';

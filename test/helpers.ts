@@ -6,6 +6,9 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Runtime } from '../src/runtime/runtime.js';
 import { CLI, TEST_ASSETS_HOME } from './paths.js';
+import { scaled } from './scale.js';
+
+export { scaled } from './scale.js';
 
 /** A fresh BOXLITE_HOME whose assets are the shared ones built by global-setup. */
 export function testHome(): string {
@@ -91,7 +94,7 @@ export function cli(home: string, args: string[], opts: { input?: string; env?: 
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`boxlite ${args.join(' ')} did not finish in time; stderr: ${stderr}`));
-    }, opts.timeoutMs ?? 150_000);
+    }, opts.timeoutMs ?? scaled(150_000));
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -115,12 +118,12 @@ export class CliProcess {
   }
   /** Resolves when the output (after `from` characters) matches re. */
   async waitFor(re: RegExp, timeoutMs = 120_000, from = 0): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + scaled(timeoutMs);
     for (;;) {
       const m = re.exec(this.output.slice(from));
       if (m) return m[0];
       if (this.child.exitCode !== null) throw new Error(`the CLI exited (${this.child.exitCode}) before printing ${re}; it printed:\n${this.output}`);
-      if (Date.now() > deadline) throw new Error(`the CLI did not print ${re} in ${timeoutMs / 1000}s; it printed:\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`the CLI did not print ${re} in ${scaled(timeoutMs) / 1000}s; it printed:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -136,5 +139,44 @@ export function qemuPids(home: string): number[] {
     return execFileSync('pgrep', ['-f', `^\\S*qemu-system\\S* .*${home}/boxes/`]).toString().trim().split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
+  }
+}
+
+/** Resolves once cond() holds (a state file, a record, the process table), checked every 50 ms; throws, naming what
+ *  was awaited, after timeoutMs (scaled to this machine). */
+export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + scaled(timeoutMs);
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${scaled(timeoutMs) / 1000}s waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs the CLI with a failpoint (src/util/failpoint.ts): it kills itself with SIGKILL at that named moment. Checks
+ *  that it did die there, and returns what it printed. */
+export async function cliKilledAt(home: string, args: string[], point: string, opts: { cwd?: string } = {}): Promise<string> {
+  const p = new CliProcess(home, args, { cwd: opts.cwd, env: { BOXLITE_FAILPOINT: point } });
+  // 'close': the process has ended and its output is all read.
+  const signal = await new Promise<NodeJS.Signals | null>((r) => p.child.once('close', (_c, s) => r(s)));
+  if (signal !== 'SIGKILL' || !p.output.includes(`boxlite: failpoint ${point}\n`)) {
+    throw new Error(`boxlite ${args.join(' ')} was to die at failpoint ${point}, but it ended with ${signal ?? `exit ${p.child.exitCode}`}; it printed:\n${p.output}`);
+  }
+  return p.output;
+}
+
+/** Makes a box (and the snapshots it records) look ms older, as if that time had passed: for policies that act
+ *  on age, without waiting. */
+export function ageBox(home: string, name: string, ms: number): void {
+  const rt = quietRuntime(home);
+  try {
+    const id = rt.get(name).id;
+    const file = path.join(home, 'boxes', id, 'box.json');
+    const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const back = (t: string) => new Date(Date.parse(t) - ms).toISOString();
+    rec.createdAt = back(rec.createdAt);
+    for (const s of rec.snapshots ?? []) s.createdAt = back(s.createdAt);
+    fs.writeFileSync(file, JSON.stringify(rec, null, 2));
+  } finally {
+    rt.close();
   }
 }

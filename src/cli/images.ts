@@ -4,9 +4,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { printTable } from './table.js';
 import { helpFor, parseArgs, UsageError, type OptionSpec } from './args.js';
 import { LayerBars } from './progress.js';
-
-const out = (s: string) => process.stdout.write(s + '\n');
-const err = (s: string) => process.stderr.write(s + '\n');
+import { stderr as err, stdout as out, type Command } from './command.js';
 
 export const PULL_OPTS: Record<string, OptionSpec> = {
   platform: { value: true, help: 'os/arch of the image to pick from a multi-platform image (default linux/amd64)' },
@@ -23,7 +21,6 @@ const SUB: Record<string, { usage: string; help: string; opts: Record<string, Op
   prune: { usage: 'images prune [-a]', help: 'delete unreferenced images, blobs, bases and partial downloads', opts: { all: { short: 'a', help: 'also images no box uses' } } },
 };
 
-export const IMAGES_HELP = 'manage images: pull, load, ls, inspect, rm, prune';
 
 export function imagesUsage(): string {
   return ['Usage: boxlite images COMMAND', '', ...Object.entries(SUB).map(([k, c]) => `  ${k.padEnd(8)} ${c.help}`)].join('\n');
@@ -44,7 +41,7 @@ export async function pullWithProgress(rt: Runtime, ref: string, o: { platform?:
   }
 }
 
-export async function imagesCommand(rt: Runtime, argv: string[]): Promise<number> {
+async function imagesCommand(rt: Runtime, argv: string[]): Promise<number> {
   const [sub, ...args] = argv;
   if (!sub || sub === '--help' || sub === '-h') {
     out(imagesUsage());
@@ -110,3 +107,9 @@ export async function imagesCommand(rt: Runtime, argv: string[]): Promise<number
   }
   return 1;
 }
+
+export const IMAGE_COMMANDS: Record<string, Command> = {
+  images: { usage: 'images COMMAND', help: 'manage images: pull, load, ls, inspect, rm, prune', opts: {}, ownHelp: true, run: ({ rt }, args) => imagesCommand(rt, args) },
+  pull: { usage: 'pull [OPTIONS] REFERENCE', help: "download an image (same as 'images pull')", opts: {}, ownHelp: true, run: ({ rt }, args) => imagesCommand(rt, ['pull', ...args]) },
+  load: { usage: 'load FILE', help: "load a docker save / podman save archive (same as 'images load')", opts: {}, ownHelp: true, run: ({ rt }, args) => imagesCommand(rt, ['load', ...args]) },
+};

@@ -2,10 +2,9 @@
 import type { Runtime } from '../runtime/runtime.js';
 import { printTable } from './table.js';
 import { helpFor, parseArgs, UsageError, type OptionSpec } from './args.js';
-import { parseSizeMib } from '../spec/units.js';
-import { DEFAULT_VOLUME_MIB } from '../spec/types.js';
-
-const out = (s: string) => process.stdout.write(s + '\n');
+import { parseSizeMib } from '../core/units.js';
+import { DEFAULT_VOLUME_MIB } from '../core/defaults.js';
+import { stdout as out, type Command } from './command.js';
 
 const SUB: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
   ls: { usage: 'volume ls [--json]', help: 'list named volumes', opts: { json: { help: 'print JSON' } } },
@@ -14,9 +13,7 @@ const SUB: Record<string, { usage: string; help: string; opts: Record<string, Op
   inspect: { usage: 'volume inspect NAME', help: 'print what is known about a volume, as JSON', opts: {} },
 };
 
-export const VOLUME_HELP = 'manage named volumes: ls, create, rm, inspect';
-
-export async function volumeCommand(rt: Runtime, args: string[]): Promise<number> {
+async function volumeCommand(rt: Runtime, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (!sub || sub === '--help' || sub === '-h') {
     out(['Usage: boxlite volume COMMAND', '', ...Object.entries(SUB).map(([k, c]) => `  ${k.padEnd(8)} ${c.help}`)].join('\n'));
@@ -72,3 +69,7 @@ export async function volumeCommand(rt: Runtime, args: string[]): Promise<number
   }
   return 1;
 }
+
+export const VOLUME_COMMANDS: Record<string, Command> = {
+  volume: { usage: 'volume ls|create|rm|inspect', help: 'manage named volumes: ls, create, rm, inspect', opts: {}, ownHelp: true, run: ({ rt }, args) => volumeCommand(rt, args) },
+};

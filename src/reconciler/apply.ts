@@ -6,16 +6,17 @@
 import * as os from 'node:os';
 import { Listr, type ListrTask } from 'listr2';
 import type { Runtime } from '../runtime/runtime.js';
-import type { BoxSpec, Project } from '../spec/types.js';
-import type { ProjectLabel } from '../runtime/records.js';
+import type { BoxSpec, ProjectSpec } from '../spec/types.js';
 import { hashGroups, type BoxPlan, type Plan } from './plan.js';
-import { boxName, runtimeOptions, volumeName } from './project.js';
+import { boxName, runtimeOptions, volumeName } from './names.js';
 import { waitHealthy } from './health.js';
-import { BoxliteError } from '../runtime/errors.js';
-import { Snapshots } from '../runtime/snapshots.js';
+import { BoxliteError } from '../core/errors.js';
+import { BUSYBOX } from '../core/guest.js';
+import { failpoint } from '../util/failpoint.js';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { allocateLan, syncHosts } from './lan.js';
-import { BUSYBOX, startCommand } from './command.js';
-export { COMMAND_LOG, startCommand } from './command.js';
+import { startCommand } from './command.js';
+import { updateProjectLabel, type ProjectLabel } from './label.js';
 
 export class SetupError extends BoxliteError {}
 export class DependencyError extends BoxliteError {}
@@ -35,29 +36,12 @@ export interface ApplyResult {
   errors: { box: string; message: string }[];
 }
 
-/** A counting semaphore: at most n boots at once. */
-function semaphore(n: number) {
-  let free = n;
-  const waiting: (() => void)[] = [];
-  return async <T>(f: () => Promise<T>): Promise<T> => {
-    if (free > 0) free--;
-    else await new Promise<void>((r) => waiting.push(r));
-    try {
-      return await f();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else free++;
-    }
-  };
-}
-
-function labelFor(project: Project, spec: BoxSpec, setup: ProjectLabel['setup']): ProjectLabel {
+function labelFor(project: ProjectSpec, spec: BoxSpec, setup: ProjectLabel['setup']): ProjectLabel {
   return { project: project.name, box: spec.name, file: project.file, applied: spec as unknown as Record<string, unknown>, hash: hashGroups(spec), setup };
 }
 
-export async function applyPlan(rt: Runtime, project: Project, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  const limit = semaphore(Math.max(1, opts.parallel ?? os.cpus().length));
+export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const limit = pLimit(Math.max(1, opts.parallel ?? os.cpus().length));
   const errors: ApplyResult['errors'] = [];
   const deadline = Date.now() + (opts.waitTimeoutMs ?? 600_000);
 
@@ -79,7 +63,7 @@ export async function applyPlan(rt: Runtime, project: Project, plan: Plan, opts:
         return waitHealthy(rt, id, box, spec.healthcheck!, {
           startedAt: Date.parse(rec.startedAt ?? '') || Date.now(),
           deadline,
-          onState: (s) => rt.setProjectLabel(id, (l) => l && { ...l, health: s }),
+          onState: (s) => updateProjectLabel(rt, id, (l) => l && { ...l, health: s }),
         });
       });
       h.catch(() => {});
@@ -172,29 +156,25 @@ function title(b: BoxPlan): string {
 }
 
 /** Makes one box match its spec; returns its id. */
-async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: ReturnType<typeof semaphore>, say: (l: string) => void): Promise<string> {
+async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: LimitFunction, say: (l: string) => void): Promise<string> {
   const spec = b.spec!;
   const opts = runtimeOptions(project, spec);
   let id = b.id;
+  // The applied spec goes into the label once the box's settings match it; the project's afterStart hook (run by
+  // every start) reads the command to start from there.
   const finish = async (bid: string) => {
-    await rt.setProjectLabel(bid, (l) => ({ ...labelFor(project, spec, 'done'), ...(l?.command ? { command: l.command } : {}), ...(l?.health ? { health: l.health } : {}) }));
-  };
-  const boot = async (bid: string) => {
-    await limit(() => rt.start(bid));
-    await syncHosts(rt, project.name, [bid]);
-    if (spec.command) await startCommand(rt, bid, spec.command);
+    await updateProjectLabel(rt, bid, (l) => ({ ...labelFor(project, spec, 'done'), ...(l?.command ? { command: l.command } : {}), ...(l?.health ? { health: l.health } : {}) }));
   };
 
   if (b.action === 'recreate') {
     if (b.keepAs) {
       say(`taking snapshot ${b.snapshot!.name} and keeping the old box as ${b.keepAs}`);
-      await new Snapshots(rt, id!).create(b.snapshot!.name, { auto: true });
+      await rt.snapshots(id!).create(b.snapshot!.name, { auto: true });
       await rt.stop(id!);
       await rt.rename(id!, b.keepAs);
-      // Its volumes are let go: they belong to the new box.
       // It lets go of what the new box takes over: its volumes, published ports and LAN address.
       await rt.reconfigure(id!, { volumes: [], ports: [], lan: null });
-      await rt.setProjectLabel(id!, (l) => l && { ...l, retiredAt: new Date().toISOString() });
+      await updateProjectLabel(rt, id!, (l) => l && { ...l, retiredAt: new Date().toISOString() });
     } else {
       say('removing the old box');
       await rt.stop(id!); // a clean shutdown first: its named volumes keep what it wrote
@@ -211,17 +191,19 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       hostname: spec.name,
       diskSizeMib: spec.diskMib,
       ...opts,
-      lan: spec.network === 'none' ? undefined : allocateLan(rt, rt.home.root, project.name, spec.name),
-      project: labelFor(project, spec, spec.setup.length ? 'pending' : 'done'),
+      lan: spec.network === 'none' ? undefined : allocateLan(rt, project.name, spec.name),
+      label: labelFor(project, spec, spec.setup.length ? 'pending' : 'done') as unknown as Record<string, unknown>,
     });
     id = box.id;
+    failpoint('up:created');
     say('booting');
-    await limit(() => rt.start(box.id));
-    await syncHosts(rt, project.name, [box.id]);
+    await limit(() => rt.start(box.id)); // the project's hook writes its LAN names (and starts a command that needs no setup)
+    failpoint('up:booted');
     for (const [i, argv] of spec.setup.entries()) {
       const shown = argv[0] === 'sh' && argv[1] === '-c' ? argv[2] : argv.join(' ');
       say(`setup ${i + 1}/${spec.setup.length}: ${shown}`);
       const ex = await rt.spawn(box.id, argv);
+      failpoint('up:setup-running');
       let partial = '';
       const onData = (d: Buffer) => {
         const lines = (partial + d.toString()).split('\n');
@@ -234,14 +216,14 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       if (partial) say(partial);
       if (st.exitCode !== 0) {
         const why = `setup command ${i + 1} (${shown}) failed with exit status ${st.exitCode}`;
-        await rt.setProjectLabel(box.id, (l) => l && { ...l, setup: 'failed', setupError: why });
+        await updateProjectLabel(rt, box.id, (l) => l && { ...l, setup: 'failed', setupError: why });
         throw new SetupError(`${why}. The box is left running for inspection: boxlite exec ${spec.name} sh — the next 'boxlite up' makes it again from scratch`);
       }
     }
     // What setup made is flushed to the disk before the box counts as provisioned: a crash later cannot undo it.
     if (spec.setup.length) await rt.exec(box.id, [BUSYBOX, 'sync'], { user: '0' });
     await finish(box.id);
-    if (spec.command) await startCommand(rt, box.id, spec.command);
+    if (spec.command && spec.setup.length) await startCommand(rt, box.id, spec.command);
   } else if (b.action === 'restart' || b.action === 'start') {
     if (b.action === 'restart') {
       say('stopping');
@@ -255,12 +237,12 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
       const name = volumeName(project.name, m.source);
       if (m.type === 'volume' && want && want > (rt.volumes.find(name)?.sizeMib ?? want)) {
         say(`growing volume ${m.source}`);
-        await rt.volumes.grow(name, want, (n) => rt.list().some((r) => r.name === n && r.state === 'running'));
+        await rt.growVolume(name, want);
       }
     }
-    say('booting');
-    await boot(id!);
     await finish(id!);
+    say('booting');
+    await limit(() => rt.start(id!));
   } else if (b.action === 'update') {
     await rt.reconfigure(id!, { env: opts.env, workingDir: opts.workingDir, user: opts.user });
     await finish(id!);
@@ -268,11 +250,11 @@ async function applyBox(rt: Runtime, project: Project, b: BoxPlan, limit: Return
 
   if (b.snapshot && b.action !== 'recreate') {
     say(`taking snapshot ${b.snapshot.name}`);
-    await new Snapshots(rt, id!).create(b.snapshot.name, { auto: true });
+    await rt.snapshots(id!).create(b.snapshot.name, { auto: true });
   }
   for (const s of b.prune) {
     say(`removing snapshot ${s}`);
-    await new Snapshots(rt, id!).remove(s);
+    await rt.snapshots(id!).remove(s);
   }
   return id!;
 }

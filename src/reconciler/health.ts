@@ -3,8 +3,8 @@
 // records the status for `ps`).
 import type { Runtime } from '../runtime/runtime.js';
 import type { HealthcheckSpec } from '../spec/types.js';
-import type { HealthState } from '../runtime/records.js';
-import { BoxliteError } from '../runtime/errors.js';
+import type { HealthState } from './label.js';
+import { BoxliteError } from '../core/errors.js';
 
 export class UnhealthyError extends BoxliteError {}
 

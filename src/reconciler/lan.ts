@@ -4,10 +4,12 @@
 // are handed out once, at create, and kept; names are written to /etc/hosts in each running box by the agent.
 import { createHash } from 'node:crypto';
 import type { Runtime } from '../runtime/runtime.js';
-import type { BoxRecord, LanConfig } from '../runtime/records.js';
+import type { BoxRecord, LanConfig } from '../runtime/types.js';
+import { BUSYBOX } from '../core/guest.js';
+import { BoxliteError } from '../core/errors.js';
+import { projectLabel } from './label.js';
 
 export const LAN_PREFIX = '10.89.0.';
-const BUSYBOX = '/.boxlite/bin/busybox';
 const MARK = '# boxlite project LAN';
 
 /** The project's multicast group: from the home and the project name, so two projects (or homes) never share one. */
@@ -17,28 +19,28 @@ export function lanGroup(home: string, project: string): string {
 }
 
 /** A LAN NIC for a new box of the project: the lowest address no box of the project holds. */
-export function allocateLan(rt: Runtime, home: string, project: string, box: string): LanConfig {
+export function allocateLan(rt: Runtime, project: string, box: string): LanConfig {
   const taken = new Set(projectBoxes(rt, project).map((r) => r.options.lan?.address));
   for (let i = 2; i < 255; i++) {
     const address = `${LAN_PREFIX}${i}`;
     if (taken.has(address)) continue;
     const h = createHash('sha256').update(`${project}\0${box}\0${i}`).digest();
     const mac = `52:54:01:${[h[0], h[1], i].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
-    return { mcast: lanGroup(home, project), address, mac };
+    return { mcast: lanGroup(rt.home.root, project), address, mac };
   }
-  throw new Error(`project ${project} has no LAN addresses left (253 boxes)`);
+  throw new BoxliteError(`project ${project} has no LAN addresses left (253 boxes): split it into smaller projects`);
 }
 
 function projectBoxes(rt: Runtime, project: string): BoxRecord[] {
-  return rt.list().filter((r) => r.project?.project === project);
+  return rt.records.list().filter((r) => projectLabel(r)?.project === project);
 }
 
 /** The hosts lines every box of the project should have. */
 export function lanHosts(records: BoxRecord[]): string[] {
   return records
-    .filter((r) => r.options.lan && !r.project?.retiredAt)
+    .filter((r) => r.options.lan && !projectLabel(r)?.retiredAt)
     .sort((a, b) => a.options.lan!.address.localeCompare(b.options.lan!.address, undefined, { numeric: true }))
-    .map((r) => `${r.options.lan!.address} ${r.project!.box} ${r.name}`);
+    .map((r) => `${r.options.lan!.address} ${projectLabel(r)!.box} ${r.name}`);
 }
 
 /** Writes the project's names into /etc/hosts of its running boxes (only): ids limits it to some boxes. */
@@ -50,7 +52,7 @@ export async function syncHosts(rt: Runtime, project: string, ids?: string[]): P
   const script = `f=/etc/hosts; [ -f $f ] || printf '127.0.0.1 localhost\\n' > $f; ${BUSYBOX} sed -i '/^${MARK}$/,/^${MARK} end$/d' $f; printf '%s\\n' "$1" >> $f`;
   await Promise.all(
     all
-      .filter((r) => r.options.lan && !r.project?.retiredAt && (!ids || ids.includes(r.id)) && rt.status(r).state === 'running')
+      .filter((r) => r.options.lan && !projectLabel(r)?.retiredAt && (!ids || ids.includes(r.id)) && rt.status(r).state === 'running')
       .map((r) => rt.exec(r.id, [BUSYBOX, 'sh', '-c', script, 'sh', block], { user: '0' }).catch(() => {})),
   );
 }

@@ -7,11 +7,11 @@
 //   restart   cpus, memory, ports, network, dns, volumes, command, disk (grow)   fixed when the VM boots
 //   live      env, working_dir, user, healthcheck, restart, depends_on, snapshots   read when used
 import { createHash } from 'node:crypto';
-import type { BoxSpec, Project } from '../spec/types.js';
-import type { BoxState, ProjectLabel } from '../runtime/records.js';
-import type { SnapshotInfo } from '../runtime/snapshots.js';
-import { formatPort } from '../runtime/network.js';
-import { formatMib, formatMs } from '../spec/units.js';
+import type { BoxSpec, ProjectSpec } from '../spec/types.js';
+import type { BoxState, SnapshotInfo } from '../runtime/types.js';
+import type { ProjectLabel } from './label.js';
+import { formatPort } from '../core/network.js';
+import { formatMib, formatMs } from '../core/units.js';
 
 export const FIELD_GROUPS = {
   recreate: ['image', 'setup'],
@@ -184,7 +184,7 @@ export function dependencyLevels(boxes: Record<string, Pick<BoxSpec, 'dependsOn'
   return levels.map((l) => l ?? []);
 }
 
-export function plan(project: Project, observed: ObservedBox[], volumes: ObservedVolume[], opts: PlanOptions = {}): Plan {
+export function plan(project: ProjectSpec, observed: ObservedBox[], volumes: ObservedVolume[], opts: PlanOptions = {}): Plan {
   const now = opts.now ?? new Date();
   const boxes: BoxPlan[] = [];
   const live = observed.filter((o) => !o.label.retiredAt);

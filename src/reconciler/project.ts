@@ -1,65 +1,170 @@
-// How a project's things are named and found in the home folder, and the lock that keeps two `up` of one project
-// from interleaving.
-import * as fs from 'node:fs';
+// The project API: what `boxlite plan | up | down | watch` do, for the CLI and for programs alike.
+//   const p = Project.load({ file: 'boxlite.yaml' });
+//   const plan = await p.plan();           // what up would change (pure: nothing is touched)
+//   const r = await p.up({ wait: true });  // make the boxes match; r.ok, r.errors
+//   await p.down({ remove: true });
 import * as path from 'node:path';
-import type { Runtime } from '../runtime/runtime.js';
-import type { BoxSpec, Project } from '../spec/types.js';
-import type { ObservedBox, ObservedVolume } from './plan.js';
-import type { Reconfigure } from '../runtime/runtime.js';
-import { acquireLock, tryLock, type Lock } from '../util/lock.js';
-import { ensureDir } from '../util/fs.js';
-import { BoxliteError } from '../runtime/errors.js';
+import { Runtime } from '../runtime/runtime.js';
+import { findProjectFile, loadProject, type LoadOptions } from '../spec/load.js';
+import type { ProjectSpec } from '../spec/types.js';
+import { InvalidOptionError } from '../core/errors.js';
+import { plan as makePlan, type Plan } from './plan.js';
+import { lockProject, observe, volumeName } from './names.js';
+import { projectHooks } from './hooks.js';
+import type { ApplyResult } from './apply.js';
+import type { Watcher, WatchOptions } from './watch.js';
 
-/** A project box's global name. Project and box names cannot hold a '.', so two projects never collide. */
-export const boxName = (project: string, box: string) => `${project}.${box}`;
-/** A project volume's global name, as compose names them. */
-export const volumeName = (project: string, volume: string) => `${project}_${volume}`;
-
-/** The project's boxes and volumes as they are now. */
-export async function observe(rt: Runtime, project: string): Promise<{ boxes: ObservedBox[]; volumes: ObservedVolume[] }> {
-  const boxes = rt
-    .list()
-    .filter((r) => r.project?.project === project)
-    .map((r) => ({ id: r.id, name: r.name, state: r.state, createdAt: r.createdAt, label: r.project!, snapshots: r.snapshots ?? [] }));
-  const volumes = rt.volumes
-    .list()
-    .filter((v) => v.project === project)
-    .map((v) => ({ name: v.name.slice(project.length + 1), sizeMib: v.sizeMib }));
-  return { boxes, volumes };
+export interface ProjectOptions extends LoadOptions {
+  /** The project file; default boxlite.yaml in dir (or the working folder) or the nearest folder above. */
+  file?: string;
+  dir?: string;
+  /** The runtime to work in; default one over $BOXLITE_HOME with the project's hooks. */
+  runtime?: Runtime;
+  /** One-line notices: warnings of the file, waiting for another process's lock, policy snapshots. */
+  say?: (m: string) => void;
 }
 
-/** The runtime settings a box spec asks for. */
-export function runtimeOptions(project: Project, spec: BoxSpec): Required<Omit<Reconfigure, 'volumes' | 'lan'>> & Pick<Reconfigure, 'volumes'> {
-  return {
-    cpus: spec.cpus,
-    memoryMib: spec.memoryMib,
-    network: spec.network,
-    ports: spec.ports,
-    dns: spec.dns,
-    env: spec.env,
-    workingDir: spec.workingDir,
-    user: spec.user,
-    volumes: spec.volumes.filter((m) => m.type === 'volume').map((m) => ({ volume: volumeName(project.name, m.source), target: m.target, readOnly: m.readOnly })),
-    binds: spec.volumes.filter((m) => m.type === 'bind').map((m) => ({ hostPath: m.source, target: m.target, readOnly: m.readOnly })),
-  };
+export interface UpOptions {
+  /** Return once every box with a healthcheck is healthy (or fail with its output). */
+  wait?: boolean;
+  waitTimeoutMs?: number;
+  /** Remove boxes of the project that are no longer declared. */
+  removeOrphans?: boolean;
+  /** listr2's renderer for progress: default (a terminal), simple (lines), silent (default here). */
+  renderer?: 'default' | 'simple' | 'silent';
+  /** Called with the plan before anything is applied. */
+  onPlan?: (p: Plan) => void;
 }
 
-export class ProjectBusyError extends BoxliteError {}
+export interface UpResult extends ApplyResult {
+  plan: Plan;
+  /** Nothing needed doing. */
+  upToDate: boolean;
+  /** Boxes no longer declared, kept (up without removeOrphans). */
+  orphans: string[];
+}
 
-/** Holds the project's lock; another process changing the same project makes this one wait (saying so), then fail
- *  after timeoutMs. The lock dies with its process, so a killed `up` never blocks the next one. */
-export async function lockProject(rt: Runtime, project: string, say: (m: string) => void, timeoutMs = Number(process.env.BOXLITE_PROJECT_LOCK_TIMEOUT_MS) || 300_000): Promise<Lock> {
-  const file = path.join(ensureDir(path.join(rt.home.root, 'projects')), `${project}.lock`);
-  let lock = tryLock(file);
-  if (!lock) {
-    const holder = fs.readFileSync(file, 'utf8').trim();
-    say(`boxlite: project ${project} is being changed by another boxlite process${holder ? ` (pid ${holder})` : ''}: waiting for it to finish`);
+export interface DownOptions {
+  /** Remove the boxes (and their disks), after a clean shutdown. */
+  remove?: boolean;
+  /** Also remove the project's named volumes (needs remove). */
+  volumes?: boolean;
+  timeoutMs?: number;
+}
+
+export interface DownResult {
+  /** Boxes the project had (running or not). */
+  found: number;
+  boxes: { box: string; action: 'stopped' | 'removed'; forced?: boolean; keptAside?: string }[];
+  volumes: string[];
+}
+
+/** A runtime whose box operations carry a project's policy (its boxes' commands and snapshot policy). */
+export function projectRuntime(opts: { home?: string; say?: (m: string) => void } = {}): Runtime {
+  return new Runtime({ home: opts.home, say: opts.say, hooks: projectHooks(opts.say) });
+}
+
+export class Project {
+  private constructor(
+    readonly spec: ProjectSpec,
+    readonly runtime: Runtime,
+    private readonly say: (m: string) => void,
+    private readonly ownsRuntime: boolean,
+  ) {}
+
+  /** Finds, reads and validates the project file (a SpecError lists every problem with file:line:col). */
+  static load(opts: ProjectOptions | string = {}): Project {
+    const o = typeof opts === 'string' ? { file: opts } : opts;
+    const say = o.say ?? (() => {});
+    const spec = loadProject(findProjectFile({ file: o.file, dir: o.dir }), o);
+    for (const w of spec.warnings) say(`boxlite: warning: ${w}`);
+    return new Project(spec, o.runtime ?? projectRuntime({ say }), say, !o.runtime);
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+  get file(): string {
+    return this.spec.file;
+  }
+
+  /** What up would do, field by field (a pure function of the file and the boxes as they are). */
+  async plan(opts: { removeOrphans?: boolean } = {}): Promise<Plan> {
+    const o = await observe(this.runtime, this.name);
+    return makePlan(this.spec, o.boxes, o.volumes, { removeOrphans: opts.removeOrphans });
+  }
+
+  /** Makes the boxes match the file: create, start, update, restart or recreate what differs. */
+  async up(opts: UpOptions = {}): Promise<UpResult> {
+    if (opts.waitTimeoutMs !== undefined && !(opts.waitTimeoutMs > 0)) throw new InvalidOptionError(`the wait timeout must be a positive number of seconds (got ${opts.waitTimeoutMs / 1000})`);
+    const lock = await lockProject(this.runtime, this.name, this.say);
     try {
-      lock = await acquireLock(file, `project ${project}`, timeoutMs);
-    } catch {
-      throw new ProjectBusyError(`project ${project} is still being changed by another boxlite process${holder ? ` (pid ${holder})` : ''} after ${Math.round(timeoutMs / 1000)}s: wait for it, or end it`);
+      const pl = await this.plan({ removeOrphans: opts.removeOrphans });
+      const orphans = pl.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
+      opts.onPlan?.(pl);
+      const needsWork = pl.changed || (opts.wait && Object.values(this.spec.boxes).some((b) => b.healthcheck));
+      if (!needsWork) return { plan: pl, upToDate: true, orphans, ok: true, errors: [] };
+      // Loaded only when there is work: an up with nothing to do starts without listr2 and the agent client.
+      const { applyPlan } = await import('./apply.js');
+      const r = await applyPlan(this.runtime, this.spec, pl, { wait: opts.wait, waitTimeoutMs: opts.waitTimeoutMs, renderer: opts.renderer ?? 'silent' });
+      return { plan: pl, upToDate: false, orphans, ...r };
+    } finally {
+      lock.release();
     }
   }
-  fs.writeFileSync(file, String(process.pid));
-  return lock;
+
+  /** Stops the project's boxes; remove deletes them (after a clean shutdown), volumes its named volumes too. */
+  down(opts: DownOptions = {}): Promise<DownResult> {
+    return downProject(this.runtime, this.name, opts, this.say);
+  }
+
+  /** Keeps the project converged until stop(): file edits are applied, boxes brought back per restart policy. */
+  async watch(opts: Omit<WatchOptions, keyof LoadOptions | 'say'> & { say: (line: string) => void }): Promise<Watcher> {
+    const { Watcher } = await import('./watch.js');
+    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name });
+    w.start();
+    return w;
+  }
+
+  /** The file's path relative to the working folder, for messages. */
+  get shownFile(): string {
+    return path.relative(process.cwd(), this.file) || this.file;
+  }
+
+  close(): void {
+    if (this.ownsRuntime) this.runtime.close();
+  }
+}
+
+/** down by project name: works from the records, so also when the project file is gone or broken. */
+export async function downProject(rt: Runtime, name: string, opts: DownOptions = {}, say: (m: string) => void = () => {}): Promise<DownResult> {
+  if (opts.volumes && !opts.remove) throw new InvalidOptionError('down: removing the named volumes needs remove too (a stopped box still uses its volumes)');
+  const lock = await lockProject(rt, name, say);
+  const result: DownResult = { found: 0, boxes: [], volumes: [] };
+  try {
+    const o = await observe(rt, name);
+    result.found = o.boxes.length;
+    await Promise.all(
+      o.boxes.map(async (b) => {
+        if (opts.remove) {
+          // Stopped cleanly before it goes, as compose does: what it wrote to named volumes is kept.
+          await rt.stop(b.id, { timeoutMs: opts.timeoutMs });
+          await rt.remove(b.id, { force: true });
+          result.boxes.push({ box: b.label.box, action: 'removed', ...(b.label.retiredAt ? { keptAside: b.name } : {}) });
+        } else if (rt.status(rt.record(b.id)).state === 'running') {
+          const r = await rt.stop(b.id, { timeoutMs: opts.timeoutMs });
+          result.boxes.push({ box: b.label.box, action: 'stopped', forced: r.forced });
+        }
+      }),
+    );
+    if (opts.volumes) {
+      for (const v of o.volumes) {
+        await rt.volumes.remove(volumeName(name, v.name));
+        result.volumes.push(v.name);
+      }
+    }
+  } finally {
+    lock.release();
+  }
+  return result;
 }

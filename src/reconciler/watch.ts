@@ -6,16 +6,15 @@
 import * as path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Runtime } from '../runtime/runtime.js';
-import type { Project, RestartPolicy } from '../spec/types.js';
-import type { ExitReason } from '../runtime/records.js';
+import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
+import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
 import { applyPlan } from './apply.js';
 import { plan, policyDue, renderPlan } from './plan.js';
-import { lockProject, observe } from './project.js';
+import { lockProject, observe } from './names.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './command.js';
-import { Snapshots } from '../runtime/snapshots.js';
-import { syncHosts } from './lan.js';
+import { projectLabel, updateProjectLabel } from './label.js';
 
 export interface WatchOptions extends LoadOptions {
   /** One line per event. */
@@ -44,7 +43,7 @@ export function shouldRestart(policy: RestartPolicy, how: { stopped: boolean; re
 export const backoffMs = (attempt: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, attempt - 1));
 
 export class Watcher {
-  private project: Project;
+  private project: ProjectSpec;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -53,7 +52,7 @@ export class Watcher {
   private attempts = new Map<string, { n: number; next: number }>();
   private nextHealthAt = new Map<string, number>();
 
-  constructor(private readonly rt: Runtime, project: Project, private readonly opts: WatchOptions) {
+  constructor(private readonly rt: Runtime, project: ProjectSpec, private readonly opts: WatchOptions) {
     this.project = project;
   }
 
@@ -92,7 +91,7 @@ export class Watcher {
 
   private async reload(): Promise<void> {
     if (this.stopped) return;
-    let next: Project;
+    let next: ProjectSpec;
     try {
       next = loadProject(this.project.file, this.opts);
     } catch (e) {
@@ -144,9 +143,7 @@ export class Watcher {
         this.attempts.set(spec.name, { n, next: now + backoffMs(n) });
         this.opts.say(`${spec.name}: ${stopped ? 'was stopped' : `exited (${st.exit?.reason ?? 'unknown'}: ${st.exit?.detail ?? ''})`}; restart: ${spec.restart} → starting it (attempt ${n})`);
         try {
-          await this.rt.start(box.id);
-          await syncHosts(this.rt, this.project.name, [box.id]);
-          if (spec.command) await startCommand(this.rt, box.id, spec.command);
+          await this.rt.start(box.id); // the project's hook writes its LAN names and starts its command
           this.opts.say(`${spec.name}: running again`);
         } catch (e) {
           this.opts.say(`${spec.name}: could not start: ${(e as Error).message.split('\n')[0]}; next try in ${backoffMs(n) / 1000}s`);
@@ -154,8 +151,9 @@ export class Watcher {
         continue;
       }
       // Running: the command, then health, then the snapshot policy.
-      if (spec.command && rec.project?.command) {
-        const ps = await this.rt.processState(box.id, rec.project.command.execId).catch(() => null);
+      const label = projectLabel(rec);
+      if (spec.command && label?.command) {
+        const ps = await this.rt.processState(box.id, label.command.execId).catch(() => null);
         if (ps && !ps.running && shouldRestart(spec.restart, { stopped: false, reason: 'exit-code', exitCode: ps.exitCode })) {
           if (!attempt || now >= attempt.next) {
             const n = (attempt?.n ?? 0) + 1;
@@ -170,16 +168,16 @@ export class Watcher {
       if (spec.healthcheck && now >= (this.nextHealthAt.get(spec.name) ?? 0)) {
         this.nextHealthAt.set(spec.name, now + spec.healthcheck.intervalMs);
         const r = await checkOnce(this.rt, box.id, spec.healthcheck);
-        const prev = rec.project?.health;
+        const prev = label?.health;
         const h = nextHealth(prev, r, spec.healthcheck, Date.parse(rec.startedAt ?? '') || now);
         if (prev?.status !== h.status) this.opts.say(`${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}`);
-        await this.rt.setProjectLabel(box.id, (l) => l && { ...l, health: h });
+        await updateProjectLabel(this.rt, box.id, (l) => l && { ...l, health: h });
       }
       // The snapshot policy's `every`, decided as plan decides it.
       if (spec.snapshots?.everyMs) {
         const due = policyDue(spec.snapshots, rec.snapshots ?? [], rec.createdAt, new Date(now));
         if (due.snapshot) {
-          const snaps = new Snapshots(this.rt, box.id);
+          const snaps = this.rt.snapshots(box.id);
           await snaps.create(due.snapshot.name, { auto: true });
           this.opts.say(`${spec.name}: snapshot ${due.snapshot.name} (${due.snapshot.why})`);
           for (const name of due.prune) {

@@ -7,17 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpioNewc, S_IFCHR, S_IFDIR, S_IFREG, type CpioEntry } from './cpio.js';
-import { Home } from './home.js';
+import type { Home } from './home.js';
 import { ensureDir, readJson, sha256, sha256File, writeJsonAtomic } from '../util/fs.js';
 import { run } from '../util/exec.js';
 import { withLock } from '../util/lock.js';
-
-/** The package's folder, found from this file whether it runs compiled (dist/src/…) or from source (src/…). */
-export const PACKAGE_ROOT = (() => {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'proto/agent.proto')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-})();
+import { PACKAGE_ROOT } from '../util/package-root.js';
+import { AssetsMissingError } from '../core/errors.js';
 const GUEST_DIR = path.join(PACKAGE_ROOT, 'src/runtime/guest');
 const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes
@@ -45,8 +40,6 @@ export interface Assets {
   initImage: string;
   kernelVersion: string;
 }
-
-export class AssetsMissingError extends Error {}
 
 export function missingPackages(): typeof HOST_PACKAGES {
   return HOST_PACKAGES.filter((p) => !fs.existsSync(p.file));

@@ -8,17 +8,24 @@ import { spawn } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { ExecError } from './errors.js';
-import type { Box } from './runtime.js';
+import { ExecError } from '../core/errors.js';
+import { BUSYBOX } from '../core/guest.js';
+import { downloadTar, execIn, uploadTar } from './exec.js';
+import type { RuntimeContext } from './context.js';
 
-const BUSYBOX = '/.boxlite/bin/busybox'; // on the init image, present in every box
+interface Target {
+  ctx: RuntimeContext;
+  id: string;
+  name: string;
+}
 
-async function boxIsDir(box: Box, p: string): Promise<boolean> {
-  return (await box.exec([BUSYBOX, 'test', '-d', p])).exitCode === 0;
+async function boxIsDir(box: Target, p: string): Promise<boolean> {
+  return (await execIn(box.ctx, box.id, [BUSYBOX, 'test', '-d', p])).exitCode === 0;
 }
 
 /** Copies a host file or folder into the box at boxPath. */
-export async function copyIn(box: Box, hostPath: string, boxPath: string): Promise<void> {
+export async function copyIn(ctx: RuntimeContext, id: string, hostPath: string, boxPath: string): Promise<void> {
+  const box: Target = { ctx, id, name: ctx.records.get(id).name };
   const src = path.resolve(hostPath);
   if (!fs.existsSync(src) && !fs.lstatSync(src, { throwIfNoEntry: false })) throw new ExecError(`cp: ${hostPath} does not exist on the host`);
   const into = await boxIsDir(box, boxPath);
@@ -32,14 +39,15 @@ export async function copyIn(box: Box, hostPath: string, boxPath: string): Promi
   let err = '';
   tarProc.stderr.on('data', (d) => (err += d));
   const exited = new Promise<number>((r) => tarProc.on('close', (c) => r(c ?? 1)));
-  await box.uploadTar(destDir, tarProc.stdout);
+  await uploadTar(ctx, id, destDir, tarProc.stdout);
   if ((await exited) !== 0) throw new ExecError(`cp: reading ${hostPath} failed: ${err.trim()}`);
 }
 
 const escapeSed = (s: string) => s.replace(/[\\|&]/g, '\\$&').replace(/[.*[\]^$]/g, '\\$&');
 
 /** Copies a file or folder of the box to hostPath. */
-export async function copyOut(box: Box, boxPath: string, hostPath: string): Promise<void> {
+export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, hostPath: string): Promise<void> {
+  const box: Target = { ctx, id, name: ctx.records.get(id).name };
   const dest = path.resolve(hostPath);
   const st = fs.statSync(dest, { throwIfNoEntry: false });
   const into = !!st?.isDirectory();
@@ -51,7 +59,7 @@ export async function copyOut(box: Box, boxPath: string, hostPath: string): Prom
   try {
     let stream: Readable;
     try {
-      stream = (await box.downloadTar(boxPath)) as Readable;
+      stream = (await downloadTar(ctx, id, boxPath)) as Readable;
     } catch (e) {
       throw new ExecError(`cp: ${boxPath} in box ${box.name}: ${(e as Error).message}`);
     }

@@ -2,7 +2,7 @@
 // Built from the agent's separate Exec / Output / Input / Wait calls, so any process can attach to it by id.
 import { constants } from 'node:os';
 import { PassThrough, Writable } from 'node:stream';
-import type { AgentClient } from './agent-client.js';
+import type { AgentClient } from '../vmm/agent-client.js';
 
 export interface ExecOptions {
   env?: Record<string, string>;

@@ -6,12 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../util/exec.js';
-import { ensureDir } from '../util/fs.js';
-import { listRecords } from './records.js';
+import { ensureDir, renameDurable } from '../util/fs.js';
 import type { Home } from './home.js';
+import type { RecordStore } from './records.js';
 
-export const layersDir = (home: Home) => path.join(home.root, 'layers');
-export const newLayerPath = (home: Home) => path.join(ensureDir(layersDir(home)), `${randomBytes(8).toString('hex')}.qcow2`);
+export const newLayerPath = (home: Home) => path.join(ensureDir(home.layersDir), `${randomBytes(8).toString('hex')}.qcow2`);
+export const isLayer = (home: Home, file: string) => file.startsWith(home.layersDir + path.sep);
 
 export interface ChainImage {
   filename: string;
@@ -39,11 +39,11 @@ export async function backingChain(disk: string): Promise<ChainImage[]> {
 
 /** A qcow2 over `backing`, made under a temporary name and renamed into place. unsafe: do not open the backing
  *  (QEMU may hold it), the size is given. */
-export async function createTop(backing: string, target: string, sizeMib: number, unsafe = false): Promise<void> {
+export async function createTop(backing: string, target: string, sizeMib: number, opts: { unsafe?: boolean; backingFormat?: 'qcow2' | 'raw' } = {}): Promise<void> {
   const part = `${target}.part`;
   fs.rmSync(part, { force: true });
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, ...(unsafe ? ['-u'] : []), '-o', 'cluster_size=65536', part, `${sizeMib}M`]);
-  fs.renameSync(part, target);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', opts.backingFormat ?? 'qcow2', '-b', backing, ...(opts.unsafe ? ['-u'] : []), '-o', 'cluster_size=65536', part, `${sizeMib}M`]);
+  renameDurable(part, target);
 }
 
 /** Whether the top holds no data of its own (everything reads from below): freezing it again would add nothing. */
@@ -52,10 +52,21 @@ export async function isEmptyTop(disk: string): Promise<boolean> {
   return map.every((m) => m.depth > 0 || !m.data);
 }
 
+/** A new layer holding a snapshot's view of chain[i]: only what the box wrote above its base is copied (the
+ *  layer is an overlay of the same base). */
+export async function layerFromSnapshot(home: Home, chain: ChainImage[], i: number, snapshot: string): Promise<string> {
+  const holder = chain[i];
+  const layer = newLayerPath(home);
+  const part = `${layer}.part`;
+  await run('qemu-img', ['convert', '-U', '-l', `snapshot.name=${snapshot}`, '-O', 'qcow2', ...(holder.backing ? ['-B', holder.backing, '-F', chain[i + 1].format] : []), holder.filename, part]);
+  renameDurable(part, layer);
+  return layer;
+}
+
 /** The boxes (by name) whose disks read from a layer. */
-export async function dependentsOf(home: Home, layer: string): Promise<string[]> {
+export async function dependentsOf(home: Home, records: RecordStore, layer: string): Promise<string[]> {
   const out: string[] = [];
-  for (const r of listRecords(home)) {
+  for (const r of records.list()) {
     const disk = path.join(home.boxDir(r.id), 'disk.qcow2');
     if (!fs.existsSync(disk)) continue;
     const chain = await backingChain(disk).catch(() => []);
@@ -64,25 +75,34 @@ export async function dependentsOf(home: Home, layer: string): Promise<string[]>
   return out;
 }
 
-/** Deletes layers no box reads from any more (and what a killed freeze left half made). */
-export async function collectLayers(home: Home): Promise<void> {
-  const dir = layersDir(home);
-  if (!fs.existsSync(dir)) return;
+/** Deletes layers no box reads from any more (and what a killed freeze left half made). Call under the registry
+ *  lock. When any box's chain cannot be read, nothing is deleted: a layer is never removed on doubt. */
+export async function collectLayers(home: Home, records: RecordStore): Promise<{ removed: string[]; kept: string }> {
+  const dir = home.layersDir;
+  if (!fs.existsSync(dir)) return { removed: [], kept: '' };
   const used = new Set<string>();
-  for (const r of listRecords(home)) {
+  for (const r of records.list()) {
     // disk.next.qcow2: a live freeze a killed CLI left before its rename (finished at the box's next start).
     for (const f of ['disk.qcow2', 'disk.next.qcow2']) {
       const disk = path.join(home.boxDir(r.id), f);
       if (!fs.existsSync(disk)) continue;
-      for (const c of await backingChain(disk).catch(() => [])) used.add(c.filename);
+      let chain: ChainImage[];
+      try {
+        chain = await backingChain(disk);
+      } catch (e) {
+        return { removed: [], kept: `the disk chain of box ${r.name} could not be read (${(e as Error).message.split('\n')[0]})` };
+      }
+      for (const c of chain) used.add(c.filename);
     }
-  }
-  for (const r of listRecords(home)) {
     for (const l of Object.values(r.snapshotLayers ?? {})) used.add(path.resolve(l));
     for (const s of r.snapshots ?? []) if (s.layer) used.add(path.resolve(s.layer)); // frozen snapshots live there
   }
+  const removed: string[] = [];
   for (const n of fs.readdirSync(dir)) {
     const f = path.join(dir, n);
-    if (!used.has(f)) fs.rmSync(f, { force: true });
+    if (used.has(f)) continue;
+    fs.rmSync(f, { force: true });
+    removed.push(f);
   }
+  return { removed, kept: '' };
 }

@@ -2,8 +2,8 @@
 // and "80"-style forwards get a free host port chosen here (and recorded, so `boxlite port` can show it).
 import * as net from 'node:net';
 import * as dgram from 'node:dgram';
-import { InvalidOptionError } from './errors.js';
-import { formatPort, type PortMapping } from './network.js';
+import { InvalidOptionError } from '../core/errors.js';
+import { formatPort, type PortMapping } from '../core/network.js';
 
 export class PortInUseError extends InvalidOptionError {}
 

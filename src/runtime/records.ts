@@ -1,147 +1,108 @@
-// Box records: boxes/{id}/box.json, written atomically. A record says what the box is and the state boxlite last
-// put it in; the observed state (is the VM still alive?) is derived from the engine when read.
+// Box records: boxes/{id}/box.json. A record says what the box is and the state boxlite last put it in; the
+// observed state (is the VM still alive?) is derived from the engine when read. Every change goes through
+// update(), which re-reads the record under that record's own lock, so no writer loses another's change, and
+// every write reaches the disk (file and folder) before the call returns.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Source } from './rootfs.js';
-import type { NetworkMode, PortMapping } from './network.js';
-import type { SnapshotInfo } from './snapshots.js';
-import type { VolumeMount } from './volumes.js';
-import { readJson, writeJsonAtomic } from '../util/fs.js';
-import { Home } from './home.js';
-import { BoxNotFoundError } from './errors.js';
+import { CorruptFileError, readJson, writeJsonAtomic } from '../util/fs.js';
+import { acquireLock } from '../util/lock.js';
+import { BoxNotFoundError, BoxStateError } from '../core/errors.js';
+import type { Home } from './home.js';
+import type { BoxRecord } from './types.js';
 
-export interface BoxOptions {
-  cpus: number;
-  memoryMib: number;
-  diskSizeMib: number;
-  env: Record<string, string>;
-  workingDir: string;
-  user: string;
-  network: NetworkMode;
-  /** As declared: a host port of 0 is chosen at each start. */
-  ports: PortMapping[];
-  dns: string[];
-  /** Named volumes mounted into the box. */
-  volumes?: VolumeMount[];
-  /** The guest's host name; default the box's name. */
-  hostname?: string;
-  /** A NIC on a project's private LAN (see src/reconciler/lan.ts). */
-  lan?: LanConfig;
-  /** Host folders and files mounted into the box (virtiofs). */
-  binds?: BindMount[];
-}
+const RECORD = 'box.json';
+const warned = new Set<string>();
 
-export interface BindMount {
-  /** Absolute host path: a folder or a file. */
-  hostPath: string;
-  target: string;
-  readOnly: boolean;
-}
+export class RecordStore {
+  constructor(
+    private readonly home: Home,
+    /** Where "skipping a corrupt record" is said (once per file and process). */
+    private readonly warn: (m: string) => void = (m) => process.stderr.write(m + '\n'),
+  ) {}
 
-export interface LanConfig {
-  /** The loopback multicast group carrying the LAN's frames: 239.x.y.z:port. */
-  mcast: string;
-  /** The box's address on the LAN (a /24). */
-  address: string;
-  mac: string;
-}
-
-export type BoxState = 'created' | 'running' | 'stopped' | 'exited';
-export type ExitReason = 'exit' | 'crash' | 'killed';
-
-export interface ExitInfo {
-  reason: ExitReason;
-  detail: string;
-  at: string;
-}
-
-/** What a project (boxlite.yaml) knows about one of its boxes. The runtime keeps it; the reconciler reads it. */
-export interface ProjectLabel {
-  project: string;
-  /** The box's name in the project. */
-  box: string;
-  /** The project file the box was last applied from. */
-  file: string;
-  /** The normalised box spec it was last made to match (src/spec BoxSpec). */
-  applied: Record<string, unknown>;
-  /** A hash per field group of `applied` (compose's config hash, per group so the action can be told apart). */
-  hash: Record<string, string>;
-  /** Provisioning: pending until every setup command has succeeded. */
-  setup: 'pending' | 'done' | 'failed';
-  setupError?: string;
-  /** The long-running command started with the box. */
-  command?: { execId: string; startedAt: string };
-  health?: HealthState;
-  /** Set on a box kept aside by a snapshot policy when its project box was recreated. */
-  retiredAt?: string;
-}
-
-export interface HealthState {
-  status: 'starting' | 'healthy' | 'unhealthy';
-  failingStreak: number;
-  /** The output of the last failing check. */
-  output?: string;
-  at: string;
-}
-
-export interface BoxRecord {
-  id: string;
-  name: string;
-  createdAt: string;
-  source: Source;
-  options: BoxOptions;
-  state: BoxState;
-  exit?: ExitInfo;
-  startedAt?: string;
-  stoppedAt?: string;
-  accel?: string;
-  /** When each snapshot was taken (the qcow2 disk says which exist). */
-  snapshots?: SnapshotInfo[];
-  /** The forwards in effect since the last start, with their host ports. */
-  ports?: PortMapping[];
-  /** The size the guest last grew the box's file system to (image boxes start at the image's size). */
-  fsSizeMib?: number;
-  /** Set for a box made by a project. */
-  project?: ProjectLabel;
-  /** Layers made from this box's snapshots for clones (snapshot name → layer file), reused by later clones. */
-  snapshotLayers?: Record<string, string>;
-  /** Removed when it stops (run --rm). */
-  autoRemove?: boolean;
-}
-
-export const recordPath = (home: Home, id: string) => path.join(home.boxDir(id), 'box.json');
-
-export function readRecord(home: Home, id: string): BoxRecord | undefined {
-  return readJson<BoxRecord>(recordPath(home, id));
-}
-
-export function writeRecord(home: Home, rec: BoxRecord): void {
-  writeJsonAtomic(recordPath(home, rec.id), rec);
-}
-
-export function listRecords(home: Home): BoxRecord[] {
-  let ids: string[] = [];
-  try {
-    ids = fs.readdirSync(home.boxesDir);
-  } catch {}
-  const out: BoxRecord[] = [];
-  for (const id of ids) {
-    const r = readRecord(home, id);
-    if (r) out.push(r); // a folder without a record is a create that was interrupted: ignored
+  path(id: string): string {
+    return path.join(this.home.boxDir(id), RECORD);
   }
-  return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-}
 
-/** Finds a box by exact name, exact id, or a unique id prefix. */
-export function findRecord(home: Home, ref: string): BoxRecord {
-  const all = listRecords(home);
-  const hit =
-    all.find((r) => r.name === ref) ??
-    all.find((r) => r.id === ref) ??
-    (() => {
-      const byPrefix = ref.length >= 4 ? all.filter((r) => r.id.startsWith(ref)) : [];
-      return byPrefix.length === 1 ? byPrefix[0] : undefined;
-    })();
-  if (!hit) throw new BoxNotFoundError(`no box named or with id "${ref}": see 'boxlite ps -a' for the boxes in ${home.root}`);
-  return hit;
+  /** The record, or undefined when there is none; a corrupt one is reported and treated as absent. */
+  read(id: string): BoxRecord | undefined {
+    let r: (BoxRecord & { project?: BoxRecord['label'] }) | undefined;
+    try {
+      r = readJson<BoxRecord & { project?: BoxRecord['label'] }>(this.path(id));
+    } catch (e) {
+      if (!(e instanceof CorruptFileError)) throw e;
+      if (!warned.has(e.file)) {
+        warned.add(e.file);
+        this.warn(`boxlite: skipping box ${id}: its record ${e.file} is corrupt (${e.message.replace(/^.*?\(/, '').replace(/\)$/, '')}); remove that folder, or restore the file`);
+      }
+      return undefined;
+    }
+    if (r && r.project && !r.label) {
+      // Records written before labels were opaque kept the project's label under "project".
+      r.label = r.project;
+      delete r.project;
+    }
+    return r;
+  }
+
+  /** The record of a box this process knows exists; a BoxStateError when it was removed meanwhile. */
+  get(id: string): BoxRecord {
+    const r = this.read(id);
+    if (!r) throw new BoxStateError(`box ${id} was removed`);
+    return r;
+  }
+
+  /** Every readable record, oldest first (folders without one are interrupted creates: ignored). */
+  list(): BoxRecord[] {
+    let ids: string[] = [];
+    try {
+      ids = fs.readdirSync(this.home.boxesDir);
+    } catch {}
+    const out: BoxRecord[] = [];
+    for (const id of ids) {
+      if (id.startsWith('.')) continue;
+      const r = this.read(id);
+      if (r) out.push(r);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** A box by exact name, exact id, or a unique id prefix. */
+  find(ref: string): BoxRecord {
+    const all = this.list();
+    const hit =
+      all.find((r) => r.name === ref) ??
+      all.find((r) => r.id === ref) ??
+      (() => {
+        const byPrefix = ref.length >= 4 ? all.filter((r) => r.id.startsWith(ref)) : [];
+        return byPrefix.length === 1 ? byPrefix[0] : undefined;
+      })();
+    if (!hit) throw new BoxNotFoundError(`no box named or with id "${ref}": see 'boxlite ps -a' for the boxes in ${this.home.root}`);
+    return hit;
+  }
+
+  /** Writes a new box's record: the last step of making a box, so a folder without one is an interrupted create. */
+  create(rec: BoxRecord): void {
+    writeJsonAtomic(this.path(rec.id), rec, 0o600);
+  }
+
+  /** Re-reads the record under its lock, applies change (which returns the new record, or edits it in place), and
+   *  writes it back. Holding the lock only for this, never across a boot or a shutdown. */
+  async update(id: string, change: (r: BoxRecord) => BoxRecord | void): Promise<BoxRecord> {
+    if (!fs.existsSync(this.home.boxDir(id))) throw new BoxStateError(`box ${id} was removed`);
+    const lock = await acquireLock(this.home.recordLock(id), `the record of box ${id}`, 30_000);
+    try {
+      const cur = this.get(id);
+      const next = change(cur) ?? cur;
+      writeJsonAtomic(this.path(id), next, 0o600);
+      return next;
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Deletes the record first, so an interrupted remove leaves no half box visible. */
+  forget(id: string): void {
+    fs.rmSync(this.path(id), { force: true });
+  }
 }

@@ -2,25 +2,10 @@
 // gets a full ext4 copy of it as its disk; the guest mounts the disk read-write as its root.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RootfsError } from './errors.js';
+import { RootfsError } from '../core/errors.js';
 import { run } from '../util/exec.js';
-
-export interface ImageConfig {
-  env: string[];
-  entrypoint: string[];
-  cmd: string[];
-  workingDir: string;
-  user: string;
-}
-
-/** Where a box's root file system comes from. */
-export type Source =
-  /** A plain folder: the box's disk is a full ext4 copy of it, made at first start. */
-  | { kind: 'dir'; path: string; config: ImageConfig }
-  /** An image from the store: the box's disk is a copy-on-write overlay of the image's shared base. */
-  | { kind: 'image'; reference: string; imageId: string; manifestDigest: string; base: string; baseSizeMib: number; config: ImageConfig }
-  /** A box imported from an archive: its disk came with it, standalone. */
-  | { kind: 'disk'; origin: string; config: ImageConfig };
+import { renameDurable } from '../util/fs.js';
+import type { ImageConfig, Source } from './types.js';
 
 export const EMPTY_CONFIG: ImageConfig = { env: [], entrypoint: [], cmd: [], workingDir: '', user: '' };
 
@@ -70,5 +55,5 @@ export async function buildDisk(src: Source & { kind: 'dir' }, diskPath: string,
   } catch (e) {
     throw new RootfsError(`cannot build the box's disk from ${src.path}: ${(e as Error).message}`);
   }
-  fs.renameSync(part, diskPath);
+  renameDurable(part, diskPath);
 }

@@ -2,7 +2,8 @@
 //   await using box = new SimpleBox({ image: './rootfs' });
 //   const r = await box.exec('echo', 'hi');   // { exitCode, stdout, stderr }
 // The box is created and booted on first use; disposal stops it and removes it unless keep: true.
-import { Runtime, type Box, type CreateOptions } from './runtime.js';
+import { Runtime, type Box } from './runtime.js';
+import type { CreateOptions } from './options.js';
 import type { ExecOptions, ExecResult, Execution } from './execution.js';
 
 export interface SimpleBoxOptions extends Omit<CreateOptions, 'image' | 'rootfs' | 'autoRemove'> {

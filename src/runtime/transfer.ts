@@ -8,17 +8,17 @@ import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { run } from '../util/exec.js';
-import { ensureDir, sha256File } from '../util/fs.js';
-import { tryLock, withLock } from '../util/lock.js';
-import { BoxExistsError, BoxStateError, InvalidOptionError } from './errors.js';
-import { listRecords, writeRecord, type BoxOptions, type BoxRecord } from './records.js';
-import type { ImageConfig } from './rootfs.js';
-import type { Runtime } from './runtime.js';
+import { ensureDir, renameDurable, sha256File } from '../util/fs.js';
+import { tryLock } from '../util/lock.js';
+import { failpoint } from '../util/failpoint.js';
+import { ArchiveError, BoxExistsError, BoxStateError, InvalidOptionError } from '../core/errors.js';
+import { checkName } from '../core/names.js';
+import { ensureDisk } from './disks.js';
+import { boxStatus } from './status.js';
+import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
+import type { BoxOptions, BoxRecord, ImageConfig } from './types.js';
 
 const FORMAT = 'boxlite-export/1';
-const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-
-export class ArchiveError extends InvalidOptionError {}
 
 interface Manifest {
   format: string;
@@ -31,14 +31,13 @@ interface Manifest {
   parts: { name: string; size: number; sha256: string }[];
 }
 
-export async function exportBox(rt: Runtime, ref: string, file: string): Promise<void> {
-  const box = rt.get(ref);
+export async function exportBox(ctx: RuntimeContext, id: string, file: string): Promise<void> {
   const out = path.resolve(file);
   if (!fs.existsSync(path.dirname(out))) throw new InvalidOptionError(`export: folder ${path.dirname(out)} does not exist`);
-  await rt.withBoxLock(box.id, async () => {
-    const rec = rt.record(box.id);
-    if (rt.status(rec).state === 'running') throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}'), so its disk is consistent`);
-    const disk = (await rt.ensureDiskOf(rec)).path;
+  await withBoxLock(ctx, id, async () => {
+    const rec = ctx.records.get(id);
+    if (boxStatus(ctx, rec).state === 'running') throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}'), so its disk is consistent`);
+    const disk = await ensureDisk(ctx, rec);
     const part = `${out}.part-${process.pid}`;
     const flat = `${out}.disk-${process.pid}`;
     try {
@@ -63,7 +62,7 @@ export async function exportBox(rt: Runtime, ref: string, file: string): Promise
       pack.entry({ name: 'manifest.json', mode: 0o644 }, JSON.stringify(manifest, null, 2));
       pack.finalize();
       await written;
-      fs.renameSync(part, out);
+      renameDurable(part, out);
     } catch (e) {
       fs.rmSync(part, { force: true });
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || /No space left/.test((e as Error).message)) {
@@ -76,14 +75,14 @@ export async function exportBox(rt: Runtime, ref: string, file: string): Promise
   });
 }
 
-export async function importBox(rt: Runtime, file: string, opts: { name?: string } = {}): Promise<BoxRecord> {
+export async function importBox(ctx: RuntimeContext, file: string, opts: { name?: string } = {}): Promise<BoxRecord> {
   const src = path.resolve(file);
   const what = `box archive ${file}`;
   if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) throw new ArchiveError(`${what} does not exist or is not a file`);
-  if (opts.name !== undefined && !NAME_RE.test(opts.name)) throw new InvalidOptionError(`box name "${opts.name}" is invalid: use letters, digits, '_', '.', '-'`);
+  if (opts.name !== undefined) checkName('box', opts.name);
   const id = randomBytes(6).toString('hex');
   // Unpacked into a folder the registry ignores (no record) until every part checks out.
-  const stage = ensureDir(path.join(rt.home.boxesDir, `.import-${id}`));
+  const stage = ensureDir(path.join(ensureDir(ctx.home.boxesDir, 0o700), `.import-${id}`), 0o700);
   // Held while staging: a folder whose lock is free belongs to an import that was killed, and is swept.
   const stageLock = tryLock(path.join(stage, '.lock'));
   try {
@@ -109,6 +108,10 @@ export async function importBox(rt: Runtime, file: string, opts: { name?: string
         return next(new ArchiveError(`${what}: unexpected entry "${h.name}": it was not made by 'boxlite export'`));
       }
       const target = path.join(stage, h.name);
+      let announced = false;
+      stream.on('data', () => {
+        if (!announced) (announced = true), failpoint('import:unpacking');
+      });
       pipeline(stream, fs.createWriteStream(target)).then(() => {
         seen.set(h.name, { size: fs.statSync(target).size, sha256: sha256File(target) });
         next();
@@ -130,12 +133,14 @@ export async function importBox(rt: Runtime, file: string, opts: { name?: string
       }
     }
     const m = manifest;
-    return await withLock(rt.home.registryLock, `the box registry in ${rt.home.root}`, () => {
+    failpoint('import:checked');
+    return await withRegistryLock(ctx, () => {
       const name = opts.name ?? m.name;
-      const taken = listRecords(rt.home).find((r) => r.name === name);
+      const taken = ctx.records.list().find((r) => r.name === name);
       if (taken) throw new BoxExistsError(`a box named "${name}" already exists (id ${taken.id}): import with --name NEW`);
-      const dir = rt.home.boxDir(id);
+      const dir = ctx.home.boxDir(id);
       fs.renameSync(stage, dir);
+      failpoint('import:moved');
       const rec: BoxRecord = {
         id,
         name,
@@ -145,7 +150,7 @@ export async function importBox(rt: Runtime, file: string, opts: { name?: string
         state: 'created',
         fsSizeMib: m.fsSizeMib,
       };
-      writeRecord(rt.home, rec); // last: until here the box does not exist
+      ctx.records.create(rec); // last: until here the box does not exist
       return rec;
     });
   } finally {

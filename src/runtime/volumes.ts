@@ -3,42 +3,26 @@
 // time (QEMU also takes a write lock on the file, so two VMs can never share one by accident).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Home } from './home.js';
-import { listRecords } from './records.js';
-import { readJson, writeJsonAtomic, ensureDir } from '../util/fs.js';
+import type { Home } from './home.js';
+import type { RecordStore } from './records.js';
+import type { VolumeRecord } from './types.js';
+import { readJson, writeJsonAtomic, ensureDir, renameDurable } from '../util/fs.js';
 import { run } from '../util/exec.js';
 import { withLock } from '../util/lock.js';
-import { BoxliteError, InvalidOptionError } from './errors.js';
+import { BoxliteError, InvalidOptionError, VolumeInUseError, VolumeNotFoundError } from '../core/errors.js';
+import { MIN_VOLUME_MIB } from '../core/defaults.js';
+import { checkName } from '../core/names.js';
 
-export class VolumeNotFoundError extends BoxliteError {}
-export class VolumeInUseError extends BoxliteError {}
-
-export interface VolumeRecord {
-  name: string;
-  sizeMib: number;
-  createdAt: string;
-  /** Set for a volume declared by a project. */
-  project?: string;
-}
-
-/** A mount of a named volume into a box. */
-export interface VolumeMount {
-  volume: string;
-  target: string;
-  readOnly: boolean;
-}
-
-const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,79}$/;
-export const MIN_VOLUME_MIB = 16;
+export type { VolumeRecord } from './types.js';
 
 export class Volumes {
-  constructor(private readonly home: Home) {}
+  constructor(
+    private readonly home: Home,
+    private readonly records: RecordStore,
+  ) {}
 
-  private get root(): string {
-    return path.join(this.home.root, 'volumes');
-  }
   private dir(name: string): string {
-    return path.join(this.root, name);
+    return path.join(this.home.volumesDir, name);
   }
   diskPath(name: string): string {
     return path.join(this.dir(name), 'disk.img');
@@ -50,16 +34,20 @@ export class Volumes {
   list(): VolumeRecord[] {
     let names: string[] = [];
     try {
-      names = fs.readdirSync(this.root);
+      names = fs.readdirSync(this.home.volumesDir);
     } catch {}
     return names
-      .map((n) => readJson<VolumeRecord>(path.join(this.dir(n), 'volume.json')))
+      .map((n) => this.find(n))
       .filter((v): v is VolumeRecord => !!v)
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   find(name: string): VolumeRecord | undefined {
-    return readJson<VolumeRecord>(path.join(this.dir(name), 'volume.json'));
+    try {
+      return readJson<VolumeRecord>(path.join(this.dir(name), 'volume.json'));
+    } catch {
+      return undefined; // a corrupt record: the volume is not offered (its disk is left alone)
+    }
   }
 
   get(name: string): VolumeRecord {
@@ -68,19 +56,24 @@ export class Volumes {
     return v;
   }
 
-  /** The boxes (by name) whose options mount the volume. */
-  usedBy(name: string): string[] {
-    return listRecords(this.home)
+  /** The boxes whose options mount the volume. */
+  users(name: string): { id: string; name: string }[] {
+    return this.records
+      .list()
       .filter((r) => (r.options.volumes ?? []).some((m) => m.volume === name))
-      .map((r) => r.name);
+      .map((r) => ({ id: r.id, name: r.name }));
+  }
+
+  usedBy(name: string): string[] {
+    return this.users(name).map((u) => u.name);
   }
 
   async create(name: string, sizeMib: number, opts: { project?: string } = {}): Promise<VolumeRecord> {
-    if (!NAME_RE.test(name)) throw new InvalidOptionError(`volume name "${name}" is invalid: use letters, digits, '_', '.', '-' (up to 80, starting with a letter or digit)`);
+    checkName('volume', name);
     if (!Number.isInteger(sizeMib) || sizeMib < MIN_VOLUME_MIB) throw new InvalidOptionError(`volume size must be a whole number of MiB, at least ${MIN_VOLUME_MIB} (got ${sizeMib})`);
     return withLock(this.lock, `the volumes in ${this.home.root}`, async () => {
       if (this.find(name)) throw new InvalidOptionError(`a volume named "${name}" already exists: choose another name, or remove it with 'boxlite volume rm ${name}'`);
-      const dir = ensureDir(this.dir(name));
+      const dir = ensureDir(this.dir(name), 0o700);
       const part = path.join(dir, 'disk.img.part');
       try {
         // Sparse: an empty 10 GiB volume takes a few MiB on the host. root_owner: a fresh volume mounted at a
@@ -88,30 +81,30 @@ export class Volumes {
         await run('/usr/sbin/mkfs.ext4', ['-q', '-F', '-L', `vol-${name}`.slice(0, 16), '-E', 'root_owner=0:0', '-m', '0', part, `${sizeMib}M`]);
         // A new volume is an empty folder in the box, as docker's are: no lost+found (e2fsck recreates it if needed).
         await run('/usr/sbin/debugfs', ['-w', '-R', 'rmdir lost+found', part]);
-        fs.renameSync(part, this.diskPath(name));
+        fs.chmodSync(part, 0o600);
+        renameDurable(part, this.diskPath(name));
       } catch (e) {
         fs.rmSync(dir, { recursive: true, force: true });
         throw new BoxliteError(`cannot create volume ${name}: ${(e as Error).message}`);
       }
       const rec: VolumeRecord = { name, sizeMib, createdAt: new Date().toISOString(), ...(opts.project ? { project: opts.project } : {}) };
-      writeJsonAtomic(path.join(dir, 'volume.json'), rec); // the record last: a folder without one is an interrupted create
+      writeJsonAtomic(path.join(dir, 'volume.json'), rec, 0o600); // the record last: a folder without one is an interrupted create
       return rec;
     });
   }
 
-  /** Grows a volume no running box has mounted (the file system is grown on the host). */
-  async grow(name: string, sizeMib: number, isRunning: (boxName: string) => boolean): Promise<void> {
+  /** Grows a volume's disk and file system. The caller holds the operation locks of every box that mounts it and
+   *  has checked none runs (Runtime.growVolume), so no start can attach it meanwhile. */
+  async grow(name: string, sizeMib: number): Promise<void> {
     const v = this.get(name);
     if (sizeMib < v.sizeMib) throw new InvalidOptionError(`volume ${name}: volumes only grow (it has ${v.sizeMib} MiB, asked for ${sizeMib} MiB)`);
     if (sizeMib === v.sizeMib) return;
-    const busy = this.usedBy(name).filter(isRunning);
-    if (busy.length) throw new VolumeInUseError(`volume ${name} is mounted by running box ${busy.join(', ')}: stop it first`);
     await withLock(this.lock, `the volumes in ${this.home.root}`, async () => {
       const disk = this.diskPath(name);
       fs.truncateSync(disk, sizeMib * 1024 * 1024);
       await run('/usr/sbin/e2fsck', ['-f', '-p', disk]).catch(() => {}); // resize2fs wants a freshly checked fs
       await run('/usr/sbin/resize2fs', [disk]);
-      writeJsonAtomic(path.join(this.dir(name), 'volume.json'), { ...v, sizeMib });
+      writeJsonAtomic(path.join(this.dir(name), 'volume.json'), { ...v, sizeMib }, 0o600);
     });
   }
 

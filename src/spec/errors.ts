@@ -1,6 +1,6 @@
 // Errors in a project file, each pinned to file:line:col and the key path it concerns, so that an editor or a
 // terminal can jump straight to it.
-import { BoxliteError } from '../runtime/errors.js';
+import { BoxliteError } from '../core/errors.js';
 
 export interface SpecProblem {
   file: string;

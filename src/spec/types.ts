@@ -1,5 +1,6 @@
 // The typed, normalised project: what boxlite.yaml means once parsed, interpolated, validated and defaulted.
-import type { PortMapping, NetworkMode } from '../runtime/network.js';
+import type { PortMapping, NetworkMode } from '../core/network.js';
+export { DEFAULT_VOLUME_MIB } from '../core/defaults.js';
 
 export type RestartPolicy = 'no' | 'on-failure' | 'always' | 'unless-stopped';
 export type DependCondition = 'started' | 'healthy';
@@ -51,7 +52,7 @@ export interface VolumeSpec {
   sizeMib: number;
 }
 
-export interface Project {
+export interface ProjectSpec {
   name: string;
   /** The project file, absolute. */
   file: string;
@@ -61,5 +62,4 @@ export interface Project {
   warnings: string[];
 }
 
-export const DEFAULT_VOLUME_MIB = 1024;
 export const HEALTH_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 };

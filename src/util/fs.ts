@@ -1,29 +1,66 @@
+// File helpers for state that must survive a crash: a reader sees the old content or the new, never a torn one,
+// and once a call returns, a power loss cannot undo it (file and folder are both fsynced).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 
-/** Writes a file so that readers see either the old or the new content, never a torn one. */
-export function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = fs.openSync(tmp, 'w', 0o644);
+/** Flushes a file's data, or a folder's entries (a rename into it, a new file), to disk. */
+export function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
   try {
-    fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
 }
 
-export function writeJsonAtomic(file: string, value: unknown): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+/** Puts a finished file (or folder) in place for good: its data, then the rename, then the folder. */
+export function renameDurable(from: string, to: string): void {
+  if (fs.lstatSync(from).isFile()) fsyncPath(from);
+  fs.renameSync(from, to);
+  fsyncPath(path.dirname(to));
 }
 
-export function readJson<T>(file: string): T | undefined {
+/** Writes a file so that readers see either the old or the new content, never a torn one. */
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fd = fs.openSync(tmp, 'w', mode);
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
     throw e;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+  fsyncPath(path.dirname(file));
+}
+
+export function writeJsonAtomic(file: string, value: unknown, mode = 0o644): void {
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', mode);
+}
+
+export class CorruptFileError extends Error {
+  constructor(readonly file: string, why: string) {
+    super(`${file} is not valid JSON (${why})`);
+  }
+}
+
+/** The parsed file, undefined when it does not exist; a CorruptFileError when it cannot be parsed. */
+export function readJson<T>(file: string): T | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new CorruptFileError(file, (e as Error).message);
   }
 }
 
@@ -49,8 +86,8 @@ export function sha256(...parts: (string | Buffer)[]): string {
   return h.digest('hex');
 }
 
-export function ensureDir(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
+export function ensureDir(dir: string, mode?: number): string {
+  fs.mkdirSync(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
   return dir;
 }
 

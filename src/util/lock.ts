@@ -1,8 +1,10 @@
 // Advisory file locks (flock(2)) so that concurrent boxlite processes never corrupt the home. Node has no flock;
 // koffi calls libc. Locks vanish with the process that held them, so a killed CLI never leaves a stale lock.
+// Shared locks let many users of a thing (pulls of the image store) exclude one remover (prune), and no more.
 import * as fs from 'node:fs';
 import koffi from 'koffi';
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -19,10 +21,15 @@ export interface Lock {
   release(): void;
 }
 
+export interface LockMode {
+  /** Many holders at once; excludes only exclusive holders. */
+  shared?: boolean;
+}
+
 /** Tries once; returns null if another process holds it. */
-export function tryLock(file: string): Lock | null {
-  const fd = fs.openSync(file, 'a');
-  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+export function tryLock(file: string, mode: LockMode = {}): Lock | null {
+  const fd = fs.openSync(file, 'a', 0o600);
+  if (flock(fd, (mode.shared ? LOCK_SH : LOCK_EX) | LOCK_NB) !== 0) {
     fs.closeSync(fd);
     return null;
   }
@@ -38,11 +45,11 @@ export function tryLock(file: string): Lock | null {
 }
 
 /** Waits (without blocking the event loop) until the lock is ours, or throws after timeoutMs. */
-export async function acquireLock(file: string, what: string, timeoutMs = 120_000): Promise<Lock> {
+export async function acquireLock(file: string, what: string, timeoutMs = 120_000, mode: LockMode = {}): Promise<Lock> {
   const deadline = Date.now() + timeoutMs;
   let delay = 5;
   for (;;) {
-    const l = tryLock(file);
+    const l = tryLock(file, mode);
     if (l) return l;
     if (Date.now() > deadline) {
       throw new LockTimeoutError(`${what} is busy: another boxlite process has held its lock for ${timeoutMs / 1000}s (${file})`);
@@ -52,8 +59,8 @@ export async function acquireLock(file: string, what: string, timeoutMs = 120_00
   }
 }
 
-export async function withLock<T>(file: string, what: string, fn: () => Promise<T> | T): Promise<T> {
-  const l = await acquireLock(file, what);
+export async function withLock<T>(file: string, what: string, fn: () => Promise<T> | T, mode: LockMode = {}): Promise<T> {
+  const l = await acquireLock(file, what, undefined, mode);
   try {
     return await fn();
   } finally {

@@ -1,24 +1,43 @@
-// Helper processes a box keeps beside its VM (passt, the UDP relay), found again by pid file. A pid is only
-// trusted while its command line still names the box, so a reused pid is never signalled.
+// Processes found again by pid: a pid is only trusted while its command line still says it is the process we
+// started, so a reused pid is never signalled.
 import * as fs from 'node:fs';
 
-/** The pid in pidFile if that process is alive and its command line contains every mark. */
-export function helperPid(pidFile: string, ...marks: string[]): number | null {
+/** Whether a process with this pid exists (EPERM: it does, and belongs to someone else). */
+export function pidAlive(pid: number): boolean {
+  if (!(pid > 0)) return false;
   try {
-    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-    const cmd = pid > 0 ? fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
-    return pid > 0 && marks.every((m) => cmd.includes(m)) ? pid : null;
-  } catch {
-    return null;
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
-/** Asks the helper in pidFile to end, if it is still the one recorded there. */
-export function stopHelper(pidFile: string, ...marks: string[]): void {
-  const pid = helperPid(pidFile, ...marks);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
+/** The command line of a live process, NUL-separated, or '' when it is gone. */
+export function cmdlineOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
   }
+}
+
+/** The pid in pidFile if that process is alive and its command line contains every mark. */
+export function pidFromFile(pidFile: string, ...marks: string[]): number | null {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!(pid > 0)) return null;
+  const cmd = cmdlineOf(pid);
+  return cmd && marks.every((m) => cmd.includes(m)) ? pid : null;
+}
+
+/** Sends a signal to a process, ignoring one that has already gone. */
+export function signal(pid: number, sig: NodeJS.Signals = 'SIGTERM'): void {
+  try {
+    process.kill(pid, sig);
+  } catch {}
 }

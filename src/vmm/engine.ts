@@ -1,4 +1,5 @@
-// What the runtime needs from a VM engine. One engine today (QEMU); the interface keeps the runtime free of argv.
+// What the runtime needs from a VM engine. One engine today (QEMU); the interface keeps the runtime free of argv
+// and of QMP: every operation on a running VM goes through here.
 
 export interface DiskSpec {
   /** Shown to the guest in /sys/block/vdX/serial, so it can find a disk whatever order they probe in. */
@@ -16,7 +17,7 @@ export interface VmSpec {
   kernel: string;
   initrd: string;
   cmdline: string;
-  /** In guest order: the first is /dev/vda. */
+  /** In guest order: the first is /dev/vda. Operations name a disk by its index here. */
   disks: DiskSpec[];
   /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets agent-N.sock. */
   agentPorts: number;
@@ -41,14 +42,31 @@ export type VmExit =
 
 export interface VmEngine {
   readonly name: string;
+  /** Describes the engine's problems on this host, or null when it can run. */
+  check(): string | null;
   /** Starts the VM detached from this process; resolves once the process exists. */
   start(spec: VmSpec): Promise<number>;
+  /** Never blocks: a VM whose exit is being recorded still counts as running. */
   status(dir: string): VmExit;
-  /** Ends the VM at once (QMP quit, then SIGKILL if it does not go); returns once its exit is recorded. */
+  /** Ends the VM at once (quit, then SIGKILL if it does not go); returns once its exit is recorded. */
   kill(dir: string, timeoutMs?: number): Promise<void>;
   /** Waits until nothing of the VM writes into dir any more (its supervisor has recorded the exit). */
   settle(dir: string): Promise<void>;
+  /** Waits until the VM has ended, up to timeoutMs; true if it did. */
+  waitGone(dir: string, timeoutMs: number): Promise<boolean>;
   consolePath(dir: string): string;
-  /** Describes the engine's problems on this host, or null when it can run. */
-  check(): string | null;
+
+  // ---- operations on a running VM ----
+  /** A snapshot inside the disk's own file (qcow2), taken between guest requests. */
+  snapshotDisk(dir: string, disk: number, name: string): Promise<void>;
+  deleteDiskSnapshot(dir: string, disk: number, name: string): Promise<void>;
+  /** Moves the disk onto `file`, an existing qcow2 whose backing file is the disk's current file. */
+  switchDiskTop(dir: string, disk: number, file: string): Promise<void>;
+  /** Stops or continues the guest's CPUs. */
+  pause(dir: string): Promise<void>;
+  resume(dir: string): Promise<void>;
+  /** 'running', 'paused', 'postmigrate', … as the engine says it. */
+  runState(dir: string): Promise<string>;
+  /** Writes the VM's memory and device state into `file`; the VM is left paused. */
+  saveState(dir: string, file: string): Promise<{ bytes: number }>;
 }

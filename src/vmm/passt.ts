@@ -1,15 +1,13 @@
 // The network helper of a box: one passt process per box (Debian's passt, a user-mode TCP/IP stack), which QEMU
 // reaches through a Unix socket (`-netdev stream`). It gives the guest outbound NAT and DNS, listens on the host
 // ports a box publishes, and — with --no-map-gw — does not lead the guest to the host's own loopback services.
-// It runs detached like QEMU, and the VM's supervisor ends it when QEMU exits: no daemon.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GUEST_NET, type PortMapping } from '../runtime/network.js';
-import { tailLines } from '../util/fs.js';
-import { helperPid, stopHelper } from '../util/proc.js';
+import { GUEST_NET, type PortMapping } from '../core/network.js';
+import { helperPid, startHelper, stopHelper } from './helpers.js';
 
 export const PASST = '/usr/bin/passt';
+const NAME = 'passt';
 
 export interface PasstSpec {
   dir: string;
@@ -20,7 +18,6 @@ export interface PasstSpec {
 }
 
 export const passtSocket = (dir: string) => path.join(dir, 'net', 'net.sock');
-const pidFile = (dir: string) => path.join(dir, 'passt.pid');
 export const passtLog = (dir: string) => path.join(dir, 'passt.log');
 
 export function passtArgs(spec: PasstSpec): string[] {
@@ -41,41 +38,31 @@ export function passtArgs(spec: PasstSpec): string[] {
   // which may well be on the host's loopback: the one host service a box does reach.
   else args.push('--dns-forward', GUEST_NET.dns);
   // One option per forward: passt takes a bind address for a whole spec, not per item of a list. TCP only: UDP
-  // forwards go through the agent (see runtime/udp-relay.ts).
+  // forwards go through the agent (see udp-relay.ts).
   for (const p of spec.ports) if (p.protocol === 'tcp') args.push('--tcp-ports', `${p.hostIp}/${p.hostPort}:${p.guestPort}`);
   return args;
 }
 
 export function passtPid(dir: string): number | null {
-  return helperPid(pidFile(dir), passtSocket(dir));
+  return helperPid(dir, NAME);
 }
 
 /** Starts passt for a box and waits until its socket is there for QEMU. */
 export async function startPasst(spec: PasstSpec): Promise<number> {
   if (!fs.existsSync(PASST)) throw new Error(`passt is not installed (${PASST}): run 'boxlite setup' (Debian package passt)`);
-  stopPasst(spec.dir);
-  for (const f of [passtSocket(spec.dir), pidFile(spec.dir), passtLog(spec.dir)]) fs.rmSync(f, { force: true });
   fs.mkdirSync(path.dirname(passtSocket(spec.dir)), { recursive: true, mode: 0o700 });
-  const child = spawn(PASST, passtArgs(spec), { detached: true, stdio: 'ignore' });
-  let exited: number | null = null;
-  child.on('exit', (code) => (exited = code ?? -1));
-  child.unref();
-  // Written here: passt writes its --pid file only after it has sandboxed itself.
-  fs.writeFileSync(pidFile(spec.dir), String(child.pid));
-  const deadline = Date.now() + 10_000;
-  while (!fs.existsSync(passtSocket(spec.dir))) {
-    if (exited !== null || Date.now() > deadline) {
-      const log = tailLines(passtLog(spec.dir), 5).join(' ');
-      try {
-        process.kill(child.pid!, 'SIGKILL');
-      } catch {}
-      throw new Error(`the network helper (passt) ${exited !== null ? `exited with status ${exited}` : 'did not start'}${log ? `: ${log}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return child.pid!;
+  return startHelper({
+    dir: spec.dir,
+    name: NAME,
+    what: 'the network helper (passt)',
+    command: PASST,
+    args: passtArgs(spec),
+    mark: passtSocket(spec.dir),
+    log: passtLog(spec.dir),
+    ready: { file: passtSocket(spec.dir) },
+  });
 }
 
 export function stopPasst(dir: string): void {
-  stopHelper(pidFile(dir), passtSocket(dir));
+  stopHelper(dir, NAME);
 }

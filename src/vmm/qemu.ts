@@ -1,14 +1,22 @@
-// QEMU engine: a microvm machine with direct kernel boot and virtio-mmio devices.
-// The VM runs detached under a tiny /bin/sh supervisor that records QEMU's exit status in the box folder, so
-// any later boxlite process can tell a clean power-off from a crash or a kill without a daemon.
+// The QEMU engine. The VM runs detached under a tiny /bin/sh supervisor that records QEMU's exit status in the box
+// folder and then ends the box's helpers, so any later boxlite process can tell a clean power-off from a crash or
+// a kill without a daemon. Every operation on a running VM goes over its QMP socket.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
-import { NET_MAC, type VmEngine, type VmExit, type VmSpec } from './engine.js';
-import { qmp } from './qmp.js';
-import { tcgKernelArgs } from './accel.js';
+import type { VmEngine, VmExit, VmSpec } from './engine.js';
+import { QmpConnection, qmp } from './qmp.js';
+import { driveId, qemuArgs } from './qemu-args.js';
+import { HELPERS_DIR } from './helpers.js';
+import { cmdlineOf, pidFromFile, signal } from '../util/proc.js';
+import { fsyncPath } from '../util/fs.js';
+
+export { qemuArgs } from './qemu-args.js';
 
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
+const SUPERVISOR_MARK = 'boxlite-vm';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function qemuBinary(): string {
   return process.env.BOXLITE_QEMU ?? 'qemu-system-x86_64';
@@ -23,51 +31,7 @@ function which(bin: string): string | null {
   return null;
 }
 
-/** QEMU's command line for a spec (pure, for tests and for `inspect`). */
-export function qemuArgs(spec: VmSpec): string[] {
-  const f = (name: string) => path.join(spec.dir, name);
-  const args = [
-    '-name', `boxlite,debug-threads=on`,
-    // vhost-user devices (virtiofs) need the guest's memory in a shared mapping their helper can map too.
-    '-M', `microvm,acpi=on,pcie=off,rtc=on${spec.shares?.length ? ',memory-backend=mem' : ''}`,
-    // … and virtio 1.0 on the mmio transport: virtiofsd's libvhost-user refuses legacy devices.
-    ...(spec.shares?.length ? ['-object', `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, '-global', 'virtio-mmio.force-legacy=false'] : []),
-    ...(spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
-    '-m', String(spec.memoryMib),
-    '-smp', String(spec.cpus),
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-kernel', spec.kernel,
-    '-initrd', spec.initrd,
-    '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
-    '-chardev', `file,id=con,path=${f('console.log')},append=on`,
-    '-serial', 'chardev:con',
-    '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,
-    '-pidfile', f('qemu.pid'),
-    '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
-    'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
-  ];
-  for (let i = 0; i < spec.agentPorts; i++) {
-    args.push('-chardev', `socket,id=agent${i},path=${f(`agent-${i}.sock`)},server=on,wait=off`);
-    args.push('-device', `virtserialport,chardev=agent${i},name=boxlite.agent.${i}`);
-  }
-  if (spec.netSocket) {
-    args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
-    args.push('-device', `virtio-net-device,netdev=net0,mac=${NET_MAC}`);
-  }
-  (spec.shares ?? []).forEach((sh, i) => {
-    args.push('-chardev', `socket,id=fs${i},path=${sh.socket}`);
-    args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${sh.tag}`);
-  });
-  if (spec.lan) {
-    args.push('-netdev', `socket,id=lan0,mcast=${spec.lan.mcast},localaddr=127.0.0.1`);
-    args.push('-device', `virtio-net-device,netdev=lan0,mac=${spec.lan.mac}`);
-  }
-  spec.disks.forEach((d, i) => {
-    args.push('-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
-    args.push('-device', `virtio-blk-device,drive=disk${i}${d.serial ? `,serial=${d.serial}` : ''}`);
-  });
-  return args;
-}
+const qmpSocket = (dir: string) => path.join(dir, 'qmp.sock');
 
 function readExit(dir: string): string | null {
   try {
@@ -86,14 +50,21 @@ function readPid(dir: string): number | null {
   }
 }
 
-/** True when pid is alive and is the QEMU of this box folder (guards against pid reuse). */
-function isOurs(pid: number, dir: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(path.join(dir, 'qmp.sock'));
-  } catch {
-    return false;
-  }
+/** True when pid is alive and is the QEMU of this box folder (not its supervisor, and not a reused pid). */
+function isQemuOf(pid: number, dir: string): boolean {
+  const cmd = cmdlineOf(pid);
+  return cmd.includes(qmpSocket(dir)) && !cmd.includes(`\0${SUPERVISOR_MARK}\0`);
 }
+
+/** The supervisor shell of the box's VM, while it lives (it outlives QEMU by the moment it takes to note the exit). */
+function supervisorPid(dir: string): number | null {
+  return pidFromFile(path.join(dir, 'supervisor.pid'), `\0${SUPERVISOR_MARK}\0`, qmpSocket(dir));
+}
+
+// After QEMU, the supervisor records its status and ends the box's helpers (those still running as themselves).
+const SUPERVISOR_SCRIPT =
+  '"$@"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+  `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
   readonly name = 'qemu';
@@ -112,86 +83,141 @@ export class QemuEngine implements VmEngine {
     const problem = this.check();
     if (problem) throw new Error(problem);
     await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
-    for (const f of ['qemu.pid', 'vm.exit', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) {
+    for (const f of ['qemu.pid', 'vm.exit', 'supervisor.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) {
       fs.rmSync(path.join(spec.dir, f), { force: true });
     }
     fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`);
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
-    // After QEMU, the supervisor also ends the box's network helpers (those it has, if still those processes).
-    const script =
-      '"$@"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
-      'p=$(cat passt.pid 2>/dev/null) && grep -qs "$PWD/net/net.sock" /proc/"$p"/cmdline && kill "$p"; ' +
-      'r=$(cat udp-relay.pid 2>/dev/null) && grep -qs boxlite-udp-relay /proc/"$r"/cmdline && kill "$r"; exit 0';
-    const child = spawn('/bin/sh', ['-c', script, 'boxlite-vm', qemuBinary(), ...qemuArgs(spec)], {
+    const child = spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, qemuBinary(), ...qemuArgs(spec)], {
       cwd: spec.dir,
       detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);
+    fs.writeFileSync(path.join(spec.dir, 'supervisor.pid'), String(child.pid));
     child.unref();
     // Wait for QEMU's pidfile (written before the guest starts) or for an early exit (bad arguments, missing file).
     const deadline = Date.now() + 10_000;
     for (;;) {
       const pid = readPid(spec.dir);
-      if (pid && isOurs(pid, spec.dir)) return pid;
+      if (pid && isQemuOf(pid, spec.dir)) return pid;
       const st = this.status(spec.dir);
-      if (st.kind === 'ended') {
+      if (st.kind !== 'running') {
         const why = fs.readFileSync(path.join(spec.dir, 'qemu.log'), 'utf8').trim();
-        throw new Error(`QEMU exited at once (status ${st.code}): ${why || 'no message'}`);
+        throw new Error(`QEMU exited at once${st.kind === 'ended' ? ` (status ${st.code ?? st.signal})` : ''}: ${why || 'no message'}`);
       }
       if (Date.now() > deadline) throw new Error('QEMU did not start within 10s (no pidfile)');
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
   }
 
   status(dir: string): VmExit {
     const pid = readPid(dir);
-    if (pid && isOurs(pid, dir)) return { kind: 'running', pid };
-    let raw = readExit(dir);
-    if (raw === null && pid) {
-      // QEMU just ended and its supervisor is writing vm.exit: give it a moment before calling the VM gone.
-      for (let i = 0; i < 40 && raw === null; i++) {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
-        raw = readExit(dir);
-      }
+    if (pid && isQemuOf(pid, dir)) return { kind: 'running', pid };
+    const raw = readExit(dir);
+    if (raw === null) {
+      // Starting (no pidfile yet), or QEMU just ended and its supervisor is writing vm.exit: still running.
+      const sup = supervisorPid(dir);
+      return sup ? { kind: 'running', pid: pid ?? sup } : { kind: 'gone' };
     }
-    if (raw === null) return { kind: 'gone' };
     const s = Number(raw);
     if (s > 128) return { kind: 'ended', code: null, signal: SIGNALS[s - 128] ?? `signal ${s - 128}` };
     return { kind: 'ended', code: s, signal: null };
   }
 
   async settle(dir: string): Promise<void> {
-    if (!fs.existsSync(path.join(dir, 'qemu.pid')) && !fs.existsSync(path.join(dir, 'qemu.log'))) return; // never started
     const deadline = Date.now() + 3000;
-    while (readExit(dir) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (readExit(dir) === null && supervisorPid(dir) && Date.now() < deadline) await sleep(20);
+  }
+
+  async waitGone(dir: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.status(dir).kind === 'running') {
+      if (Date.now() > deadline) return false;
+      await sleep(25);
+    }
+    await this.settle(dir);
+    return true;
   }
 
   async kill(dir: string, timeoutMs = 3000): Promise<void> {
-    const st = this.status(dir);
-    if (st.kind !== 'running') return;
-    try {
-      await qmp(path.join(dir, 'qmp.sock'), 'quit', undefined, timeoutMs);
-    } catch {}
+    if (this.status(dir).kind !== 'running') return;
+    // A VM still starting has no pidfile yet: wait for it, so the QEMU that is about to run is the one ended.
+    const startDeadline = Date.now() + 10_000;
+    while (readPid(dir) === null && supervisorPid(dir) && readExit(dir) === null && Date.now() < startDeadline) await sleep(10);
+    const pid = readPid(dir);
+    if (!pid || !isQemuOf(pid, dir)) return this.settle(dir);
+    await qmp(qmpSocket(dir), 'quit', undefined, timeoutMs).catch(() => {});
     const deadline = Date.now() + timeoutMs;
-    while (isOurs(st.pid, dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    if (isOurs(st.pid, dir)) {
-      try {
-        process.kill(st.pid, 'SIGKILL');
-      } catch {}
-      while (isOurs(st.pid, dir)) await new Promise((r) => setTimeout(r, 20));
+    while (isQemuOf(pid, dir) && Date.now() < deadline) await sleep(20);
+    if (isQemuOf(pid, dir)) {
+      signal(pid, 'SIGKILL');
+      while (isQemuOf(pid, dir)) await sleep(20);
     }
     await this.settle(dir);
   }
-}
 
-/** Waits until the VM process of dir is gone, up to timeoutMs; true if it went. */
-export async function waitGone(engine: VmEngine, dir: string, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (engine.status(dir).kind === 'running') {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
+  // ---- QMP operations --------------------------------------------------------------------------------------------
+
+  async snapshotDisk(dir: string, disk: number, name: string): Promise<void> {
+    await qmp(qmpSocket(dir), 'blockdev-snapshot-internal-sync', { device: driveId(disk), name }, 30_000);
   }
-  await engine.settle(dir);
-  return true;
+
+  async deleteDiskSnapshot(dir: string, disk: number, name: string): Promise<void> {
+    await qmp(qmpSocket(dir), 'blockdev-snapshot-delete-internal-sync', { device: driveId(disk), name }, 30_000);
+  }
+
+  async switchDiskTop(dir: string, disk: number, file: string): Promise<void> {
+    await qmp(qmpSocket(dir), 'blockdev-snapshot-sync', { device: driveId(disk), 'snapshot-file': file, format: 'qcow2', mode: 'existing' }, 30_000);
+  }
+
+  async pause(dir: string): Promise<void> {
+    await qmp(qmpSocket(dir), 'stop');
+  }
+
+  async resume(dir: string): Promise<void> {
+    await qmp(qmpSocket(dir), 'cont');
+  }
+
+  async runState(dir: string): Promise<string> {
+    return (await qmp<{ status: string }>(qmpSocket(dir), 'query-status')).status;
+  }
+
+  /** Migration into a Unix socket this process serves and copies to the file: QEMU itself opens no file and runs
+   *  no command, so this works under a jail that forbids both. */
+  async saveState(dir: string, file: string): Promise<{ bytes: number }> {
+    const sock = path.join(dir, 'migrate.sock');
+    fs.rmSync(sock, { force: true });
+    const out = fs.createWriteStream(file, { mode: 0o600 });
+    const written = new Promise<void>((resolve, reject) => out.on('close', resolve).on('error', reject));
+    let bytes = 0;
+    const server = net.createServer((c) => {
+      c.on('data', (d: Buffer) => (bytes += d.length));
+      c.pipe(out);
+    });
+    await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once('error', reject));
+    const conn = await QmpConnection.open(qmpSocket(dir));
+    try {
+      await conn.execute('stop');
+      // The default bandwidth cap (128 MiB/s) would make a save of a large guest needlessly slow.
+      await conn.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+      await conn.execute('migrate', { uri: `unix:${sock}` });
+      for (;;) {
+        const st = await conn.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
+        if (st.status === 'completed') break;
+        if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`saving the VM's state failed: ${st['error-desc'] ?? st.status}`);
+        await sleep(20);
+      }
+    } catch (e) {
+      out.destroy();
+      throw e;
+    } finally {
+      conn.close();
+      server.close();
+      fs.rmSync(sock, { force: true });
+    }
+    await written;
+    fsyncPath(file);
+    return { bytes };
+  }
 }

@@ -1,47 +1,121 @@
-// Minimal QMP client: one command per connection, which is all boxlite needs (power-down, status, quit).
+// QMP, QEMU's control socket: a connection that negotiates capabilities, then runs commands one after another and
+// hands out the events it sees. qmp() is the one-command form most operations need.
 import * as net from 'node:net';
 
-export async function qmp<T = unknown>(socketPath: string, command: string, args?: object, timeoutMs = 5000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath);
-    let buf = '';
-    let stage = 0; // 0: greeting, 1: capabilities answered, 2: command answered
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`QMP ${command}: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const done = (err: Error | null, v?: T) => {
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(v as T);
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+}
+
+export class QmpError extends Error {}
+
+export class QmpConnection {
+  private buf = '';
+  private waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string }[] = [];
+  private listeners: ((e: QmpEvent) => void)[] = [];
+  private closedWith: Error | null = null;
+
+  private constructor(private readonly sock: net.Socket) {
+    sock.on('data', (d) => this.onData(d));
+    const close = (e?: Error) => {
+      this.closedWith ??= new QmpError(`connection closed${e ? `: ${e.message}` : ''}`);
+      for (const w of this.waiting.splice(0)) w.reject(new QmpError(`QMP ${w.command}: ${this.closedWith.message}`));
     };
-    sock.on('error', (e) => done(new Error(`QMP ${command}: ${e.message}`)));
-    sock.on('close', () => {
-      // `quit` closes the socket once QEMU exits; that is its answer.
-      if (command === 'quit' && stage >= 1) done(null, undefined);
-      else done(new Error(`QMP ${command}: connection closed`));
-    });
-    sock.on('data', (d) => {
-      buf += d.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line);
-        if (msg.event) continue;
-        if (stage === 0 && msg.QMP) {
-          stage = 1;
-          sock.write(JSON.stringify({ execute: 'qmp_capabilities' }) + '\n');
-        } else if (stage === 1 && 'return' in msg) {
-          stage = 2;
-          sock.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) }) + '\n');
-        } else if (stage === 2) {
-          if (msg.error) done(new Error(`QMP ${command}: ${msg.error.desc}`));
-          else done(null, msg.return as T);
-        }
+    sock.on('error', close);
+    sock.on('close', () => close());
+  }
+
+  /** Connects and negotiates; rejects if QEMU does not greet within timeoutMs. */
+  static async open(socketPath: string, timeoutMs = 5000): Promise<QmpConnection> {
+    const sock = net.connect(socketPath);
+    const conn = new QmpConnection(sock);
+    const timer = setTimeout(() => sock.destroy(new Error(`no greeting within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        conn.waiting.push({ resolve: () => resolve(), reject, command: 'greeting' });
+      });
+      await conn.execute('qmp_capabilities');
+      return conn;
+    } catch (e) {
+      sock.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private onData(d: Buffer): void {
+    this.buf += d.toString();
+    let nl;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl).trim();
+      this.buf = this.buf.slice(nl + 1);
+      if (!line) continue;
+      let msg: any;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        continue;
       }
+      if (msg.event) {
+        for (const l of this.listeners) l(msg as QmpEvent);
+        continue;
+      }
+      const w = this.waiting.shift();
+      if (!w) continue;
+      if (msg.QMP) w.resolve(undefined);
+      else if (msg.error) w.reject(new QmpError(`QMP ${w.command}: ${msg.error.desc}`));
+      else w.resolve(msg.return);
+    }
+  }
+
+  /** Runs one command; answers come back in order, so commands may be queued. */
+  execute<T = unknown>(command: string, args?: object, timeoutMs = 30_000): Promise<T> {
+    if (this.closedWith) return Promise.reject(new QmpError(`QMP ${command}: ${this.closedWith.message}`));
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new QmpError(`QMP ${command}: no answer within ${timeoutMs} ms`));
+        this.sock.destroy();
+      }, timeoutMs);
+      this.waiting.push({
+        command,
+        resolve: (v) => (clearTimeout(timer), resolve(v as T)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      this.sock.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) }) + '\n');
     });
-  });
+  }
+
+  onEvent(l: (e: QmpEvent) => void): void {
+    this.listeners.push(l);
+  }
+
+  /** Resolves once QEMU has closed the connection (it exits after `quit`). */
+  closed(): Promise<void> {
+    if (this.sock.destroyed) return Promise.resolve();
+    return new Promise((r) => this.sock.once('close', () => r()));
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** One command on a connection of its own. `quit` resolves when QEMU closes the socket. */
+export async function qmp<T = unknown>(socketPath: string, command: string, args?: object, timeoutMs = 5000): Promise<T> {
+  let conn: QmpConnection;
+  try {
+    conn = await QmpConnection.open(socketPath, timeoutMs);
+  } catch (e) {
+    throw new QmpError(`QMP ${command}: ${(e as Error).message}`);
+  }
+  try {
+    if (command === 'quit') {
+      await Promise.race([conn.execute(command, args, timeoutMs).catch(() => undefined), conn.closed()]);
+      return undefined as T;
+    }
+    return await conn.execute<T>(command, args, timeoutMs);
+  } finally {
+    conn.close();
+  }
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseReference, formatReference } from '../../src/runtime/images/reference.js';
 import { parseChallenge } from '../../src/runtime/images/registry.js';
 import { pickPlatform } from '../../src/runtime/images/pull.js';
-import { ImageError } from '../../src/runtime/errors.js';
+import { ImageError } from '../../src/core/errors.js';
 
 describe('references', () => {
   it('are resolved like docker', () => {

@@ -1,7 +1,7 @@
 // The project LAN's pure parts: one multicast group per home and project, and the hosts lines every box gets.
 import { describe, expect, it } from 'vitest';
 import { lanGroup, lanHosts } from '../../src/reconciler/lan.js';
-import type { BoxRecord } from '../../src/runtime/records.js';
+import type { BoxRecord } from '../../src/runtime/types.js';
 
 describe('project LAN', () => {
   it('gives each home and project its own administratively scoped group, the same every time', () => {
@@ -21,7 +21,7 @@ describe('project LAN', () => {
       ({
         name: `demo.${box}${retired ? '.pre-1' : ''}`,
         options: address ? { lan: { mcast: '239.1.2.3:20000', address, mac: '52:54:01:00:00:01' } } : {},
-        project: { project: 'demo', box, ...(retired ? { retiredAt: '2026-11-23T00:00:00Z' } : {}) },
+        label: { project: 'demo', box, ...(retired ? { retiredAt: '2026-11-23T00:00:00Z' } : {}) },
       }) as unknown as BoxRecord;
     expect(lanHosts([rec('web', '10.89.0.10'), rec('db', '10.89.0.2'), rec('old', '10.89.0.3', true), rec('tool', null)])).toEqual([
       '10.89.0.2 db demo.db',

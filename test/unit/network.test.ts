@@ -1,6 +1,6 @@
 // Port specs as docker writes them, forwards checked among themselves, and the network helper's command line.
 import { describe, expect, it } from 'vitest';
-import { checkPorts, formatPort, parsePort } from '../../src/runtime/network.js';
+import { checkPorts, formatPort, parsePort } from '../../src/core/network.js';
 import { passtArgs } from '../../src/vmm/passt.js';
 
 describe('port specs', () => {

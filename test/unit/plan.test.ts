@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseProject } from '../../src/spec/load.js';
 import { dependencyLevels, hashGroups, plan, renderPlan, type ObservedBox } from '../../src/reconciler/plan.js';
-import type { BoxSpec, Project } from '../../src/spec/types.js';
-import type { BoxState } from '../../src/runtime/records.js';
+import type { BoxSpec, ProjectSpec as Project } from '../../src/spec/types.js';
+import type { BoxState } from '../../src/runtime/types.js';
 import { shouldRestart, backoffMs } from '../../src/reconciler/watch.js';
 import { nextHealth } from '../../src/reconciler/health.js';
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseProject, loadProject } from '../../src/spec/load.js';
 import { SpecError } from '../../src/spec/errors.js';
-import { parseDurationMs, parseSizeMib } from '../../src/spec/units.js';
+import { parseDurationMs, parseSizeMib } from '../../src/core/units.js';
 import { interpolate, parseDotenv } from '../../src/spec/interpolate.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-spec-'));

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as tar from 'tar-stream';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
-import { ExecError, TimeoutError } from '../../src/runtime/errors.js';
+import { ExecError, TimeoutError } from '../../src/core/errors.js';
 
 let home: string;
 let rt: Runtime;
@@ -190,7 +190,7 @@ describe('exec in a real box', () => {
     pack.entry({ name: 'up/hello.sh', mode: 0o755 }, '#!/bin/sh\necho uploaded\n');
     pack.entry({ name: 'up/data.txt', mode: 0o600 }, 'payload');
     pack.finalize();
-    await box.uploadTar('/srv', pack);
+    await box.uploadTar('/srv', pack as unknown as NodeJS.ReadableStream);
     const r = await box.exec(['sh', '-c', '/srv/up/hello.sh; stat -c %a /srv/up/data.txt']);
     expect(r.stdout).toBe('uploaded\n600\n');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-dl-'));
@@ -202,8 +202,8 @@ describe('exec in a real box', () => {
       s.on('data', (d) => (body += d));
       s.on('end', () => ((got[h.name] = { mode: h.mode, body }), next()));
     });
-    await new Promise((res, rej) => {
-      extract.on('finish', res);
+    await new Promise<void>((res, rej) => {
+      extract.on('finish', () => res());
       extract.on('error', rej);
       stream.pipe(extract);
     });

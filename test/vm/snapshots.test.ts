@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
-import { SnapshotExistsError, SnapshotNotFoundError } from '../../src/runtime/snapshots.js';
-import { BoxNotFoundError, InvalidOptionError } from '../../src/runtime/errors.js';
+import { SnapshotExistsError, SnapshotNotFoundError } from '../../src/core/errors.js';
+import { BoxNotFoundError, InvalidOptionError } from '../../src/core/errors.js';
 
 let home: string;
 let rt: Runtime;

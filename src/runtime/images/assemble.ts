@@ -13,9 +13,10 @@ import { createRequire } from 'node:module';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { ImageError } from '../errors.js';
+import { ImageError } from '../../core/errors.js';
 import { run } from '../../util/exec.js';
-import { ensureDir, readJson, sha256, writeJsonAtomic } from '../../util/fs.js';
+import { ensureDir, readJson, renameDurable, sha256, writeJsonAtomic } from '../../util/fs.js';
+import { pidAlive } from '../../util/proc.js';
 import { acquireLock } from '../../util/lock.js';
 import type { ImageRecord, ImageStore } from './store.js';
 
@@ -113,7 +114,7 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
       await applyFixes(part, fixes, path.join(store.basesDir, `${key}.xattr-${process.pid}`));
       fs.chmodSync(part, 0o444);
       const final = path.join(store.basesDir, `${key}.ext4`);
-      fs.renameSync(part, final);
+      renameDurable(part, final);
       writeJsonAtomic(path.join(store.basesDir, `${key}.json`), { sizeMib, image: rec.id, builtAt: new Date().toISOString(), format: BASE_FORMAT });
       return { path: final, sizeMib };
     } catch (e) {
@@ -163,12 +164,8 @@ function sweepStaleStaging(dir: string): void {
   }
   for (const n of names) {
     const pid = Number(n.split('-').at(-1));
-    if (!pid || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, n), { recursive: true, force: true });
-    }
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
+    fs.rmSync(path.join(dir, n), { recursive: true, force: true });
   }
 }
 

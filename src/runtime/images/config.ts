@@ -1,5 +1,5 @@
 // The parts of an image's config that a box honours, the way `docker run` does.
-import type { ImageConfig } from '../rootfs.js';
+import type { ImageConfig } from '../types.js';
 
 export function imageConfigOf(doc: any): ImageConfig {
   const c = doc?.config ?? {};

@@ -1,11 +1,12 @@
 // Images as users see them: pull, load, list, inspect, remove, prune — over the store in the home folder.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Home } from '../home.js';
-import { ImageError, ImageNotFoundError, InvalidOptionError } from '../errors.js';
-import { listRecords } from '../records.js';
+import type { Home } from '../home.js';
+import type { RecordStore } from '../records.js';
+import { ImageError, ImageNotFoundError } from '../../core/errors.js';
 import { run } from '../../util/exec.js';
 import { withLock } from '../../util/lock.js';
+import { pidAlive } from '../../util/proc.js';
 import { canonicalName, familiarReference, formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
 import { loadArchive, loadLayout } from './load.js';
@@ -40,7 +41,11 @@ export class Images {
   readonly store: ImageStore;
   private readonly registry: RegistryOptions;
 
-  constructor(readonly home: Home, registry: RegistryOptions = {}) {
+  constructor(
+    readonly home: Home,
+    private readonly records: RecordStore,
+    registry: RegistryOptions = {},
+  ) {
     this.store = new ImageStore(home);
     this.registry = { ...registry, insecure: [...(registry.insecure ?? []), ...envInsecure()] };
   }
@@ -89,8 +94,13 @@ export class Images {
     }
   }
 
-  pull(reference: string, opts: PullOptions = {}): Promise<ImageRecord> {
-    return pull(this.store, reference, { ...this.registry, ...opts, insecure: [...(this.registry.insecure ?? []), ...(opts.insecure ?? [])] });
+  async pull(reference: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    const use = await this.store.use(`the image store in ${this.store.root}`);
+    try {
+      return await pull(this.store, reference, { ...this.registry, ...opts, insecure: [...(this.registry.insecure ?? []), ...(opts.insecure ?? [])] });
+    } finally {
+      use.release();
+    }
   }
 
   /** The image if stored, else pulled. */
@@ -98,15 +108,25 @@ export class Images {
     return this.find(reference) ?? this.pull(reference, opts);
   }
 
-  load(file: string): Promise<ImageRecord[]> {
-    return loadArchive(this.store, path.resolve(file));
+  async load(file: string): Promise<ImageRecord[]> {
+    const use = await this.store.use(`the image store in ${this.store.root}`);
+    try {
+      return await loadArchive(this.store, path.resolve(file));
+    } finally {
+      use.release();
+    }
   }
 
   /** An OCI layout folder used directly as a box source: stored under the name oci-layout:PATH unless it names itself. */
   async loadLayout(dir: string): Promise<ImageRecord> {
     const abs = path.resolve(dir);
-    const recs = await loadLayout(this.store, abs, `oci-layout:${abs}`);
-    return recs.find((r) => r.references.includes(`oci-layout:${abs}`)) ?? recs[0];
+    const use = await this.store.use(`the image store in ${this.store.root}`);
+    try {
+      const recs = await loadLayout(this.store, abs, `oci-layout:${abs}`);
+      return recs.find((r) => r.references.includes(`oci-layout:${abs}`)) ?? recs[0];
+    } finally {
+      use.release();
+    }
   }
 
   list(): ImageRecord[] {
@@ -119,7 +139,8 @@ export class Images {
 
   /** Names of the boxes whose disks were made from an image. */
   usedBy(id: string): string[] {
-    return listRecords(this.home)
+    return this.records
+      .list()
       .filter((b) => b.source.kind === 'image' && b.source.imageId === id)
       .map((b) => b.name);
   }
@@ -127,6 +148,7 @@ export class Images {
   /** Removes a reference; the image goes with its last reference (or at once, when named by ID). */
   async remove(ref: string, opts: { force?: boolean } = {}): Promise<RemoveResult> {
     const rec = this.get(ref);
+    const use = await this.store.use(`the image store in ${this.store.root} (a pull or a create is using it)`, { exclusive: true });
     return withLock(this.store.lockFile, `the image store in ${this.store.root}`, () => {
       const refs = this.store.refs();
       const named = Object.keys(refs).filter((k) => refs[k] === rec.id);
@@ -141,13 +163,15 @@ export class Images {
       }
       this.store.unregister(rec.id, last ? undefined : dropping);
       return { untagged: dropping, removed: last };
-    });
+    }).finally(() => use.release());
   }
 
   /** Removes what nothing needs: images without a reference (all unused images with all), their blobs and bases. */
   async prune(opts: { all?: boolean } = {}): Promise<PruneResult> {
+    // Exclusive: no pull, load or create is between storing something and recording that it uses it.
+    const use = await this.store.use(`the image store in ${this.store.root} (a pull or a create is using it)`, { exclusive: true });
     return withLock(this.store.lockFile, `the image store in ${this.store.root}`, async () => {
-      const boxes = listRecords(this.home);
+      const boxes = this.records.list();
       const usedImages = new Set(boxes.flatMap((b) => (b.source.kind === 'image' ? [b.source.imageId] : [])));
       const usedBases = new Set(boxes.flatMap((b) => (b.source.kind === 'image' ? [path.basename(b.source.base)] : [])));
       const result: PruneResult = { images: [], blobs: 0, bases: 0, bytes: 0 };
@@ -172,7 +196,7 @@ export class Images {
       for (const f of fs.readdirSync(this.store.basesDir)) {
         // Leftovers of an assembly whose process died (name-<pid>); a live one is left alone.
         const pid = /-(\d+)$/.exec(f)?.[1];
-        if (pid && !alive(Number(pid))) {
+        if (pid && !pidAlive(Number(pid))) {
           fs.rmSync(path.join(this.store.basesDir, f), { recursive: true, force: true });
           continue;
         }
@@ -186,28 +210,10 @@ export class Images {
       // Partial downloads and leftovers of interrupted work.
       for (const f of fs.readdirSync(this.store.tmpDir)) if (!f.endsWith('.lock')) fs.rmSync(path.join(this.store.tmpDir, f), { recursive: true, force: true });
       return result;
-    });
+    }).finally(() => use.release());
   }
 
   existingBase(rec: ImageRecord): Base | null {
     return existingBase(this.store, rec);
   }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A per-box copy-on-write disk over an image's base: creating it copies no image data. */
-export async function createOverlay(base: Base, disk: string, sizeMib: number): Promise<void> {
-  if (sizeMib < base.sizeMib) throw new InvalidOptionError(`disk size ${sizeMib} MiB is smaller than the image's file system (${base.sizeMib} MiB): give a disk of at least ${base.sizeMib} MiB`);
-  const part = `${disk}.part`;
-  fs.rmSync(part, { force: true });
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, '-o', 'cluster_size=65536', part, `${sizeMib}M`]);
-  fs.renameSync(part, disk);
 }

@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { DigestMismatchError, ImageError } from '../errors.js';
-import { sha256File } from '../../util/fs.js';
+import { DigestMismatchError, ImageError } from '../../core/errors.js';
+import { renameDurable, sha256File } from '../../util/fs.js';
 import { canonicalName } from './reference.js';
 import { checkLayerType, DEFAULT_PLATFORM, pickPlatform } from './pull.js';
 import { digestHex, sha256Digest, type ImageRecord, type ImageStore, type LayerDescriptor } from './store.js';
@@ -31,7 +31,7 @@ function importBlob(store: ImageStore, file: string, digest: string, what: strin
   const tmp = path.join(store.tmpDir, `${hex}.import-${process.pid}`);
   if (move) fs.renameSync(file, tmp);
   else fs.copyFileSync(file, tmp);
-  fs.renameSync(tmp, store.blobPath(digest));
+  renameDurable(tmp, store.blobPath(digest));
 }
 
 function readJsonFile(file: string, what: string): any {

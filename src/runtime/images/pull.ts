@@ -3,8 +3,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { DigestMismatchError, ImageError, ImageNotFoundError, RegistryUnreachableError } from '../errors.js';
+import { DigestMismatchError, ImageError, ImageNotFoundError, RegistryUnreachableError } from '../../core/errors.js';
 import { acquireLock } from '../../util/lock.js';
+import { renameDurable } from '../../util/fs.js';
 import { formatReference, parseReference, type ImageRef } from './reference.js';
 import { isNetworkError, MANIFEST_TYPES, RegistryClient, type RegistryOptions } from './registry.js';
 import { digestHex, sha256Digest, type ImageRecord, type ImageStore, type LayerDescriptor } from './store.js';
@@ -140,7 +141,7 @@ export async function fetchBlob(store: ImageStore, client: RegistryClient, desc:
         fs.rmSync(part, { force: true });
         throw new DigestMismatchError(`${what}: layer ${desc.digest} arrived with digest ${actual}: it was discarded and the store is unchanged; pull again, and if it repeats, the registry is serving corrupt data`);
       }
-      fs.renameSync(part, store.blobPath(desc.digest));
+      renameDurable(part, store.blobPath(desc.digest));
       report(done, 'done');
     }
   } finally {

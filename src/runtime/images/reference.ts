@@ -1,6 +1,6 @@
 // Image references, resolved the way docker resolves them: `alpine` is docker.io/library/alpine:latest,
 // `ghcr.io/org/tool@sha256:…` names a registry, a repository and a digest.
-import { ImageError } from '../errors.js';
+import { ImageError } from '../../core/errors.js';
 
 export interface ImageRef {
   /** Registry host as users write it (docker.io, ghcr.io, 127.0.0.1:5000). */

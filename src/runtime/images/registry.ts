@@ -12,7 +12,7 @@ async function request(...args: Parameters<Request>): Promise<Dispatcher.Respons
   undiciRequest ??= (await import('undici')).request;
   return undiciRequest(...args);
 }
-import { ImageNotFoundError, ImageError, RegistryAuthError, RegistryUnreachableError } from '../errors.js';
+import { ImageNotFoundError, ImageError, RegistryAuthError, RegistryUnreachableError } from '../../core/errors.js';
 import { formatReference, isLoopbackRegistry, type ImageRef } from './reference.js';
 
 export interface Credentials {

@@ -4,11 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Home } from '../home.js';
-import { DigestMismatchError, ImageError } from '../errors.js';
-import { ensureDir, readJson, writeJsonAtomic } from '../../util/fs.js';
-import { withLock } from '../../util/lock.js';
-import type { ImageConfig } from '../rootfs.js';
+import type { Home } from '../home.js';
+import { DigestMismatchError, ImageError } from '../../core/errors.js';
+import { CorruptFileError, ensureDir, readJson, renameDurable, writeJsonAtomic } from '../../util/fs.js';
+import { acquireLock, withLock, type Lock } from '../../util/lock.js';
+import type { ImageConfig } from '../types.js';
 
 export interface LayerDescriptor {
   digest: string;
@@ -70,6 +70,13 @@ export class ImageStore {
     return path.join(ensureDir(this.root), 'images.lock');
   }
 
+  /** Held shared by everything that puts things into the store or builds on them before a record says so (a pull,
+   *  a load, a base being assembled, a box being created); held exclusively by prune and rm, which therefore never
+   *  delete a blob, a partial download or a base that such work is about to use. */
+  use(what: string, mode: { exclusive?: boolean } = {}): Promise<Lock> {
+    return acquireLock(path.join(ensureDir(this.root), 'use.lock'), what, 30 * 60_000, { shared: !mode.exclusive });
+  }
+
   blobPath(digest: string): string {
     return path.join(this.blobsDir, digestHex(digest));
   }
@@ -85,7 +92,7 @@ export class ImageStore {
     if (this.hasBlob(digest, data.length)) return;
     const tmp = path.join(this.tmpDir, `${digestHex(digest)}.small-${process.pid}`);
     fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, this.blobPath(digest));
+    renameDurable(tmp, this.blobPath(digest));
   }
 
   readBlobJson(digest: string): any {
@@ -99,18 +106,28 @@ export class ImageStore {
   // ---- records and references ---------------------------------------------------------------------------------
 
   refs(): Record<string, string> {
-    return readJson<Record<string, string>>(this.refsFile) ?? {};
+    try {
+      return readJson<Record<string, string>>(this.refsFile) ?? {};
+    } catch (e) {
+      if (!(e instanceof CorruptFileError)) throw e;
+      throw new ImageError(`the image store's index ${this.refsFile} is corrupt: remove it (images stay stored, their names are lost) and pull or load them again`);
+    }
   }
 
   record(id: string): ImageRecord | undefined {
-    return readJson<ImageRecord>(path.join(this.recordsDir, `${digestHex(id)}.json`));
+    try {
+      return readJson<ImageRecord>(path.join(this.recordsDir, `${digestHex(id)}.json`));
+    } catch (e) {
+      if (e instanceof CorruptFileError) return undefined; // treated as absent; pulling the image again rewrites it
+      throw e;
+    }
   }
 
   list(): ImageRecord[] {
     const out: ImageRecord[] = [];
     for (const f of fs.readdirSync(this.recordsDir)) {
-      if (!f.endsWith('.json')) continue;
-      const r = readJson<ImageRecord>(path.join(this.recordsDir, f));
+      if (!/^[a-f0-9]{64}\.json$/.test(f)) continue;
+      const r = this.record(`sha256:${f.slice(0, -5)}`);
       if (r) out.push(r);
     }
     return out.sort((a, b) => b.storedAt.localeCompare(a.storedAt));

@@ -25,6 +25,13 @@ export class DigestMismatchError extends ImageError {}
 export class InvalidOptionError extends BoxliteError {}
 export class AgentVersionError extends BoxliteError {}
 export class QemuMissingError extends BoxliteError {}
+export class AssetsMissingError extends BoxliteError {}
 export class ExecError extends BoxliteError {}
 export class TimeoutError extends BoxliteError {}
-export { AssetsMissingError } from './assets.js';
+export class VolumeNotFoundError extends BoxliteError {}
+export class VolumeInUseError extends BoxliteError {}
+export class SnapshotNotFoundError extends InvalidOptionError {}
+export class SnapshotExistsError extends InvalidOptionError {}
+export class SnapshotInUseError extends InvalidOptionError {}
+/** A box archive (boxlite export) that is truncated, tampered with or not one. */
+export class ArchiveError extends InvalidOptionError {}

@@ -2,56 +2,37 @@
 // UDP ports and carries each datagram to the guest agent over the box's virtio-serial channel, and the replies
 // back. It ends when the box's VM ends (the agent stream closes) or when it is told to.
 import * as dgram from 'node:dgram';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { compiledModule } from '../util/package-root.js';
+import type { PortMapping } from '../core/network.js';
+import { helperPid, startHelper, stopHelper } from './helpers.js';
 
-import { helperPid, stopHelper } from '../util/proc.js';
-import { PACKAGE_ROOT } from './assets.js';
-import type { PortMapping } from './network.js';
-
-const pidFile = (dir: string) => path.join(dir, 'udp-relay.pid');
-export const relayLog = (dir: string) => path.join(dir, 'udp-relay.log');
+const NAME = 'udp-relay';
 const MARK = '--boxlite-udp-relay';
+export const relayLog = (dir: string) => path.join(dir, 'udp-relay.log');
 
-// The relay's command line carries MARK and the box folder.
 export function relayPid(dir: string): number | null {
-  return helperPid(pidFile(dir), MARK, dir);
+  return helperPid(dir, NAME);
 }
 
 export function stopRelay(dir: string): void {
-  stopHelper(pidFile(dir), MARK, dir);
+  stopHelper(dir, NAME);
 }
 
 /** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. */
 export async function startRelay(dir: string, name: string, ports: PortMapping[]): Promise<void> {
-  stopRelay(dir);
-  // The compiled module, also when this code runs from its TypeScript source (tests).
-  const here = fileURLToPath(import.meta.url);
-  const self = here.endsWith('.ts') ? path.join(PACKAGE_ROOT, 'dist', 'src', 'runtime', 'udp-relay.js') : here;
-  const child = spawn(process.execPath, [self, MARK, dir, name, JSON.stringify(ports)], { detached: true, stdio: ['ignore', 'pipe', fs.openSync(relayLog(dir), 'w')] });
-  fs.writeFileSync(pidFile(dir), String(child.pid));
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const onExit = (code: number | null) => {
-      let last = '';
-      try {
-        last = fs.readFileSync(relayLog(dir), 'utf8').trim().split('\n').at(-1) ?? '';
-      } catch {}
-      reject(new Error(`the UDP forward helper exited (${code})${last ? `: ${last}` : ''}`));
-    };
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('ready\n')) {
-        child.off('exit', onExit); // from now on it lives on its own
-        resolve();
-      }
-    });
-    child.once('exit', onExit);
+  await startHelper({
+    dir,
+    name: NAME,
+    what: 'the UDP forward helper',
+    command: process.execPath,
+    args: [compiledModule(fileURLToPath(import.meta.url)), MARK, dir, name, JSON.stringify(ports)],
+    mark: `${MARK}\0${dir}`,
+    log: relayLog(dir),
+    ready: { line: 'ready' },
+    timeoutMs: 40_000,
   });
-  child.stdout!.destroy();
-  child.unref();
 }
 
 async function relayMain(dir: string, name: string, ports: PortMapping[]): Promise<void> {

@@ -8,10 +8,10 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION } from './protocol.js';
-import { PACKAGE_ROOT } from './assets.js';
+import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION } from '../core/protocol.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 import { tryLock, type Lock } from '../util/lock.js';
-import { AgentVersionError, BoxBusyError } from './errors.js';
+import { AgentVersionError, BoxBusyError } from '../core/errors.js';
 
 const HELLO_EVERY_MS = 250;
 

@@ -1,0 +1,302 @@
+// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULTS } from '../core/defaults.js';
+import { BoxliteError } from '../core/errors.js';
+import { formatPort } from '../core/network.js';
+import type { CreateOptions } from '../runtime/options.js';
+import type { BoxRecord } from '../runtime/types.js';
+import { commandLog } from '../reconciler/command.js';
+import { describeProjectBox, projectLabel } from '../reconciler/label.js';
+import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
+import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
+import { contextProjectName } from './project.js';
+import { LayerBars } from './progress.js';
+import { printTable } from './table.js';
+import type { Cli, Command } from './command.js';
+
+const BOX_OPTS: Record<string, OptionSpec> = {
+  name: { value: true, help: 'a unique name for the box' },
+  env: EXEC_OPTS.env,
+  workdir: EXEC_OPTS.workdir,
+  user: EXEC_OPTS.user,
+  cpus: { value: true, help: `virtual CPUs (default ${DEFAULTS.cpus})` },
+  memory: { short: 'm', value: true, help: `memory in MiB (default ${DEFAULTS.memoryMib}, at least 128)` },
+  disk: { value: true, help: `disk size in MiB (default ${DEFAULTS.diskSizeMib})` },
+  pull: { value: true, help: 'pull the image: missing (default), always, never' },
+  publish: { short: 'p', value: true, multiple: true, help: 'forward a host port: [HOST_IP:]HOST_PORT:BOX_PORT[/udp], or BOX_PORT (host port chosen); host IP 127.0.0.1 unless given' },
+  network: { value: true, help: 'default (outbound NAT and DNS) or none (loopback only)' },
+  dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
+  volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume (NAME:/path[:ro]) or a host folder or file (/host/path:/path[:ro], ./rel:/path)' },
+};
+const STOP_OPTS: Record<string, OptionSpec> = { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } };
+
+/** SOURCE on the command line: an existing folder (a root file system or an OCI layout) or an image reference. */
+function sourceOption(src: string): { image?: string; rootfs?: string } {
+  return fs.existsSync(src) && fs.statSync(src).isDirectory() ? { rootfs: src } : { image: src };
+}
+
+/** -v NAME:/path[:ro] (a named volume) or -v /host/path:/path[:ro] (a host folder or file), as docker reads them. */
+function parseVolumes(specs: string[] = []): Pick<CreateOptions, 'volumes' | 'binds'> {
+  const volumes: NonNullable<CreateOptions['volumes']> = [];
+  const binds: NonNullable<CreateOptions['binds']> = [];
+  for (const v of specs) {
+    const m = /^([^:]+):(\/[^:]*)(?::(ro|rw))?$/.exec(v);
+    if (!m) throw new UsageError(`--volume "${v}": expected NAME:/path[:ro] or /host/path:/path[:ro]`);
+    const [, src, target, mode] = m;
+    if (/^(\/|\.|~)/.test(src)) binds.push({ hostPath: path.resolve(src.replace(/^~(?=\/|$)/, process.env.HOME ?? '~')), target, readOnly: mode === 'ro' });
+    else volumes.push({ volume: src, target, readOnly: mode === 'ro' });
+  }
+  return { ...(volumes.length ? { volumes } : {}), ...(binds.length ? { binds } : {}) };
+}
+
+function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
+  const pull = o.pull as string | undefined;
+  if (pull !== undefined && !['missing', 'always', 'never'].includes(pull)) throw new UsageError(`--pull must be missing, always or never (got "${pull}")`);
+  return {
+    pull: pull as CreateOptions['pull'],
+    ports: (o.publish as string[] | undefined) ?? [],
+    network: o.network as CreateOptions['network'],
+    dns: o.dns as string[] | undefined,
+    onPullProgress: new LayerBars().update,
+    name: o.name as string | undefined,
+    env: parseEnv(o.env as string[] | undefined),
+    workingDir: o.workdir as string | undefined,
+    user: o.user as string | undefined,
+    cpus: parseIntOpt(o.cpus, '--cpus'),
+    memoryMib: parseIntOpt(o.memory, '--memory'),
+    diskSizeMib: parseIntOpt(o.disk, '--disk'),
+    ...parseVolumes(o.volume as string[] | undefined),
+  };
+}
+
+/** The clean-shutdown timeout of stop and restart (-t SECONDS), in ms. */
+export function stopTimeoutMs(p: { opts: Record<string, unknown> }): number {
+  const s = parseIntOpt(p.opts.time, '--time') ?? 10;
+  if (s < 0) throw new UsageError(`--time must be 0 or more seconds (got ${s})`);
+  return s * 1000;
+}
+
+function needBoxes(p: { positionals: string[] }, cmd: string): string[] {
+  if (p.positionals.length === 0) throw new UsageError(`${cmd}: name at least one box`);
+  return p.positionals;
+}
+
+/** A record as `ps --json` and `inspect` show it: a project box's label under "project". */
+export function shown<T extends BoxRecord>(r: T): Omit<T, 'label'> & { project?: unknown; label?: unknown } {
+  const l = projectLabel(r);
+  return l ? { ...r, label: undefined, project: l } : r;
+}
+
+export const BOX_COMMANDS: Record<string, Command> = {
+  run: {
+    usage: 'run [OPTIONS] SOURCE [--] [CMD…]',
+    help: 'create and start a box, run a command in it, show its output',
+    opts: { ...BOX_OPTS, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout },
+    async run({ rt }, args, spec) {
+      const p = parseArgs(args, spec, 1, 'run');
+      if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (an image reference, a root filesystem folder or an OCI layout)');
+      const e = execOptions(p.opts);
+      const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
+      try {
+        const cfg = box.info().source.config;
+        const argv = p.rest.length ? [...cfg.entrypoint, ...p.rest] : [...cfg.entrypoint, ...cfg.cmd];
+        if (argv.length === 0) throw new UsageError(`run: no command given and ${p.positionals[0]} defines none: boxlite run SOURCE -- CMD…`);
+        await box.start();
+        return await attachTerminal(await box.spawn(argv, e.exec), e);
+      } finally {
+        if (p.opts.rm) await box.remove({ force: true });
+      }
+    },
+  },
+
+  create: {
+    usage: 'create [OPTIONS] SOURCE',
+    help: 'record a new box (its disk and VM are made on first start)',
+    opts: BOX_OPTS,
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'create');
+      if (p.positionals.length !== 1) throw new UsageError('create: give exactly one SOURCE (an image reference, a root filesystem folder or an OCI layout)');
+      const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts) });
+      out(box.name);
+      return 0;
+    },
+  },
+
+  start: {
+    usage: 'start BOX…',
+    help: 'boot boxes',
+    opts: {},
+    async run({ rt, out }, args, spec) {
+      for (const ref of needBoxes(parseArgs(args, spec, -1, 'start'), 'start')) {
+        await rt.get(ref).start();
+        out(ref);
+      }
+      return 0;
+    },
+  },
+
+  stop: {
+    usage: 'stop [-t SECONDS] BOX…',
+    help: 'shut boxes down (forced after the timeout)',
+    opts: STOP_OPTS,
+    async run({ rt, out, err }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'stop');
+      const timeoutMs = stopTimeoutMs(p);
+      for (const ref of needBoxes(p, 'stop')) {
+        const r = await rt.get(ref).stop({ timeoutMs });
+        if (r.forced) err(`boxlite: ${ref} did not shut down within ${timeoutMs / 1000}s and was stopped by force`);
+        out(ref);
+      }
+      return 0;
+    },
+  },
+
+  restart: {
+    usage: 'restart [-t SECONDS] BOX…',
+    help: 'stop and start boxes',
+    opts: STOP_OPTS,
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'restart');
+      const timeoutMs = stopTimeoutMs(p);
+      for (const ref of needBoxes(p, 'restart')) {
+        await rt.get(ref).restart({ timeoutMs });
+        out(ref);
+      }
+      return 0;
+    },
+  },
+
+  rm: {
+    usage: 'rm [-f] BOX…',
+    help: 'remove boxes and their disks',
+    opts: { force: { short: 'f', help: 'also remove running boxes' } },
+    async run({ rt, out, err }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'rm');
+      let status = 0;
+      for (const ref of needBoxes(p, 'rm')) {
+        try {
+          await rt.get(ref).remove({ force: !!p.opts.force });
+          out(ref);
+        } catch (e) {
+          if (!(e instanceof BoxliteError)) throw e;
+          err(`boxlite: ${e.message}`);
+          status = 1;
+        }
+      }
+      return status;
+    },
+  },
+
+  exec: {
+    usage: 'exec [OPTIONS] BOX [--] CMD…',
+    help: 'run a command in a running box',
+    opts: EXEC_OPTS,
+    async run({ rt }, args, spec) {
+      const p = parseArgs(args, spec, 1, 'exec');
+      if (p.positionals.length !== 1) throw new UsageError('exec: name a BOX');
+      if (p.rest.length === 0) throw new UsageError('exec: give the command to run: boxlite exec BOX -- CMD…');
+      const e = execOptions(p.opts);
+      return attachTerminal(await rt.get(p.positionals[0]).spawn(p.rest, e.exec), e);
+    },
+  },
+
+  ps: {
+    usage: 'ps [-a] [--json] [--all-projects]',
+    help: "list boxes (running ones, or all with -a); inside a project folder, that project's",
+    opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } },
+    async run(cli: Cli, args, spec) {
+      const p = parseArgs(args, spec, -1, 'ps');
+      // Inside a project (or with -p/-f), ps lists that project's boxes.
+      const proj = cli.project.project || cli.project.file || !p.opts['all-projects'] ? contextProjectName(cli.project) : undefined;
+      const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running') && (!proj || projectLabel(b)?.project === proj));
+      if (p.opts.json) {
+        cli.out(JSON.stringify(boxes.map(shown), null, 2));
+        return 0;
+      }
+      const rows = boxes.map((b) => {
+        const label = projectLabel(b);
+        return [
+          b.id,
+          b.name,
+          b.state === 'exited' && b.exit ? `exited (${b.exit.reason})` : b.network === 'degraded' ? 'running (network degraded)' : b.state,
+          `${b.options.cpus} cpu, ${b.options.memoryMib} MiB`,
+          b.source.kind === 'dir' ? b.source.path : b.source.kind === 'image' ? b.source.reference : 'imported',
+          b.createdAt.replace('T', ' ').slice(0, 19),
+          (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
+          label ? describeProjectBox(label) : '',
+        ];
+      });
+      printTable(['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS', 'PROJECT'], rows, cli.out);
+      return 0;
+    },
+  },
+
+  inspect: {
+    usage: 'inspect BOX',
+    help: 'print everything boxlite knows about a box, as JSON',
+    opts: {},
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'inspect');
+      if (p.positionals.length !== 1) throw new UsageError('inspect: name one BOX');
+      const box = rt.get(p.positionals[0]);
+      const info = box.info();
+      const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
+      out(JSON.stringify({ ...shown(info), networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+      return 0;
+    },
+  },
+
+  port: {
+    usage: 'port BOX',
+    help: "list a box's port forwards (host ports chosen at start included)",
+    opts: {},
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'port');
+      if (p.positionals.length !== 1) throw new UsageError('port: name one BOX');
+      for (const m of rt.get(p.positionals[0]).ports()) out(`${m.guestPort}/${m.protocol} -> ${m.hostIp.includes(':') ? `[${m.hostIp}]` : m.hostIp}:${m.hostPort || '(chosen at start)'}`);
+      return 0;
+    },
+  },
+
+  logs: {
+    usage: 'logs [-n LINES] [-f] [--console] BOX',
+    help: "print a box's guest console (a project box with a command: the command's output)",
+    opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' }, console: { help: 'the guest console even for a box with a command' } },
+    async run({ rt }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'logs');
+      if (p.positionals.length !== 1) throw new UsageError('logs: name one BOX');
+      const box = rt.get(p.positionals[0]);
+      const n = parseIntOpt(p.opts.tail, '--tail');
+      // A project box with a command: its output, as compose shows a service's; --console for the guest console.
+      if (projectLabel(box.info())?.applied.command && !p.opts.console) {
+        process.stdout.write(await commandLog(rt, box.id, n));
+        return 0;
+      }
+      const file = box.consolePath();
+      let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');
+      process.stdout.write(text);
+      if (p.opts.follow) await follow(file);
+      return 0;
+    },
+  },
+};
+
+/** Prints what is appended to a file until Ctrl-C. */
+async function follow(file: string): Promise<void> {
+  let pos = fs.existsSync(file) ? fs.statSync(file).size : 0;
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    fs.watchFile(file, { interval: 200 }, (cur) => {
+      if (cur.size <= pos) return;
+      const fd = fs.openSync(file, 'r');
+      const buf = Buffer.alloc(cur.size - pos);
+      fs.readSync(fd, buf, 0, buf.length, pos);
+      fs.closeSync(fd);
+      pos = cur.size;
+      process.stdout.write(buf);
+    });
+  });
+  fs.unwatchFile(file);
+}

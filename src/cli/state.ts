@@ -1,0 +1,114 @@
+// Commands on a box's state: snapshot, clone, resize, export, import, cp.
+import { parseArgs, parseIntOpt, UsageError } from './args.js';
+import { stopTimeoutMs } from './boxes.js';
+import type { Command } from './command.js';
+
+export const STATE_COMMANDS: Record<string, Command> = {
+  snapshot: {
+    usage: 'snapshot create|ls|restore|rm BOX [NAME]',
+    help: "take, list, restore and remove snapshots of a box's disk",
+    opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown when restoring a running box (default 10)' } },
+    async run({ rt, out, err }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'snapshot');
+      const [sub, boxRef, name, ...extra] = p.positionals;
+      const needName = sub === 'create' || sub === 'restore' || sub === 'rm';
+      if (!sub || !['create', 'ls', 'restore', 'rm'].includes(sub)) throw new UsageError('snapshot: say create, ls, restore or rm');
+      if (!boxRef || (needName && !name) || extra.length || (!needName && name)) throw new UsageError(`snapshot ${sub}: give BOX${needName ? ' NAME' : ''}`);
+      const box = rt.get(boxRef);
+      if (sub === 'create') {
+        out((await box.snapshots.create(name)).name);
+      } else if (sub === 'ls') {
+        out(['NAME', 'CREATED', 'KIND'].join('  '));
+        for (const s of await box.snapshots.list()) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`].join('  '));
+      } else if (sub === 'restore') {
+        // A project box's snapshot policy (before_apply) is applied by the runtime's project hooks.
+        const r = await box.snapshots.restore(name, { timeoutMs: stopTimeoutMs(p) });
+        if (r.restarted) err(`boxlite: ${box.name} was running: it was stopped, restored to "${name}" and started again`);
+        out(name);
+      } else {
+        await box.snapshots.remove(name);
+        out(name);
+      }
+      return 0;
+    },
+  },
+
+  clone: {
+    usage: 'clone BOX[@SNAPSHOT] NEW [--count N]',
+    help: "new boxes sharing BOX's disk copy-on-write (NEW, or NEW-1 … NEW-N)",
+    opts: { count: { short: 'n', value: true, help: 'how many clones (named NEW-1 … NEW-N)' } },
+    async run({ rt, out, err }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'clone');
+      if (p.positionals.length !== 2) throw new UsageError('clone: give BOX[@SNAPSHOT] and a NEW name');
+      const [srcRef, newName] = p.positionals;
+      const at = srcRef.lastIndexOf('@');
+      const [boxRef, snapshot] = at > 0 ? [srcRef.slice(0, at), srcRef.slice(at + 1)] : [srcRef, undefined];
+      const count = parseIntOpt(p.opts.count, '--count');
+      if (count !== undefined && (count < 1 || count > 100)) throw new UsageError(`--count must be from 1 to 100 (got ${count})`);
+      const names = count === undefined ? [newName] : Array.from({ length: count }, (_, i) => `${newName}-${i + 1}`);
+      const t = performance.now();
+      const made = await rt.get(boxRef).clone(names, { snapshot });
+      for (const b of made) out(b.name);
+      err(`boxlite: ${made.length} clone${made.length > 1 ? 's' : ''} of ${boxRef}${snapshot ? `@${snapshot}` : ''} in ${(performance.now() - t).toFixed(0)} ms, sharing its disk copy-on-write`);
+      return 0;
+    },
+  },
+
+  resize: {
+    usage: 'resize --disk MIB BOX',
+    help: "grow a stopped box's disk (its file system follows at the next start)",
+    opts: { disk: { value: true, help: 'the new disk size in MiB' } },
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'resize');
+      const mib = parseIntOpt(p.opts.disk, '--disk');
+      if (p.positionals.length !== 1 || mib === undefined) throw new UsageError('resize: give --disk MIB and one BOX');
+      await rt.get(p.positionals[0]).resize(mib);
+      out(p.positionals[0]);
+      return 0;
+    },
+  },
+
+  export: {
+    usage: 'export BOX FILE',
+    help: 'write a stopped box (options and disk, checksummed) to one archive',
+    opts: {},
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'export');
+      if (p.positionals.length !== 2) throw new UsageError('export: give BOX and FILE');
+      await rt.get(p.positionals[0]).export(p.positionals[1]);
+      out(p.positionals[1]);
+      return 0;
+    },
+  },
+
+  import: {
+    usage: 'import FILE [--name NAME]',
+    help: "make a box from an archive written by 'boxlite export'",
+    opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } },
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'import');
+      if (p.positionals.length !== 1) throw new UsageError('import: give one FILE');
+      const box = await rt.importBox(p.positionals[0], { name: p.opts.name as string | undefined });
+      out(box.name);
+      return 0;
+    },
+  },
+
+  cp: {
+    usage: 'cp BOX:PATH HOSTPATH | cp HOSTPATH BOX:PATH',
+    help: 'copy files and folders between the host and a running box (modes kept)',
+    opts: {},
+    async run({ rt }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'cp');
+      if (p.positionals.length !== 2) throw new UsageError('cp: give a source and a destination, one of them BOX:PATH');
+      const inBox = (a: string) => /^([^/:]+):(.*)$/.exec(a);
+      const [src, dst] = p.positionals;
+      const a = inBox(src);
+      const b = inBox(dst);
+      if (!!a === !!b) throw new UsageError('cp: exactly one of source and destination must be BOX:PATH (a box path starts after the colon)');
+      if (a) await rt.get(a[1]).copyOut(a[2] || '/', dst);
+      else await rt.get(b![1]).copyIn(src, b![2] || '/');
+      return 0;
+    },
+  },
+};

@@ -1,0 +1,53 @@
+// QEMU's command line for a box (pure, for tests and for `inspect`): a microvm machine with direct kernel boot and
+// virtio-mmio devices.
+import * as path from 'node:path';
+import { NET_MAC, type VmSpec } from './engine.js';
+import { tcgKernelArgs } from './accel.js';
+
+/** QEMU's id of the spec's disk i; QMP operations name disks by it. */
+export const driveId = (i: number) => `disk${i}`;
+
+export function qemuArgs(spec: VmSpec): string[] {
+  const f = (name: string) => path.join(spec.dir, name);
+  const args = [
+    '-name', `boxlite,debug-threads=on`,
+    // vhost-user devices (virtiofs) need the guest's memory in a shared mapping their helper can map too.
+    '-M', `microvm,acpi=on,pcie=off,rtc=on${spec.shares?.length ? ',memory-backend=mem' : ''}`,
+    // … and virtio 1.0 on the mmio transport: virtiofsd's libvhost-user refuses legacy devices.
+    ...(spec.shares?.length ? ['-object', `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, '-global', 'virtio-mmio.force-legacy=false'] : []),
+    ...(spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
+    '-m', String(spec.memoryMib),
+    '-smp', String(spec.cpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-kernel', spec.kernel,
+    '-initrd', spec.initrd,
+    '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
+    '-chardev', `file,id=con,path=${f('console.log')},append=on`,
+    '-serial', 'chardev:con',
+    '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,
+    '-pidfile', f('qemu.pid'),
+    '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
+    'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
+  ];
+  for (let i = 0; i < spec.agentPorts; i++) {
+    args.push('-chardev', `socket,id=agent${i},path=${f(`agent-${i}.sock`)},server=on,wait=off`);
+    args.push('-device', `virtserialport,chardev=agent${i},name=boxlite.agent.${i}`);
+  }
+  if (spec.netSocket) {
+    args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
+    args.push('-device', `virtio-net-device,netdev=net0,mac=${NET_MAC}`);
+  }
+  (spec.shares ?? []).forEach((sh, i) => {
+    args.push('-chardev', `socket,id=fs${i},path=${sh.socket}`);
+    args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${sh.tag}`);
+  });
+  if (spec.lan) {
+    args.push('-netdev', `socket,id=lan0,mcast=${spec.lan.mcast},localaddr=127.0.0.1`);
+    args.push('-device', `virtio-net-device,netdev=lan0,mac=${spec.lan.mac}`);
+  }
+  spec.disks.forEach((d, i) => {
+    args.push('-drive', `if=none,id=${driveId(i)},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
+    args.push('-device', `virtio-blk-device,drive=${driveId(i)}${d.serial ? `,serial=${d.serial}` : ''}`);
+  });
+  return args;
+}

@@ -64,9 +64,16 @@ describe('boxlite run', () => {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let text = '';
-      child.stdout.on('data', (d) => (text += d));
+      let typed = false;
+      child.stdout.on('data', (d) => {
+        text += d;
+        // Type once the shell in the box shows its prompt, as a person would.
+        if (!typed && /[#$] $/.test(text)) {
+          typed = true;
+          child.stdin.write('tty; echo answer=$((6*7)); exit 7\n');
+        }
+      });
       child.on('close', (code) => resolve({ code, text }));
-      setTimeout(() => child.stdin.write('tty; echo answer=$((6*7)); exit 7\n'), 3000);
     });
     expect(out.text).toMatch(/\/dev\/pts\/\d+/);
     expect(out.text).toContain('answer=42');

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from '../helpers.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
-import { BootError, BoxExistsError, BoxNotFoundError, BoxStateError, InvalidOptionError, RootfsError, QemuMissingError } from '../../src/runtime/errors.js';
+import { BootError, BoxExistsError, BoxNotFoundError, BoxStateError, InvalidOptionError, RootfsError, QemuMissingError } from '../../src/core/errors.js';
 import { Runtime as RuntimeClass } from '../../src/runtime/runtime.js';
 
 let home: string;
@@ -76,7 +76,8 @@ describe('box lifecycle', () => {
     await box.start();
     await box.exec(['sh', '-c', 'echo survived > /root/file; sync']);
     process.kill(qemuPid(box.id), 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 300));
+    // The VM's supervisor records the exit in the box's folder: wait for that file, not for a while.
+    await waitUntil(() => fs.existsSync(path.join(home, 'boxes', box.id, 'vm.exit')), "the VM's exit is recorded");
     const info = box.info();
     expect(info.state).toBe('exited');
     expect(info.exit?.reason).toBe('killed');
@@ -92,10 +93,12 @@ describe('box lifecycle', () => {
   it('stop of a box whose agent hangs is forced after the timeout', async () => {
     const box = await rt.create({ rootfs, name: 'hung', memoryMib: 256 });
     await box.start();
-    // Freeze the agent (SIGSTOP) from a detached shell, after this exec has answered.
-    const freeze = await box.exec(['sh', '-c', 'pid=$(pidof boxlite-agent); [ -n "$pid" ] || exit 9; (sleep 0.5; kill -STOP $pid) >/dev/null 2>&1 &']);
-    expect(freeze.exitCode).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Freeze the agent (SIGSTOP) and then say so on the console: once the line is there, the agent is stopped (this
+    // exec never gets its answer, which is the point).
+    const console = path.join(home, 'boxes', box.id, 'console.log');
+    const seen = fs.readFileSync(console, 'utf8').length;
+    void box.exec(['sh', '-c', 'pid=$(pidof boxlite-agent) && kill -STOP $pid && echo boxlite-test: agent frozen > /dev/console']).catch(() => {});
+    await waitUntil(() => fs.readFileSync(console, 'utf8').slice(seen).includes('boxlite-test: agent frozen'), 'the agent is frozen');
     const t0 = Date.now();
     const r = await box.stop({ timeoutMs: 3000 });
     expect(r.forced).toBe(true);

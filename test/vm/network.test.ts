@@ -8,10 +8,10 @@ import * as net from 'node:net';
 import * as dgram from 'node:dgram';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from '../helpers.js';
 import { startTestHost, type TestHost } from '../netns.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
-import { InvalidOptionError } from '../../src/runtime/errors.js';
+import { InvalidOptionError } from '../../src/core/errors.js';
 import { PortInUseError } from '../../src/runtime/ports.js';
 
 let home: string;
@@ -215,9 +215,9 @@ describe('isolation', () => {
 
 describe('faults', () => {
   it('a dead network helper shows as degraded, and a restart brings networking back', async () => {
-    const pid = Number(fs.readFileSync(path.join(home, 'boxes', web.id, 'passt.pid'), 'utf8'));
+    const pid = Number(fs.readFileSync(path.join(home, 'boxes', web.id, 'helpers', 'passt.pid'), 'utf8').split('\n')[0]);
     process.kill(pid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil(() => !fs.existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')), 'the network helper is gone');
     expect(web.info().network).toBe('degraded');
     expect((await cli(home, ['ps'])).stdout).toContain('running (network degraded)');
     expect(await sh(web, 'echo the box itself still runs')).toBe('the box itself still runs\n');

@@ -6,8 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupHome, cli, CliProcess, makeRootfs, qemuPids, quietRuntime, testHome } from '../helpers.js';
+import { ageBox, cleanupHome, cli, cliKilledAt, CliProcess, makeRootfs, qemuPids, quietRuntime, testHome } from '../helpers.js';
 import { freePort } from '../registry.js';
+import { projectLabel } from '../../src/reconciler/label.js';
 
 let home: string;
 let rootfs: string;
@@ -40,7 +41,10 @@ const edit = (dir: string, f: (s: string) => string) => fs.writeFileSync(path.jo
 function records(project: string) {
   const rt = quietRuntime(home);
   try {
-    return rt.list().filter((r) => r.project?.project === project);
+    return rt
+      .list()
+      .map((r) => ({ ...r, project: projectLabel(r) }))
+      .filter((r) => r.project?.project === project);
   } finally {
     rt.close();
   }
@@ -276,13 +280,13 @@ boxes:
     memory: 192MiB
     disk: 128MiB
     setup:
-      - sleep 2; echo provisioned > /root/state
+      - echo provisioned > /root/state
   b:
     image: ./rootfs
     memory: 192MiB
     disk: 128MiB
     setup:
-      - sleep 2; echo provisioned > /root/state
+      - echo provisioned > /root/state
 `;
 
   /** The project's declared boxes are there once each, running and provisioned, with nothing left over. */
@@ -301,11 +305,9 @@ boxes:
 
   it('a killed up, at several moments, is finished by the next up', async () => {
     const dir = projectDir(TWO);
-    for (const moment of [/creating from/, /booting/, /setup 1\/1/]) {
-      const up = new CliProcess(home, ['up'], { cwd: dir });
-      await up.waitFor(moment, 150_000);
-      up.child.kill('SIGKILL');
-      await up.exited();
+    // Each kill lands exactly there: the CLI kills itself at the named moment and says so.
+    for (const moment of ['up:created', 'up:booted', 'up:setup-running']) {
+      await cliKilledAt(home, ['up'], moment, { cwd: dir });
       const again = await cli(home, ['up'], { cwd: dir });
       expect(again.code, again.stderr).toBe(0);
       converged('sturdy', ['a', 'b']);
@@ -329,7 +331,7 @@ boxes:
     expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
     const autos = () => (records('policy')[0].snapshots ?? []).filter((s) => s.auto).map((s) => s.name);
     expect(autos()).toEqual([]); // a new box: the clock starts now
-    await new Promise((r) => setTimeout(r, 10_500));
+    ageBox(home, 'policy.db', 10_500); // as if 10.5 s had passed: the box and its snapshots are that much older
     const plan = await cli(home, ['plan'], { cwd: dir });
     expect(plan.stdout).toMatch(/  \+ snapshot db@auto-\d{8}-\d{6} \(the box is older than 10s and has no automatic snapshot\)/);
     expect(plan.code).toBe(2);
@@ -337,7 +339,7 @@ boxes:
     const first = autos();
     expect(first).toHaveLength(1);
     expect((await cli(home, ['snapshot', 'create', 'db', 'mine'], { cwd: dir })).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 10_500));
+    ageBox(home, 'policy.db', 10_500);
     const plan2 = await cli(home, ['plan'], { cwd: dir });
     expect(plan2.stdout).toContain(`  - snapshot db@${first[0]} (beyond keep: 1)`);
     expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);

@@ -79,6 +79,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
   const vols = volumeDisks(ctx, rec);
   const binds = rec.options.binds ?? [];
   for (let attempt = 1; ; attempt++) {
+    await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     try {
       if (net) await startPasst({ dir, ports, dns: rec.options.dns ?? [] });
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly });

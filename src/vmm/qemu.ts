@@ -125,9 +125,11 @@ export class QemuEngine implements VmEngine {
     return { kind: 'ended', code: s, signal: null };
   }
 
+  /** The supervisor ends the box's helpers after it records QEMU's exit: until it is gone, a new helper of the
+   *  same box could be taken for an old one, so nothing new starts before. */
   async settle(dir: string): Promise<void> {
-    const deadline = Date.now() + 3000;
-    while (readExit(dir) === null && supervisorPid(dir) && Date.now() < deadline) await sleep(20);
+    const deadline = Date.now() + 5000;
+    while (supervisorPid(dir) && Date.now() < deadline) await sleep(20);
   }
 
   async waitGone(dir: string, timeoutMs: number): Promise<boolean> {

@@ -67,8 +67,9 @@ describe('boxlite run', () => {
       let typed = false;
       child.stdout.on('data', (d) => {
         text += d;
-        // Type once the shell in the box shows its prompt, as a person would.
-        if (!typed && /[#$] $/.test(text)) {
+        // Type once the shell in the box shows its prompt ("~ # ", then busybox asks where the cursor is), as a
+        // person would.
+        if (!typed && /[#$] (\x1b\[6n)?$/.test(text)) {
           typed = true;
           child.stdin.write('tty; echo answer=$((6*7)); exit 7\n');
         }

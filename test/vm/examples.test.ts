@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupHome, cli, testHome } from '../helpers.js';
+import { cleanupHome, cli, scaled, testHome } from '../helpers.js';
 import { debianLayout, freePort, push, startRegistry, type Registry } from '../registry.js';
 import { startTestHost, type TestHost } from '../netns.js';
 import { REPO } from '../paths.js';
@@ -33,7 +33,7 @@ describe('examples/web-server', () => {
   it('comes up healthy and serves its page on the published port; logs show the requests', async () => {
     const port = await freePort();
     const env = { PYTHON_IMAGE: image, WEB_PORT: String(port) };
-    const up = await cli(home, ['-f', example('web-server'), 'up', '--wait'], { env, timeoutMs: 400_000 });
+    const up = await cli(home, ['-f', example('web-server'), 'up', '--wait'], { env, timeoutMs: scaled(400_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(up.stdout).toMatch(/site: create — healthy/);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('<h1>Hello from a boxlite box</h1>\n');
@@ -42,14 +42,14 @@ describe('examples/web-server', () => {
     const again = await cli(home, ['-f', example('web-server'), 'up'], { env });
     expect(again.stdout).toBe('project web-server: up to date (1 box running)\n');
     expect((await cli(home, ['-f', example('web-server'), 'down', '--remove'], { env })).code).toBe(0);
-  });
+  }, scaled(420_000)); // image pulls, boots and setup under emulation take minutes
 });
 
 describe('examples/notes', () => {
   it('starts the API once the store is healthy; the API reaches the store by name; notes outlive the boxes', async () => {
     const port = await freePort();
     const env = { PYTHON_IMAGE: image, API_PORT: String(port) };
-    const up = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: 600_000 });
+    const up = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: scaled(600_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     const rt = JSON.parse((await cli(home, ['ps', '-a', '--json'])).stdout) as { project: { box: string; health?: { at: string } }; startedAt: string }[];
     const store = rt.find((r) => r.project.box === 'store')!;
@@ -62,11 +62,11 @@ describe('examples/notes', () => {
     expect((await fetch(`http://127.0.0.1:${port}/notes/nothing`)).status).toBe(404);
 
     expect((await cli(home, ['-f', example('notes'), 'down', '--remove'], { env })).code).toBe(0);
-    const again = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: 600_000 });
+    const again = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: scaled(600_000) });
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(await (await fetch(`http://127.0.0.1:${port}/notes/today`)).json()).toEqual({ value: 'buy milk' });
     expect((await cli(home, ['-f', example('notes'), 'down', '--remove', '--volumes'], { env })).code).toBe(0);
-  });
+  }, scaled(900_000)); // image pulls, boots and setup under emulation take minutes
 });
 
 describe('examples/python-agent', () => {
@@ -104,7 +104,7 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
 
   it('runs its setup once: a virtualenv with the packages pip installed from the index', async () => {
     const env = { PYTHON_IMAGE: image, PIP_INDEX_URL: `http://${host.ip}:8080/simple`, PIP_TRUSTED_HOST: host.ip, AGENT_PACKAGES: 'boxlite-probe' };
-    const up = await cli(home, ['-f', example('python-agent'), 'up'], { env, timeoutMs: 900_000 });
+    const up = await cli(home, ['-f', example('python-agent'), 'up'], { env, timeoutMs: scaled(900_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(up.stdout).toMatch(/agent: setup 2\/2: \/opt\/agent\/bin\/pip install --no-cache-dir boxlite-probe/);
     expect(up.stdout).toMatch(/agent: Successfully installed boxlite-probe-1\.0/);
@@ -114,5 +114,5 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
     const again = await cli(home, ['-f', example('python-agent'), 'up'], { env });
     expect(again.stdout).toBe('project python-agent: up to date (1 box running)\n');
     expect((await cli(home, ['-f', example('python-agent'), 'down', '--remove', '--volumes'], { env })).code).toBe(0);
-  });
+  }, scaled(900_000)); // image pulls, boots and setup under emulation take minutes
 });

@@ -37,7 +37,7 @@ function sourceOption(src: string): { image?: string; rootfs?: string } {
 }
 
 /** -v NAME:/path[:ro] (a named volume) or -v /host/path:/path[:ro] (a host folder or file), as docker reads them. */
-function parseVolumes(specs: string[] = []): Pick<CreateOptions, 'volumes' | 'binds'> {
+export function parseVolumes(specs: string[] = []): Pick<CreateOptions, 'volumes' | 'binds'> {
   const volumes: NonNullable<CreateOptions['volumes']> = [];
   const binds: NonNullable<CreateOptions['binds']> = [];
   for (const v of specs) {

@@ -1,6 +1,6 @@
 // Commands on a box's state: snapshot, clone, resize, export, import, cp.
 import { parseArgs, parseIntOpt, UsageError } from './args.js';
-import { stopTimeoutMs } from './boxes.js';
+import { parseVolumes, stopTimeoutMs } from './boxes.js';
 import type { Command } from './command.js';
 
 export const STATE_COMMANDS: Record<string, Command> = {
@@ -82,13 +82,24 @@ export const STATE_COMMANDS: Record<string, Command> = {
   },
 
   import: {
-    usage: 'import FILE [--name NAME]',
-    help: "make a box from an archive written by 'boxlite export'",
-    opts: { name: { value: true, help: 'a name for the imported box (default: its exported name)' } },
-    async run({ rt, out }, args, spec) {
+    usage: 'import FILE [--name NAME] [-p PORT…] [-v VOLUME…]',
+    help: "make a box from an archive written by 'boxlite export' (what it mounted or published is not taken from it)",
+    opts: {
+      name: { value: true, help: 'a name for the imported box (default: its exported name)' },
+      publish: { short: 'p', value: true, multiple: true, help: 'forward a host port, as with create (the archive\'s fixed host ports are not used)' },
+      volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume or a host folder, as with create (the archive\'s are not used)' },
+    },
+    async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'import');
       if (p.positionals.length !== 1) throw new UsageError('import: give one FILE');
-      const box = await rt.importBox(p.positionals[0], { name: p.opts.name as string | undefined });
+      const mounts = parseVolumes(p.opts.volume as string[] | undefined);
+      const box = await rt.importBox(p.positionals[0], {
+        name: p.opts.name as string | undefined,
+        ports: p.opts.publish as string[] | undefined,
+        volumes: p.opts.volume ? (mounts.volumes ?? []) : undefined,
+        binds: p.opts.volume ? (mounts.binds ?? []) : undefined,
+      });
+      for (const n of box.notes) err(`boxlite: import: ${n}`);
       out(box.name);
       return 0;
     },

@@ -1,13 +1,15 @@
 // `boxlite cp`: files and folders between the host and a box, as tar streams through the agent's Files service.
 // Like docker cp: copying onto an existing folder puts the source inside it, otherwise the copy takes the
 // destination's name; modes and symlinks are kept. Files copied out belong to the user who runs boxlite, files
-// copied in belong to root in the box.
+// copied in belong to root in the box. What comes out of a box is the box's to choose, so it is unpacked as
+// untrusted (see untar).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import * as tar from 'tar-stream';
+import { SafeRoot, UnsafeEntryError } from '../util/safe-root.js';
+import { extract as tarExtract, failEntry } from '../util/tar.js';
 import { ExecError } from '../core/errors.js';
 import { BUSYBOX } from '../core/guest.js';
 import { downloadTar, execIn, uploadTar } from './exec.js';
@@ -79,38 +81,53 @@ export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, 
   }
 }
 
-/** Unpacks files, folders and symlinks with their modes; returns the top-level name. */
-async function untar(input: Readable, root: string): Promise<string | null> {
-  const extract = tar.extract();
+/** Unpacks what the box sent: files, folders, symlinks and hard links between its own files, each inside root
+ *  (a symlink the stream made is never followed, every entry under one top-level name). Modes lose their setuid,
+ *  setgid and sticky bits and device nodes and fifos are left out, as docker cp does for a user: the box's files
+ *  must not become privileges on the host. Returns the top-level name. */
+async function untar(input: Readable, dir: string): Promise<string | null> {
+  const root = new SafeRoot(dir, 'refuse');
+  const extract = tarExtract();
   let top: string | null = null;
   const dirModes: [string, number][] = [];
   extract.on('entry', (h, stream, next) => {
-    const target = path.resolve(root, h.name);
-    if (!target.startsWith(root + path.sep)) {
-      stream.resume();
-      return next(new Error(`tar entry ${h.name} points outside the destination`));
-    }
-    top ??= h.name.split('/')[0];
-    fs.mkdirSync(path.dirname(target), { recursive: true });
-    const mode = (h.mode ?? 0o644) & 0o7777;
-    const done = () => {
+    const skip = () => {
       stream.on('end', () => next());
       stream.resume();
     };
-    if (h.type === 'directory') {
-      fs.mkdirSync(target, { recursive: true });
-      dirModes.push([target, mode]);
-      return done();
+    try {
+      const first = SafeRoot.components(h.name)[0];
+      if (first === undefined) return skip(); // the stream's "./": nothing to make
+      top ??= first;
+      if (first !== top) throw new UnsafeEntryError(`entry "${h.name}" is outside ${top}, the folder being copied`);
+      const at = root.place(h.name, { create: true });
+      const mode = (h.mode ?? 0o644) & 0o777;
+      switch (h.type) {
+        case 'directory':
+          if (!fs.lstatSync(at.abs, { throwIfNoEntry: false })?.isDirectory()) {
+            root.remove(at);
+            fs.mkdirSync(at.abs, { mode: 0o700 });
+          }
+          dirModes.push([at.abs, mode]);
+          return skip();
+        case 'symlink':
+          root.remove(at);
+          fs.symlinkSync(h.linkname ?? '', at.abs);
+          return skip();
+        case 'link':
+          root.link(at, h.linkname ?? '');
+          return skip();
+        case 'file':
+        case 'contiguous-file':
+          root.remove(at);
+          pipeline(stream, fs.createWriteStream(at.abs, { flags: 'wx', mode: 0o600 })).then(() => (fs.chmodSync(at.abs, mode), next()), next);
+          return;
+        default:
+          return skip(); // devices, fifos: not made on the host
+      }
+    } catch (e) {
+      failEntry(stream, next, e as Error);
     }
-    if (h.type === 'symlink') {
-      fs.symlinkSync(h.linkname ?? '', target);
-      return done();
-    }
-    if (h.type === 'file' || h.type === 'contiguous-file') {
-      pipeline(stream, fs.createWriteStream(target, { mode })).then(() => (fs.chmodSync(target, mode), next()), next);
-      return;
-    }
-    done();
   });
   await pipeline(input, extract);
   for (const [d, m] of dirModes.reverse()) fs.chmodSync(d, m); // folders last: a read-only one would refuse its files

@@ -14,7 +14,7 @@ import { growVolume, reconfigureBox, removeBox, renameBox, resizeBox, stopBox, u
 import { attachTo, downloadTar, execIn, networkStats, processState, spawnIn, startDetached, uploadTar, type ExecInput, type NetworkStats } from './exec.js';
 import { Snapshots } from './snapshots.js';
 import { cloneBox, type CloneOptions } from './clone.js';
-import { exportBox, importBox } from './transfer.js';
+import { exportBox, importBox, type ImportOptions } from './transfer.js';
 import { copyIn, copyOut } from './copy.js';
 import type { CreateOptions, Reconfigure } from './options.js';
 import type { ExecOptions, ExecResult, Execution } from './execution.js';
@@ -194,9 +194,11 @@ export class Runtime {
     return exportBox(this.ctx, id, file);
   }
 
-  /** Makes a box from an archive written by exportBox. */
-  async importBox(file: string, opts: { name?: string } = {}): Promise<Box> {
-    return new Box(this, (await importBox(this.ctx, file, opts)).id);
+  /** Makes a box from an archive written by exportBox; notes say what of the archive's options was dropped
+   *  (host folders, named volumes, fixed host ports: give them again in opts). */
+  async importBox(file: string, opts: ImportOptions = {}): Promise<Box & { notes: string[] }> {
+    const r = await importBox(this.ctx, file, opts);
+    return Object.assign(new Box(this, r.record.id), { notes: r.notes });
   }
 
   copyIn(id: string, hostPath: string, boxPath: string): Promise<void> {

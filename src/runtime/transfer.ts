@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
+import { extract as tarExtract, failEntry, pack as tarPack } from '../util/tar.js';
 import { run } from '../util/exec.js';
 import { ensureDir, renameDurable, sha256File } from '../util/fs.js';
 import { tryLock } from '../util/lock.js';
@@ -17,6 +17,7 @@ import { ensureDisk } from './disks.js';
 import { boxStatus } from './status.js';
 import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
 import type { BoxOptions, BoxRecord, ImageConfig } from './types.js';
+import { checkForeignDisk, checkManifest, type ImportOverrides } from './foreign.js';
 
 const FORMAT = 'boxlite-export/1';
 
@@ -55,7 +56,7 @@ export async function exportBox(ctx: RuntimeContext, id: string, file: string): 
         fsSizeMib: rec.source.kind === 'image' ? rec.fsSizeMib : rec.options.diskSizeMib,
         parts: [{ name: 'disk.qcow2', size, sha256: sum }],
       };
-      const pack = tar.pack();
+      const pack = tarPack();
       const written = pipeline(pack, fs.createWriteStream(part));
       const entry = pack.entry({ name: 'disk.qcow2', size, mode: 0o600 });
       await pipeline(fs.createReadStream(flat), entry);
@@ -75,7 +76,14 @@ export async function exportBox(ctx: RuntimeContext, id: string, file: string): 
   });
 }
 
-export async function importBox(ctx: RuntimeContext, file: string, opts: { name?: string } = {}): Promise<BoxRecord> {
+export interface ImportOptions extends ImportOverrides {
+  name?: string;
+}
+
+const MAX_MANIFEST_BYTES = 1 << 20;
+
+/** Makes a box from an archive, trusting nothing in it that was not checked (see foreign.ts). */
+export async function importBox(ctx: RuntimeContext, file: string, opts: ImportOptions = {}): Promise<{ record: BoxRecord; notes: string[] }> {
   const src = path.resolve(file);
   const what = `box archive ${file}`;
   if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) throw new ArchiveError(`${what} does not exist or is not a file`);
@@ -88,11 +96,15 @@ export async function importBox(ctx: RuntimeContext, file: string, opts: { name?
   try {
     const seen = new Map<string, { size: number; sha256: string }>();
     let manifest: Manifest | undefined;
-    const extract = tar.extract();
+    const extract = tarExtract();
     extract.on('entry', (h, stream, next) => {
-      if (h.name === 'manifest.json') {
+      if (h.name === 'manifest.json' && h.type === 'file') {
         let text = '';
-        stream.on('data', (d) => (text += d));
+        stream.on('data', (d) => {
+          text += d;
+          if (text.length > MAX_MANIFEST_BYTES) stream.destroy(new ArchiveError(`${what}: its manifest is larger than ${MAX_MANIFEST_BYTES} bytes; nothing was imported`));
+        });
+        stream.on('error', (e) => next(e));
         stream.on('end', () => {
           try {
             manifest = JSON.parse(text);
@@ -104,8 +116,7 @@ export async function importBox(ctx: RuntimeContext, file: string, opts: { name?
         return;
       }
       if (h.name !== 'disk.qcow2' || h.type !== 'file') {
-        stream.resume();
-        return next(new ArchiveError(`${what}: unexpected entry "${h.name}": it was not made by 'boxlite export'`));
+        return failEntry(stream, next, new ArchiveError(`${what}: unexpected entry "${h.name}": it was not made by 'boxlite export'`));
       }
       const target = path.join(stage, h.name);
       let announced = false;
@@ -125,6 +136,9 @@ export async function importBox(ctx: RuntimeContext, file: string, opts: { name?
     }
     if (!manifest) throw new ArchiveError(`${what} has no manifest (it is truncated, or not made by 'boxlite export'); nothing was imported`);
     if (manifest.format !== FORMAT) throw new ArchiveError(`${what} has format "${manifest.format}", which this boxlite does not read (${FORMAT})`);
+    if (!Array.isArray(manifest.parts) || manifest.parts.length !== 1 || manifest.parts[0]?.name !== 'disk.qcow2') {
+      throw new ArchiveError(`${what}: its manifest lists parts other than one disk.qcow2; nothing was imported`);
+    }
     for (const p of manifest.parts) {
       const got = seen.get(p.name);
       if (!got) throw new ArchiveError(`${what}: part ${p.name} is missing; nothing was imported`);
@@ -132,7 +146,9 @@ export async function importBox(ctx: RuntimeContext, file: string, opts: { name?
         throw new ArchiveError(`${what}: part ${p.name} does not match its checksum (the archive was changed or damaged); nothing was imported`);
       }
     }
-    const m = manifest;
+    const { manifest: m, notes } = checkManifest(manifest, what, { ports: opts.ports, volumes: opts.volumes, binds: opts.binds });
+    await checkForeignDisk(path.join(stage, 'disk.qcow2'), what, m.options.diskSizeMib);
+    for (const v of m.options.volumes ?? []) ctx.volumes.get(v.volume);
     failpoint('import:checked');
     return await withRegistryLock(ctx, () => {
       const name = opts.name ?? m.name;
@@ -146,12 +162,12 @@ export async function importBox(ctx: RuntimeContext, file: string, opts: { name?
         name,
         createdAt: new Date().toISOString(),
         source: { kind: 'disk', origin: `imported from ${src} (exported from ${m.origin})`, config: m.config },
-        options: { ...m.options, ports: m.options.ports ?? [], dns: m.options.dns ?? [], network: m.options.network ?? 'default' },
+        options: m.options,
         state: 'created',
         fsSizeMib: m.fsSizeMib,
       };
       ctx.records.create(rec); // last: until here the box does not exist
-      return rec;
+      return { record: rec, notes };
     });
   } finally {
     stageLock?.release();

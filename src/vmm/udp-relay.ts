@@ -9,6 +9,9 @@ import type { PortMapping } from '../core/network.js';
 import { helperPid, startHelper, stopHelper } from './helpers.js';
 
 const NAME = 'udp-relay';
+/** How long a peer that sent to a forward may be answered (as a NAT's UDP mapping lasts), and how many are kept. */
+const PEER_TTL_MS = 180_000;
+const MAX_PEERS = 4096;
 const MARK = '--boxlite-udp-relay';
 export const relayLog = (dir: string) => path.join(dir, 'udp-relay.log');
 
@@ -45,8 +48,13 @@ async function relayMain(dir: string, name: string, ports: PortMapping[]): Promi
     client.close();
     process.exit(code);
   };
-  // A peer is "forward index|address:port": the reply leaves through the host socket the request came in on.
+  // A peer is "forward index|address:port": the reply leaves through the host socket the request came in on. The
+  // guest names the peer, so only peers that sent to that forward lately are answered: a guest cannot aim the
+  // relay at any other address (the host's loopback services, say).
+  const peers = new Map<string, number>();
   stream.on('data', (d: { port: number; peer: string; data: Buffer }) => {
+    const seen = peers.get(d.peer);
+    if (seen === undefined || Date.now() - seen > PEER_TTL_MS) return;
     const bar = d.peer.indexOf('|');
     const colon = d.peer.lastIndexOf(':');
     socks.get(Number(d.peer.slice(0, bar)))?.send(d.data, Number(d.peer.slice(colon + 1)), d.peer.slice(bar + 1, colon));
@@ -59,7 +67,13 @@ async function relayMain(dir: string, name: string, ports: PortMapping[]): Promi
       s.once('error', reject);
       s.bind(p.hostPort, p.hostIp, () => resolve());
     });
-    s.on('message', (m, r) => stream.write({ port: p.guestPort, peer: `${i}|${r.address}:${r.port}`, data: m }));
+    s.on('message', (m, r) => {
+      const peer = `${i}|${r.address}:${r.port}`;
+      peers.delete(peer); // re-inserted last: the map stays in order of last use, oldest first
+      peers.set(peer, Date.now());
+      if (peers.size > MAX_PEERS) peers.delete(peers.keys().next().value!);
+      stream.write({ port: p.guestPort, peer, data: m });
+    });
     socks.set(i, s);
   }
   process.on('SIGTERM', () => quit(0));

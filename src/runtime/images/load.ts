@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
 import { DigestMismatchError, ImageError } from '../../core/errors.js';
 import { renameDurable, sha256File } from '../../util/fs.js';
+import { SafeRoot, UnsafeEntryError } from '../../util/safe-root.js';
+import { extract as tarExtract, failEntry } from '../../util/tar.js';
 import { canonicalName } from './reference.js';
 import { checkLayerType, DEFAULT_PLATFORM, pickPlatform } from './pull.js';
 import { digestHex, sha256Digest, type ImageRecord, type ImageStore, type LayerDescriptor } from './store.js';
@@ -178,25 +179,30 @@ export async function loadArchive(store: ImageStore, file: string, platform = DE
   if (!st.isFile()) throw new ImageError(`${what} is not a file: give a tarball made by docker save or podman save`);
   const dir = fs.mkdtempSync(path.join(store.tmpDir, 'load-'));
   try {
-    const extract = tar.extract();
+    // Only folders and files are unpacked, each inside the temporary folder: the manifest names the files it
+    // needs, and docker save's symlinks between layer folders are not followed or made.
+    const root = new SafeRoot(dir, 'refuse');
+    const extract = tarExtract();
     extract.on('entry', (h, stream, next) => {
-      const rel = path.posix.normalize(h.name).replace(/^(\.\/)+/, '');
-      const abs = path.resolve(dir, rel);
-      if (!abs.startsWith(dir + path.sep) && abs !== dir) {
+      const skip = () => {
+        stream.on('end', () => next());
         stream.resume();
-        return next(new ImageError(`${what}: entry "${h.name}" points outside the archive`));
+      };
+      try {
+        if (h.type !== 'directory' && h.type !== 'file' && h.type !== 'contiguous-file') return skip();
+        const at = root.place(h.name, { create: true });
+        if (h.type === 'directory') {
+          if (!fs.lstatSync(at.abs, { throwIfNoEntry: false })?.isDirectory()) {
+            root.remove(at);
+            fs.mkdirSync(at.abs);
+          }
+          return skip();
+        }
+        root.remove(at);
+        pipeline(stream, fs.createWriteStream(at.abs, { flags: 'wx', mode: 0o600 })).then(() => next(), next);
+      } catch (e) {
+        failEntry(stream, next, e instanceof UnsafeEntryError ? new ImageError(`${what}: ${e.message}; nothing was loaded`) : (e as Error));
       }
-      if (h.type === 'directory') {
-        fs.mkdirSync(abs, { recursive: true });
-        stream.on('end', () => next());
-        return stream.resume();
-      }
-      if (h.type !== 'file' && h.type !== 'contiguous-file') {
-        stream.on('end', () => next());
-        return stream.resume(); // docker save also writes symlinks between layer folders; the manifest names the files
-      }
-      fs.mkdirSync(path.dirname(abs), { recursive: true });
-      pipeline(stream, fs.createWriteStream(abs)).then(() => next(), next);
     });
     try {
       const input = fs.createReadStream(file);

@@ -1,6 +1,7 @@
 // npm run bench: figures of this machine, section by section. Each section prints its rows as soon as it is done;
 // one that fails prints its error and the next one still runs, so a failure never loses figures already made.
 //   start     see start.ts: floor, cold start, exec round trip, stop, memory
+//   jail      see start.ts: the same box started jailed and unjailed
 //   network   see network.ts      state   see state.ts      project   see project.ts      images   see images.ts
 // BENCH_ONLY=state,network runs only those sections; BENCH_RUNS sets the repetitions of the start section.
 import { execFileSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Runtime } from '../src/runtime/runtime.js';
 import { loadAssets } from '../src/runtime/assets.js';
-import { startBench } from './start.js';
+import { jailBench, startBench } from './start.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
 import { stateBench } from './state.js';
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
   const runs = Number(process.env.BENCH_RUNS ?? 5);
   const sections: [string, () => Promise<[string, string][]>][] = [
     ['start', () => startBench(rt, rootfs, runs)],
+    ['jail', () => jailBench(home, rootfs, runs)],
     ['network', () => networkBench(rt, rootfs)],
     ['state', () => stateBench(rt, rootfs)],
     ['project', () => projectBench(home, rootfs)],

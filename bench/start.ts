@@ -64,3 +64,39 @@ export async function startBench(rt: Runtime, rootfs: string, runs: number): Pro
     ['raw: floor / cold start (ms)', `${floorTimes.map((x) => x.toFixed(0)).join(' ')} / ${cold.map((x) => x.toFixed(0)).join(' ')}`],
   ];
 }
+
+/** The jail's cost: the same box started jailed and unjailed, alternately, in one run. */
+export async function jailBench(home: string, rootfs: string, runs: number): Promise<[string, string][]> {
+  const { Runtime } = await import('../src/runtime/runtime.js');
+  const result: [string, string][] = [];
+  const times: Record<string, number[]> = { on: [], off: [] };
+  const rss: Record<string, number> = {};
+  const rts = { on: new Runtime({ home, say: () => {}, jail: true }), off: new Runtime({ home, say: () => {}, jail: false }) };
+  const box = await rts.on.create({ rootfs, name: 'jail-bench', memoryMib: 512 });
+  try {
+    await box.start(); // builds the disk; not counted
+    await box.stop();
+    for (let i = 0; i < runs; i++) {
+      for (const mode of ['on', 'off'] as const) {
+        const rt = rts[mode];
+        const t = performance.now();
+        await rt.start(box.id);
+        await rt.exec(box.id, ['true']);
+        times[mode].push(performance.now() - t);
+        const st = rt.engine.status(rt.home.boxDir(box.id));
+        if (st.kind === 'running') rss[mode] = rssMiB(st.pid);
+        await rt.stop(box.id);
+      }
+    }
+    for (const mode of ['on', 'off'] as const) {
+      result.push([`cold start → first exec, jail ${mode} (median of ${runs})`, ms(median(times[mode]))]);
+      result.push([`QEMU resident memory, jail ${mode}`, `${rss[mode]?.toFixed(0)} MiB`]);
+    }
+    result.push(['jail cost on start (median difference)', ms(median(times.on) - median(times.off))]);
+  } finally {
+    await rts.on.remove(box.id, { force: true }).catch(() => {});
+    rts.on.close();
+    rts.off.close();
+  }
+  return result;
+}

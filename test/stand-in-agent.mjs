@@ -2,7 +2,7 @@
 // box's QEMU would serve, in the box's folder) and answers as a compromised guest would. It passes for the box's
 // VM process (its command line names the box's qmp.sock and it writes qemu.pid), so the runtime talks to it as to
 // any running box.
-//   node stand-in-agent.mjs BOXDIR SCRIPT.json BOXDIR/qmp.sock  — SCRIPT: { download?: TARFILE, udp?: [{ port, peer, data }] }
+//   node stand-in-agent.mjs BOXDIR SCRIPT.json BOXDIR/vm/qmp.sock  — SCRIPT: { download?: TARFILE, udp?: [{ port, peer, data }] }
 // Prints "ready" once it listens.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -71,10 +71,12 @@ function serve(sock) {
   sock.on('error', () => {});
 }
 
+const run = path.join(dir, 'vm');
+fs.mkdirSync(run, { recursive: true });
 for (let i = 0; i < 4; i++) {
-  const p = path.join(dir, `agent-${i}.sock`);
+  const p = path.join(run, `agent-${i}.sock`);
   fs.rmSync(p, { force: true });
   net.createServer(serve).listen(p);
 }
-fs.writeFileSync(path.join(dir, 'qemu.pid'), String(process.pid));
+fs.writeFileSync(path.join(run, 'qemu.pid'), String(process.pid));
 process.stdout.write('ready\n');

@@ -13,6 +13,7 @@ import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
 import { contextProjectName } from './project.js';
 import { LayerBars } from './progress.js';
 import { printTable } from './table.js';
+import { describeJail, jailWanted, probeJail } from '../vmm/jail.js';
 import type { Cli, Command } from './command.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
@@ -242,7 +243,8 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const box = rt.get(p.positionals[0]);
       const info = box.info();
       const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
-      out(JSON.stringify({ ...shown(info), networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath() }, null, 2));
+      const jail = describeJail(jailWanted(), probeJail());
+      out(JSON.stringify({ ...shown(info), networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
       return 0;
     },
   },

@@ -2,6 +2,8 @@
 import { setup, loadAssets, missingPackages, HOST_PACKAGES } from '../runtime/assets.js';
 import { qemuBinary } from '../vmm/qemu.js';
 import { probeHost } from '../vmm/accel.js';
+import { describeJail, jailWanted, probeJail } from '../vmm/jail.js';
+import * as fs from 'node:fs';
 import { run as runCmd } from '../util/exec.js';
 import { parseArgs } from './args.js';
 import type { Command } from './command.js';
@@ -47,7 +49,11 @@ export const HOST_COMMANDS: Record<string, Command> = {
       } catch (e) {
         line(false, 'assets', (e as Error).message);
       }
-      line(true, 'home', rt.home.root);
+      const jail = describeJail(jailWanted(), probeJail());
+      line(jail.on || !jailWanted(), 'jail', jail.detail);
+      out(`     ${''.padEnd(12)} resource limits per box: rlimits (files, processes, file size); no cgroup (not implemented)`);
+      const mode = fs.statSync(rt.home.root).mode & 0o777;
+      line(mode === 0o700, 'home', `${rt.home.root} (${mode.toString(8).padStart(4, '0')}${mode === 0o700 ? ', private to you' : ': others may read it'})`);
       return ok ? 0 : 1;
     },
   },

@@ -6,7 +6,7 @@ import { AGENT_PORTS } from '../core/protocol.js';
 import { GUEST_NET } from '../core/network.js';
 import { BootError, BoxStateError, QemuMissingError } from '../core/errors.js';
 import { noteAccel } from '../vmm/accel.js';
-import { passtSocket, startPasst } from '../vmm/passt.js';
+import { startPasst } from '../vmm/passt.js';
 import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
 import { stopHelpers } from '../vmm/helpers.js';
@@ -17,6 +17,7 @@ import { ensureDisk } from './disks.js';
 import { InitStalled, connectAgent } from './channel.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
 import { withBoxLock, type RuntimeContext } from './context.js';
+import { confine } from './confine.js';
 import type { BoxRecord } from './types.js';
 
 /** A kernel reaches init in about 1 s under TCG; one that has not after this long has stalled. */
@@ -78,11 +79,12 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
   const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name) : [];
   const vols = volumeDisks(ctx, rec);
   const binds = rec.options.binds ?? [];
+  const box = await confine(ctx, rec, { assets, disk, volumes: vols.disks.map((d) => d.path), kvm: accel.accel === 'kvm' });
   for (let attempt = 1; ; attempt++) {
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     try {
-      if (net) await startPasst({ dir, ports, dns: rec.options.dns ?? [] });
-      for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly });
+      if (net) await startPasst({ dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as });
+      for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {
       stopHelpers(dir);
       throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
@@ -97,16 +99,17 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
       disks: [{ path: assets.initImage, format: 'raw', readonly: true }, { path: disk, format: 'qcow2', readonly: false }, ...vols.disks],
       agentPorts: AGENT_PORTS,
       accel: accel.accel,
-      netSocket: net ? passtSocket(dir) : undefined,
+      netSocket: net ? box.netSocket : undefined,
       lan: rec.options.lan ? { mcast: rec.options.lan.mcast, mac: rec.options.lan.mac } : undefined,
       shares: binds.map((_, i) => ({ socket: shareSocket(dir, i), tag: `fs${i}` })),
+      jail: box.jail,
     });
     await ctx.records.update(id, (r) => ({ ...r, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports }));
     try {
       const client = await connectAgent(ctx, id, { timeoutMs: bootTimeoutMs(accel.accel), stallMs: initStallMs(accel.accel) });
       ctx.clients.set(id, client);
       const udp = ports.filter((p) => p.protocol === 'udp');
-      if (udp.length) await startRelay(dir, rec.name, udp);
+      if (udp.length) await startRelay(dir, rec.name, udp, box.as);
       if (grow) await ctx.records.update(id, (r) => ({ ...r, fsSizeMib: rec.options.diskSizeMib }));
       return;
     } catch (e) {

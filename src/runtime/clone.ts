@@ -18,6 +18,7 @@ import { diskPath, ensureDisk, nextTop, ROOT_DISK } from './disks.js';
 import { isRunning } from './status.js';
 import { withFrozenFs } from './snapshots.js';
 import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
+import { runDir } from '../vmm/engine.js';
 import type { BoxRecord } from './types.js';
 
 export interface CloneOptions {
@@ -39,6 +40,9 @@ async function freeze(ctx: RuntimeContext, rec: BoxRecord): Promise<string> {
   } else {
     const next = nextTop(dir);
     await createTop(layer, next, rec.options.diskSizeMib, { unsafe: true });
+    // Its VMM runs as the owner of its run folder (its own uid, when jailed by root).
+    const owner = fs.statSync(runDir(dir));
+    fs.chownSync(next, owner.uid, owner.gid);
     await withFrozenFs(ctx, rec.id, async () => {
       failpoint('clone:frozen');
       await ctx.engine.switchDiskTop(dir, ROOT_DISK, next);

@@ -29,6 +29,8 @@ export interface RuntimeContext {
   readonly say: (m: string) => void;
   readonly clients: Map<string, AgentClient>;
   readonly hooks: BoxHooks;
+  /** Whether VMMs run jailed (src/vmm/jail.ts): on unless turned off. */
+  readonly jail: boolean;
   accel(): AccelChoice;
 }
 

@@ -35,7 +35,7 @@ export async function copyIn(ctx: RuntimeContext, id: string, hostPath: string, 
   const name = into ? path.basename(src) : path.posix.basename(boxPath);
   if (!into && !(await boxIsDir(box, destDir))) throw new ExecError(`cp: folder ${destDir} does not exist in box ${box.name}`);
   // GNU tar renames the top entry to the destination's name; owners become root, as with docker cp.
-  const tarProc = spawn('tar', ['-C', path.dirname(src), '--numeric-owner', '--owner=0', '--group=0', `--transform=s|^${escapeSed(path.basename(src))}|${escapeSed(name)}|`, '-cf', '-', path.basename(src)], {
+  const tarProc = spawn('tar', ['-C', path.dirname(src), '--numeric-owner', '--owner=0', '--group=0', `--transform=s|^${sedPattern(path.basename(src))}|${sedReplacement(name)}|`, '-cf', '-', path.basename(src)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -45,7 +45,10 @@ export async function copyIn(ctx: RuntimeContext, id: string, hostPath: string, 
   if ((await exited) !== 0) throw new ExecError(`cp: reading ${hostPath} failed: ${err.trim()}`);
 }
 
-const escapeSed = (s: string) => s.replace(/[\\|&]/g, '\\$&').replace(/[.*[\]^$]/g, '\\$&');
+// A name in tar's sed transform: regex characters are escaped in the pattern only (in the replacement a '\.' would
+// stay a backslash and a dot: a copy of a.txt into a folder arrived as a\.txt).
+const sedPattern = (s: string) => s.replace(/[\\|&]/g, '\\$&').replace(/[.*[\]^$]/g, '\\$&');
+const sedReplacement = (s: string) => s.replace(/[\\|&]/g, '\\$&');
 
 /** Copies a file or folder of the box to hostPath. */
 export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, hostPath: string): Promise<void> {

@@ -7,13 +7,15 @@ import { buildDisk, resolveDir } from './rootfs.js';
 import { createTop, isEmptyTop, newLayerPath } from './layers.js';
 import { renameDurable } from '../util/fs.js';
 import { withRegistryLock, type RuntimeContext } from './context.js';
+import { runDir } from '../vmm/engine.js';
 import type { BoxRecord } from './types.js';
 
 /** The box's disk is the VM's second drive, after the shared init image. */
 export const ROOT_DISK = 1;
 
 export const diskPath = (ctx: RuntimeContext, id: string) => path.join(ctx.home.boxDir(id), 'disk.qcow2');
-const nextTop = (dir: string) => path.join(dir, 'disk.next.qcow2');
+/** A new top a running box moves onto (clone): in its run folder, where its jailed VMM can open it. */
+const nextTop = (dir: string) => path.join(runDir(dir), 'disk.next.qcow2');
 
 /** The box's disk, made if it is not there yet. Do not call holding the registry lock (a folder box's first disk
  *  takes it). */

@@ -1,4 +1,5 @@
 // Where boxlite keeps its state: $BOXLITE_HOME, default ~/.boxlite.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ensureDir } from '../util/fs.js';
@@ -7,6 +8,13 @@ export class Home {
   readonly root: string;
   constructor(root?: string) {
     this.root = path.resolve(root ?? process.env.BOXLITE_HOME ?? path.join(os.homedir(), '.boxlite'));
+  }
+  /** Makes the home private to its user (0700): records hold environment values, consoles what boxes print. A
+   *  home made more open by hand is closed again. */
+  secure(): void {
+    const st = fs.statSync(this.root, { throwIfNoEntry: false });
+    if (!st) fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    else if (st.isDirectory() && (st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) fs.chmodSync(this.root, 0o700);
   }
   get assetsDir(): string {
     return path.join(this.root, 'assets');
@@ -28,7 +36,8 @@ export class Home {
   }
   /** Held while box names and ids are allocated or released, so names stay unique across processes. */
   get registryLock(): string {
-    return path.join(ensureDir(this.root), 'registry.lock');
+    this.secure();
+    return path.join(this.root, 'registry.lock');
   }
   /** Held for as long as an operation changes a box (start, stop, snapshot, resize): one at a time per box. */
   boxLock(id: string): string {

@@ -9,6 +9,7 @@ import { run } from '../util/exec.js';
 import { acquireLock, type Lock } from '../util/lock.js';
 import { stopHelpers } from '../vmm/helpers.js';
 import { collectLayers, dependentsOf } from './layers.js';
+import { unconfine } from './confine.js';
 import { ensureDisk } from './disks.js';
 import { asCreateOptions, LIVE_FIELDS, validateOptions, type Reconfigure } from './options.js';
 import { boxStatus, isRunning } from './status.js';
@@ -73,6 +74,7 @@ export async function removeBox(ctx: RuntimeContext, id: string, opts: { force?:
     stopHelpers(dir);
     dropClient(ctx, id);
     await ctx.engine.settle(dir);
+    unconfine(ctx, id);
     await withRegistryLock(ctx, async () => {
       ctx.records.forget(id);
       // Retries: the VM's supervisor may still be writing its exit file.

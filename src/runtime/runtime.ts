@@ -23,6 +23,7 @@ import type { PortMapping } from '../core/network.js';
 import type { VmEngine } from '../vmm/engine.js';
 import type { AgentClient } from '../vmm/agent-client.js';
 import { QemuEngine } from '../vmm/qemu.js';
+import { jailWanted } from '../vmm/jail.js';
 import { chooseAccel, parseAccel, probeHost, type AccelChoice, type AccelRequest } from '../vmm/accel.js';
 
 export { DEFAULTS, MIN_MEMORY_MIB } from '../core/defaults.js';
@@ -46,6 +47,9 @@ export interface RuntimeOptions {
   /** Registry credentials and plain-HTTP registries for pulls. */
   registry?: RegistryOptions;
   hooks?: RuntimeHooks;
+  /** Run each box's VMM jailed (the default; BOXLITE_JAIL=off turns it off). Off gives up the host boundary's
+   *  last layer: QEMU then runs as the caller with everything the caller can reach. */
+  jail?: boolean;
 }
 
 export class Runtime {
@@ -61,6 +65,7 @@ export class Runtime {
   constructor(opts: RuntimeOptions = {}) {
     const say = opts.say ?? ((m: string) => process.stderr.write(m + '\n'));
     this.home = new Home(opts.home);
+    this.home.secure();
     this.records = new RecordStore(this.home, say);
     this.images = new Images(this.home, this.records, opts.registry);
     this.volumes = new Volumes(this.home, this.records);
@@ -79,6 +84,7 @@ export class Runtime {
       say,
       clients: new Map<string, AgentClient>(),
       hooks,
+      jail: opts.jail ?? jailWanted(),
       accel: () => chooseAccel(accelRequest, probeHost()),
     };
   }

@@ -110,6 +110,8 @@ export interface BoxRecord {
   snapshotLayers?: Record<string, string>;
   /** Removed when it stops (run --rm). */
   autoRemove?: boolean;
+  /** The uid its VMM and helpers run as when boxlite runs as root (see confine.ts). */
+  vmmUid?: number;
 }
 
 export interface VolumeRecord {

@@ -12,6 +12,7 @@ import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION } from '../core/p
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { tryLock, type Lock } from '../util/lock.js';
 import { AgentVersionError, BoxBusyError } from '../core/errors.js';
+import { runDir } from './engine.js';
 
 const HELLO_EVERY_MS = 250;
 
@@ -29,7 +30,7 @@ function agentPackage(): any {
   return packageCache;
 }
 
-export const portSocket = (boxDir: string, i: number) => path.join(boxDir, `agent-${i}.sock`);
+export const portSocket = (boxDir: string, i: number) => path.join(runDir(boxDir), `agent-${i}.sock`);
 
 export interface ConnectOptions {
   timeoutMs: number;

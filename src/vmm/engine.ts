@@ -1,5 +1,11 @@
 // What the runtime needs from a VM engine. One engine today (QEMU); the interface keeps the runtime free of argv
 // and of QMP: every operation on a running VM goes through here.
+import * as path from 'node:path';
+import type { JailSpec } from './jail.js';
+
+/** The folder inside a box's folder where the VM process writes (its sockets, pid, console): the only part of the
+ *  box's folder a jailed VMM may write, so it can never touch the box's record or locks. */
+export const runDir = (boxDir: string) => path.join(boxDir, 'vm');
 
 export interface DiskSpec {
   /** Shown to the guest in /sys/block/vdX/serial, so it can find a disk whatever order they probe in. */
@@ -19,7 +25,7 @@ export interface VmSpec {
   cmdline: string;
   /** In guest order: the first is /dev/vda. Operations name a disk by its index here. */
   disks: DiskSpec[];
-  /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets agent-N.sock. */
+  /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets vm/agent-N.sock. */
   agentPorts: number;
   accel: 'kvm' | 'tcg';
   /** The Unix socket of the box's network helper; none: the guest has only loopback. */
@@ -28,6 +34,8 @@ export interface VmSpec {
   lan?: { mcast: string; mac: string };
   /** virtiofs shares: the vhost-user socket of each one's virtiofsd, and the tag the guest mounts it by. */
   shares?: { socket: string; tag: string }[];
+  /** Run the VMM in this jail (see jail.ts); absent: as the caller, unconfined. */
+  jail?: JailSpec;
 }
 
 /** The MAC of the NIC to the network helper, so the guest can tell it from the LAN NIC. */

@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GUEST_NET, type PortMapping } from '../core/network.js';
 import { helperPid, startHelper, stopHelper } from './helpers.js';
+import { runDir } from './engine.js';
+import type { JailIdentity } from './jail.js';
 
 export const PASST = '/usr/bin/passt';
 const NAME = 'passt';
@@ -15,20 +17,27 @@ export interface PasstSpec {
   ports: PortMapping[];
   /** DNS servers the guest uses; empty: passt forwards to the host's resolver. */
   dns: string[];
+  /** Started by root: run as the box's own uid (the socket is then theirs, as QEMU's must be); else as root. */
+  runAs?: JailIdentity;
+  /** Where to make the socket QEMU connects to; default the box's run folder. */
+  socket?: string;
 }
 
-export const passtSocket = (dir: string) => path.join(dir, 'net', 'net.sock');
+export const passtSocket = (dir: string) => path.join(runDir(dir), 'net.sock');
 export const passtLog = (dir: string) => path.join(dir, 'passt.log');
+
+const socketOf = (spec: PasstSpec) => spec.socket ?? passtSocket(spec.dir);
 
 export function passtArgs(spec: PasstSpec): string[] {
   const args = [
     // Not --one-off: this passt quits at once with it when its stdin is not a terminal. The VM's supervisor
     // ends it instead when QEMU exits (see qemu.ts).
     '--foreground', '--ipv4-only',
-    // Started as root, passt would switch to nobody before binding its socket, which then cannot reach a home
-    // under /root; it keeps the user that runs boxlite (and QEMU) instead, still inside its own namespaces.
-    ...(process.getuid?.() === 0 ? ['--runas', '0:0'] : []),
-    '--socket', passtSocket(spec.dir),
+    // Started as root, passt drops to the box's uid (the jailed QEMU's) before it makes its socket; without a
+    // jail it keeps root, since as nobody it could not reach a home under /root. Either way it then lives in
+    // namespaces of its own with no capabilities.
+    ...(process.getuid?.() === 0 ? ['--runas', spec.runAs ? `${spec.runAs.uid}:${spec.runAs.gid}` : '0:0'] : []),
+    '--socket', socketOf(spec),
     '--log-file', passtLog(spec.dir),
     '--no-map-gw',
     '--address', GUEST_NET.address, '--netmask', String(GUEST_NET.prefix), '--gateway', GUEST_NET.gateway,
@@ -50,16 +59,17 @@ export function passtPid(dir: string): number | null {
 /** Starts passt for a box and waits until its socket is there for QEMU. */
 export async function startPasst(spec: PasstSpec): Promise<number> {
   if (!fs.existsSync(PASST)) throw new Error(`passt is not installed (${PASST}): run 'boxlite setup' (Debian package passt)`);
-  fs.mkdirSync(path.dirname(passtSocket(spec.dir)), { recursive: true, mode: 0o700 });
+  // passt opens its log before it drops to the box's uid, and root without capabilities can only open its own file.
+  fs.writeFileSync(passtLog(spec.dir), '', { mode: 0o600 });
   return startHelper({
     dir: spec.dir,
     name: NAME,
     what: 'the network helper (passt)',
     command: PASST,
     args: passtArgs(spec),
-    mark: passtSocket(spec.dir),
+    mark: socketOf(spec),
     log: passtLog(spec.dir),
-    ready: { file: passtSocket(spec.dir) },
+    ready: { file: socketOf(spec) },
   });
 }
 

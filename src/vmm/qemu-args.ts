@@ -1,14 +1,15 @@
 // QEMU's command line for a box (pure, for tests and for `inspect`): a microvm machine with direct kernel boot and
 // virtio-mmio devices.
 import * as path from 'node:path';
-import { NET_MAC, type VmSpec } from './engine.js';
+import { NET_MAC, runDir, type VmSpec } from './engine.js';
+import { QEMU_SANDBOX } from './jail.js';
 import { tcgKernelArgs } from './accel.js';
 
 /** QEMU's id of the spec's disk i; QMP operations name disks by it. */
 export const driveId = (i: number) => `disk${i}`;
 
 export function qemuArgs(spec: VmSpec): string[] {
-  const f = (name: string) => path.join(spec.dir, name);
+  const f = (name: string) => path.join(runDir(spec.dir), name);
   const args = [
     '-name', `boxlite,debug-threads=on`,
     // vhost-user devices (virtiofs) need the guest's memory in a shared mapping their helper can map too.
@@ -26,6 +27,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-serial', 'chardev:con',
     '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,
     '-pidfile', f('qemu.pid'),
+    ...(spec.jail ? ['-sandbox', QEMU_SANDBOX] : []),
     '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
     'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
   ];

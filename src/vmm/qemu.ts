@@ -5,10 +5,11 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import type { VmEngine, VmExit, VmSpec } from './engine.js';
+import { runDir, type VmEngine, type VmExit, type VmSpec } from './engine.js';
 import { QmpConnection, qmp } from './qmp.js';
 import { driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
+import { jailArgv } from './jail.js';
 import { cmdlineOf, pidFromFile, signal } from '../util/proc.js';
 import { fsyncPath } from '../util/fs.js';
 
@@ -31,7 +32,10 @@ function which(bin: string): string | null {
   return null;
 }
 
-const qmpSocket = (dir: string) => path.join(dir, 'qmp.sock');
+const qmpSocket = (dir: string) => path.join(runDir(dir), 'qmp.sock');
+/** Where bwrap reports the jailed QEMU's pid as the host sees it (its pidfile holds the pid in its namespace). */
+const jailStatus = (dir: string) => path.join(runDir(dir), 'jail.json');
+const CONSOLE_CAP = 2 * 1024 * 1024;
 
 function readExit(dir: string): string | null {
   try {
@@ -43,7 +47,12 @@ function readExit(dir: string): string | null {
 
 function readPid(dir: string): number | null {
   try {
-    const pid = Number(fs.readFileSync(path.join(dir, 'qemu.pid'), 'utf8').trim());
+    const status = fs.readFileSync(jailStatus(dir), 'utf8');
+    const pid = Number(JSON.parse(status.split('\n')[0])['child-pid']);
+    return pid > 0 ? pid : null;
+  } catch {}
+  try {
+    const pid = Number(fs.readFileSync(path.join(runDir(dir), 'qemu.pid'), 'utf8').trim());
     return pid > 0 ? pid : null;
   } catch {
     return null;
@@ -56,14 +65,23 @@ function isQemuOf(pid: number, dir: string): boolean {
   return cmd.includes(qmpSocket(dir)) && !cmd.includes(`\0${SUPERVISOR_MARK}\0`);
 }
 
-/** The supervisor shell of the box's VM, while it lives (it outlives QEMU by the moment it takes to note the exit). */
-function supervisorPid(dir: string): number | null {
-  return pidFromFile(path.join(dir, 'supervisor.pid'), `\0${SUPERVISOR_MARK}\0`, qmpSocket(dir));
+/** A VM started by a boxlite that kept its sockets and pidfile in the box's folder itself (before run folders):
+ *  still found, so that an upgrade does not lose a running box — it can be stopped and removed. */
+function legacyPid(dir: string): number | null {
+  return pidFromFile(path.join(dir, 'qemu.pid'), path.join(dir, 'qmp.sock'));
 }
 
-// After QEMU, the supervisor records its status and ends the box's helpers (those still running as themselves).
+/** The supervisor shell of the box's VM, while it lives (it outlives QEMU by the moment it takes to note the exit). */
+function supervisorPid(dir: string): number | null {
+  return pidFromFile(path.join(dir, 'supervisor.pid'), `\0${SUPERVISOR_MARK}\0`, `${dir}/`);
+}
+
+// The supervisor runs QEMU (in its jail) and waits for it; meanwhile a loop of its own keeps the guest console
+// under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1). After QEMU, it
+// records the exit status, then ends the box's helpers (those still running as themselves).
 const SUPERVISOR_SCRIPT =
-  '"$@"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+  `c=vm/console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1 && : > $c; done ) & ` +
+  '"$@" 3>vm/jail.json; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
@@ -76,19 +94,22 @@ export class QemuEngine implements VmEngine {
   }
 
   consolePath(dir: string): string {
-    return path.join(dir, 'console.log');
+    return path.join(runDir(dir), 'console.log');
   }
 
   async start(spec: VmSpec): Promise<number> {
     const problem = this.check();
     if (problem) throw new Error(problem);
     await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
-    for (const f of ['qemu.pid', 'vm.exit', 'supervisor.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) {
-      fs.rmSync(path.join(spec.dir, f), { force: true });
-    }
+    const run = runDir(spec.dir);
+    for (const f of ['vm.exit', 'supervisor.pid']) fs.rmSync(path.join(spec.dir, f), { force: true });
+    for (const f of ['qemu.pid', 'jail.json', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(run, f), { force: true });
     fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`);
+    if (spec.jail?.as) fs.chownSync(this.consolePath(spec.dir), spec.jail.as.uid, spec.jail.as.gid);
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
-    const child = spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, qemuBinary(), ...qemuArgs(spec)], {
+    const qemu = [qemuBinary(), ...qemuArgs(spec)];
+    const argv = spec.jail ? jailArgv(spec.jail, qemu) : qemu;
+    const child = spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, ...argv], {
       cwd: spec.dir,
       detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
       stdio: ['ignore', log, log],
@@ -112,6 +133,8 @@ export class QemuEngine implements VmEngine {
   }
 
   status(dir: string): VmExit {
+    const legacy = legacyPid(dir);
+    if (legacy) return { kind: 'running', pid: legacy };
     const pid = readPid(dir);
     if (pid && isQemuOf(pid, dir)) return { kind: 'running', pid };
     const raw = readExit(dir);
@@ -147,14 +170,16 @@ export class QemuEngine implements VmEngine {
     // A VM still starting has no pidfile yet: wait for it, so the QEMU that is about to run is the one ended.
     const startDeadline = Date.now() + 10_000;
     while (readPid(dir) === null && supervisorPid(dir) && readExit(dir) === null && Date.now() < startDeadline) await sleep(10);
-    const pid = readPid(dir);
-    if (!pid || !isQemuOf(pid, dir)) return this.settle(dir);
-    await qmp(qmpSocket(dir), 'quit', undefined, timeoutMs).catch(() => {});
+    const legacy = legacyPid(dir);
+    const pid = legacy ?? readPid(dir);
+    if (!pid || !(legacy || isQemuOf(pid, dir))) return this.settle(dir);
+    await qmp(legacy ? path.join(dir, 'qmp.sock') : qmpSocket(dir), 'quit', undefined, timeoutMs).catch(() => {});
+    const alive = () => (legacy ? cmdlineOf(pid).includes(path.join(dir, 'qmp.sock')) : isQemuOf(pid, dir));
     const deadline = Date.now() + timeoutMs;
-    while (isQemuOf(pid, dir) && Date.now() < deadline) await sleep(20);
-    if (isQemuOf(pid, dir)) {
+    while (alive() && Date.now() < deadline) await sleep(20);
+    if (alive()) {
       signal(pid, 'SIGKILL');
-      while (isQemuOf(pid, dir)) await sleep(20);
+      while (alive()) await sleep(20);
     }
     await this.settle(dir);
   }
@@ -188,7 +213,7 @@ export class QemuEngine implements VmEngine {
   /** Migration into a Unix socket this process serves and copies to the file: QEMU itself opens no file and runs
    *  no command, so this works under a jail that forbids both. */
   async saveState(dir: string, file: string): Promise<{ bytes: number }> {
-    const sock = path.join(dir, 'migrate.sock');
+    const sock = path.join(runDir(dir), 'migrate.sock');
     fs.rmSync(sock, { force: true });
     const out = fs.createWriteStream(file, { mode: 0o600 });
     const written = new Promise<void>((resolve, reject) => out.on('close', resolve).on('error', reject));
@@ -198,6 +223,9 @@ export class QemuEngine implements VmEngine {
       c.pipe(out);
     });
     await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once('error', reject));
+    // A jailed QEMU runs as the owner of its run folder: the socket must be theirs to connect to.
+    const owner = fs.statSync(runDir(dir));
+    fs.chownSync(sock, owner.uid, owner.gid);
     const conn = await QmpConnection.open(qmpSocket(dir));
     try {
       await conn.execute('stop');

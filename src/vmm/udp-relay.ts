@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { compiledModule } from '../util/package-root.js';
 import type { PortMapping } from '../core/network.js';
 import { helperPid, startHelper, stopHelper } from './helpers.js';
+import type { JailIdentity } from './jail.js';
 
 const NAME = 'udp-relay';
 /** How long a peer that sent to a forward may be answered (as a NAT's UDP mapping lasts), and how many are kept. */
@@ -23,14 +24,15 @@ export function stopRelay(dir: string): void {
   stopHelper(dir, NAME);
 }
 
-/** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. */
-export async function startRelay(dir: string, name: string, ports: PortMapping[]): Promise<void> {
+/** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. Started by root,
+ *  it becomes the box's uid (as) once its sockets are bound and its agent connection made. */
+export async function startRelay(dir: string, name: string, ports: PortMapping[], as?: JailIdentity): Promise<void> {
   await startHelper({
     dir,
     name: NAME,
     what: 'the UDP forward helper',
     command: process.execPath,
-    args: [compiledModule(fileURLToPath(import.meta.url)), MARK, dir, name, JSON.stringify(ports)],
+    args: [compiledModule(fileURLToPath(import.meta.url)), MARK, dir, name, JSON.stringify(ports), JSON.stringify(as ?? null)],
     mark: `${MARK}\0${dir}`,
     log: relayLog(dir),
     ready: { line: 'ready' },
@@ -38,7 +40,7 @@ export async function startRelay(dir: string, name: string, ports: PortMapping[]
   });
 }
 
-async function relayMain(dir: string, name: string, ports: PortMapping[]): Promise<void> {
+async function relayMain(dir: string, name: string, ports: PortMapping[], as: JailIdentity | null): Promise<void> {
   const { AgentClient } = await import('./agent-client.js');
   const client = await AgentClient.connect(dir, name, { timeoutMs: 30_000 });
   const stream = client.network.udpRelay();
@@ -77,12 +79,18 @@ async function relayMain(dir: string, name: string, ports: PortMapping[]): Promi
     socks.set(i, s);
   }
   process.on('SIGTERM', () => quit(0));
+  if (as && process.getuid?.() === 0) {
+    // Everything it needs is open: from here on it holds no privilege (groups first, then gid, then uid).
+    process.setgroups!([]);
+    process.setgid!(as.gid);
+    process.setuid!(as.uid);
+  }
   process.stdout.write('ready\n');
 }
 
 if (process.argv[2] === MARK) {
-  const [, , , dir, name, ports] = process.argv;
-  relayMain(dir, name, JSON.parse(ports)).catch((e) => {
+  const [, , , dir, name, ports, as] = process.argv;
+  relayMain(dir, name, JSON.parse(ports), JSON.parse(as ?? 'null')).catch((e) => {
     process.stderr.write(`udp relay: ${(e as Error).message}\n`);
     process.exit(1);
   });

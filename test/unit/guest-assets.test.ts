@@ -63,9 +63,9 @@ describe('QEMU command line', () => {
     expect(a).toContain('-accel tcg,thread=multi -cpu max');
     expect(a).toContain('-smp 2');
     expect(a).toContain('virtio-serial-device,max_ports=5');
-    expect(a).toContain('socket,id=agent3,path=/h/boxes/abc/agent-3.sock,server=on,wait=off');
+    expect(a).toContain('socket,id=agent3,path=/h/boxes/abc/vm/agent-3.sock,server=on,wait=off');
     expect(a).toContain('file=/init.img,format=raw,readonly=on');
-    expect(a).toContain('-qmp unix:/h/boxes/abc/qmp.sock,server=on,wait=off');
+    expect(a).toContain('-qmp unix:/h/boxes/abc/vm/qmp.sock,server=on,wait=off');
   });
   it('uses the host CPU under KVM', () => {
     expect(qemuArgs({ ...spec, accel: 'kvm' }).join(' ')).toContain('-accel kvm -cpu host');

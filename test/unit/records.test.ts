@@ -120,3 +120,16 @@ describe('names', () => {
     expect(() => checkName('volume', 'v'.repeat(81))).toThrow(/volume name .* \(up to 80/);
   });
 });
+
+describe('home', () => {
+  it('is made private to its user, and closed again when opened by hand', () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-home-'));
+    homes.push(parent);
+    const fresh = new Home(path.join(parent, 'a', 'b'));
+    fresh.secure();
+    expect(fs.statSync(fresh.root).mode & 0o777).toBe(0o700);
+    fs.chmodSync(fresh.root, 0o755);
+    new Home(fresh.root).secure();
+    expect(fs.statSync(fresh.root).mode & 0o777).toBe(0o700);
+  });
+});

@@ -10,11 +10,12 @@ import { createHash } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from '../helpers.js';
 import { ociImage, tarLayer, type Entry } from '../oci.js';
 import { freePort } from '../registry.js';
 import { REPO } from '../paths.js';
 import { startRelay, stopRelay } from '../../src/vmm/udp-relay.js';
+import { loadAssets } from '../../src/runtime/assets.js';
 
 let home: string;
 let victim: string;
@@ -283,7 +284,7 @@ async function standInBox(name: string, script: Record<string, unknown>, ports: 
     const dir = path.join(home, 'boxes', box.id);
     const scriptFile = path.join(tmp, `${name}.json`);
     fs.writeFileSync(scriptFile, JSON.stringify(script));
-    const child = spawn(process.execPath, [path.join(REPO, 'test', 'stand-in-agent.mjs'), dir, scriptFile, path.join(dir, 'qmp.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [path.join(REPO, 'test', 'stand-in-agent.mjs'), dir, scriptFile, path.join(dir, 'vm', 'qmp.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
       child.once('exit', (c) => reject(new Error(`the stand-in agent exited (${c})`)));
@@ -390,6 +391,84 @@ describe('a hostile guest', () => {
       client.close();
       victimSock.close();
       box.stop();
+    }
+  });
+});
+
+/** Fields of /proc/PID/status. */
+function procStatus(pid: number): Record<string, string> {
+  return Object.fromEntries(
+    fs
+      .readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+  );
+}
+const ns = (pid: number | 'self', kind: string) => fs.readlinkSync(`/proc/${pid}/ns/${kind}`);
+
+describe('the jail', () => {
+  it('runs each VMM as a uid of its own box, without privileges, seccomp-filtered, in namespaces, seeing only its box', async () => {
+    const rt = quietRuntime(home);
+    try {
+      const box = await rt.create({ rootfs: makeRootfs(path.join(tmp, 'rootfs-jailed')), name: 'jailed', memoryMib: 192, diskSizeMib: 128, ports: ['8000', '53/udp'] });
+      await box.start();
+      expect((await box.exec(['echo', 'up'])).stdout).toBe('up\n');
+      const st = rt.engine.status(path.join(home, 'boxes', box.id));
+      expect(st.kind).toBe('running');
+      const pid = (st as { pid: number }).pid;
+      expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toMatch(/^qemu-system-x86_64\0/);
+      const s = procStatus(pid);
+      const uid = Number(s.Uid.split(/\s+/)[0]);
+      expect(uid).toBe(box.info().vmmUid);
+      expect(uid).toBeGreaterThanOrEqual(1_900_000_000);
+      expect(s.Uid.split(/\s+/)).toEqual([String(uid), String(uid), String(uid), String(uid)]); // real, effective, saved, fs
+      expect(s.Groups).toBe('');
+      expect(s.CapEff).toBe('0000000000000000');
+      expect(s.CapBnd).toBe('0000000000000000');
+      expect(s.NoNewPrivs).toBe('1');
+      expect(s.Seccomp).toBe('2');
+      for (const kind of ['pid', 'ipc', 'uts', 'mnt', 'net']) expect(ns(pid, kind)).not.toBe(ns('self', kind));
+      const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+      expect(limits).toMatch(/Max open files\s+1024\s+1024/);
+      expect(limits).toMatch(/Max processes\s+256\s+256/);
+      expect(limits).toMatch(/Max core file size\s+0\s+0/);
+      expect(limits).toMatch(new RegExp(`Max file size\\s+${(128 * 2 + 512) * 1024 * 1024}\\s`));
+      // Its view of the file system: its run folder and disk, the assets; not its record, not the rest of the home.
+      const view = `/proc/${pid}/root`;
+      const dir = path.join(home, 'boxes', box.id);
+      expect(fs.existsSync(`${view}${dir}/vm/qmp.sock`)).toBe(true);
+      expect(fs.existsSync(`${view}${dir}/disk.qcow2`)).toBe(true);
+      expect(fs.existsSync(`${view}${dir}/box.json`)).toBe(false);
+      // Of the home: the box's own folder, and the layer below its disk (a folder box's base); the guest assets
+      // (linked into this home from the test's shared ones) at their own paths.
+      expect(fs.readdirSync(`${view}${home}`).sort()).toEqual(['boxes', 'layers']);
+      expect(fs.readdirSync(`${view}${home}/boxes`)).toEqual([box.id]);
+      expect(fs.existsSync(`${view}${loadAssets(rt.home).kernel}`)).toBe(true);
+      expect(fs.existsSync(`${view}/etc/passwd`)).toBe(false);
+      expect(fs.existsSync(`${view}${victim}`)).toBe(false);
+      // Its helpers run as the same uid: the network helper and the UDP relay.
+      const helpers = execFileSync('ps', ['-o', 'uid=,args=', '-e']).toString().split('\n').filter((l) => l.includes(dir) || l.includes(`boxlite/`));
+      const passt = helpers.find((l) => l.includes('/usr/bin/passt') && l.includes('--runas'));
+      expect(passt?.trim().split(/\s+/)[0]).toBe(String(uid));
+      const relay = helpers.find((l) => l.includes('--boxlite-udp-relay'));
+      expect(relay?.trim().split(/\s+/)[0]).toBe(String(uid));
+      // What the VMM may write in the box's folder is its run folder and its disk, nothing else.
+      expect(fs.statSync(path.join(dir, 'vm')).uid).toBe(uid);
+      expect(fs.statSync(path.join(dir, 'box.json')).uid).toBe(0);
+      expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+      expect(fs.statSync(path.join(dir, 'box.json')).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(home).mode & 0o777).toBe(0o700);
+      // A guest flooding its console cannot fill the host's disk: the log is cut at 2 MiB, the older half kept.
+      const log = box.consolePath();
+      void box.exec(['sh', '-c', 'head -c 2500000 /dev/zero | tr "\\0" x > /dev/console']).catch(() => {});
+      await waitUntil(() => fs.existsSync(`${log}.1`), 'the console log was rotated', 120_000);
+      expect(fs.statSync(`${log}.1`).size).toBeGreaterThan(2 * 1024 * 1024);
+      expect(fs.statSync(`${log}.1`).size).toBeLessThan(2_500_000);
+      expect(fs.statSync(log).size).toBeLessThan(2 * 1024 * 1024);
+      await box.remove({ force: true });
+    } finally {
+      rt.close();
     }
   });
 });

@@ -24,7 +24,12 @@ afterAll(async () => {
   if (home) await cleanupHome(home);
 });
 
-const qemuPid = (id: string) => Number(fs.readFileSync(path.join(home, 'boxes', id, 'qemu.pid'), 'utf8'));
+/** The host pid of a box's QEMU (jailed, its own pidfile holds its pid in its namespace). */
+const qemuPid = (id: string) => {
+  const st = rt.engine.status(path.join(home, 'boxes', id));
+  if (st.kind !== 'running') throw new Error(`box ${id} has no VM running`);
+  return st.pid;
+};
 
 describe('box lifecycle', () => {
   it('create is lazy; state survives stop/start; restart; rm is refused while running', async () => {
@@ -95,7 +100,7 @@ describe('box lifecycle', () => {
     await box.start();
     // Freeze the agent (SIGSTOP) and then say so on the console: once the line is there, the agent is stopped (this
     // exec never gets its answer, which is the point).
-    const console = path.join(home, 'boxes', box.id, 'console.log');
+    const console = box.consolePath();
     const seen = fs.readFileSync(console, 'utf8').length;
     void box.exec(['sh', '-c', 'pid=$(pidof boxlite-agent) && kill -STOP $pid && echo boxlite-test: agent frozen > /dev/console']).catch(() => {});
     await waitUntil(() => fs.readFileSync(console, 'utf8').slice(seen).includes('boxlite-test: agent frozen'), 'the agent is frozen');

@@ -153,7 +153,7 @@ describe('port forwards', () => {
       expect(e).toBeInstanceOf(PortInUseError);
       expect(e.message).toBe(`box clash: host port ${p}/tcp on 127.0.0.1 is already in use (forward 127.0.0.1:${p}->80/tcp): choose another host port, or stop what uses it`);
       expect(b.info().state).toBe('created');
-      expect(fs.existsSync(path.join(home, 'boxes', b.id, 'qemu.pid'))).toBe(false);
+      expect(fs.existsSync(path.join(home, 'boxes', b.id, 'supervisor.pid'))).toBe(false); // no VM was ever started
       await b.remove();
     } finally {
       taken.close();

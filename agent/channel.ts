@@ -6,6 +6,7 @@ import { Duplex } from 'node:stream';
 import { LINK_HELLO, LINK_READY } from '../src/core/protocol.js';
 
 const READ_SIZE = 64 * 1024;
+const NEW_HELLO = new RegExp(`^${LINK_HELLO}([0-9a-f]{16})\n`);
 // read() returns 0 at once while no host is connected, so an idle port is polled. Polled every 50 ms, four ports
 // cost an idle box ~10 % of a host core under TCG; once the kernel is asked to signal a host's arrival (SIGIO,
 // armed a little after boot so that loading koffi does not delay it), the poll is only a safety net.
@@ -15,7 +16,10 @@ const wakers = new Set<() => void>();
 const fds: number[] = [];
 
 /** Asks the kernel for SIGIO when a host connects to any port, then polls idle ports rarely. */
+let armed = false;
 export function armHostSignal(log: (m: string) => void): void {
+  if (armed) return;
+  armed = true;
   try {
     const koffi = createRequire(__filename)('koffi');
     const fcntl = koffi.load('libc.so.6').func('int fcntl(int, int, int)');
@@ -48,6 +52,13 @@ class PortConnection extends Duplex {
   _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.ended) return cb();
     this.write_(chunk).then(() => cb(), (err) => cb(err));
+  }
+  // The HTTP/2 server ends a connection it gave up on (a protocol error: say, bytes of a host that is no longer
+  // there, left in a memory that was saved and restored) by ending its side: the connection is then over, and the
+  // port goes back to waiting for a HELLO.
+  _final(cb: (err?: Error | null) => void): void {
+    cb();
+    this.destroy();
   }
   _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.ended = true;
@@ -134,7 +145,14 @@ export function servePort(devicePath: string, onConnection: (d: Duplex) => void,
   };
 
   const onData = (b: Buffer) => {
-    if (conn && !stripping) return conn.feed(b);
+    if (conn && !stripping) {
+      // A new host's HELLO where the old host's bytes were expected: the old host left without this guest seeing
+      // it (a reconnect faster than the guest's read, or a memory saved with a host connected and restored).
+      // A host's first bytes are its HELLO, so a read that begins with one with another nonce is a new host.
+      const hello = NEW_HELLO.exec(b.subarray(0, LINK_HELLO.length + 18).toString('latin1'));
+      if (!hello || hello[1] === nonce) return conn.feed(b);
+      endConnection();
+    }
     pending = Buffer.concat([pending, b]);
     if (conn) strip();
     else scan();

@@ -25,6 +25,7 @@ export interface ExecOptions {
   cols: number;
   stdin: boolean;
   timeoutMs: number;
+  detach?: boolean;
 }
 
 export interface ExitStatus { exitCode: number; signal: string; timedOut: boolean }
@@ -128,10 +129,10 @@ export class Process {
       this.child = spawn(found.path, o.argv.slice(1), {
         ...common,
         detached: true, // its own process group, so Kill and the timeout reach its children too
-        stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        stdio: [o.stdin ? 'pipe' : 'ignore', o.detach ? 'ignore' : 'pipe', o.detach ? 'ignore' : 'pipe'],
       });
-      this.child.stdout!.on('data', (d: Buffer) => this.push(STDOUT, d));
-      this.child.stderr!.on('data', (d: Buffer) => this.push(STDERR, d));
+      this.child.stdout?.on('data', (d: Buffer) => this.push(STDOUT, d));
+      this.child.stderr?.on('data', (d: Buffer) => this.push(STDERR, d));
       this.child.stdin?.on('error', () => {});
       this.child.on('close', () => this.finishOutput());
     }

@@ -13,6 +13,8 @@ import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from
 import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
+import { prepareRestore, restored } from './restore.js';
+import { netInterfaces, usage } from './usage.js';
 import { BUSYBOX } from '../src/core/guest.js';
 
 const AGENT_VERSION = '0.1.0';
@@ -46,24 +48,6 @@ function unary<Req>(fn: (req: Req) => unknown | Promise<unknown>) {
   };
 }
 
-function netInterfaces() {
-  const addrs = os.networkInterfaces();
-  return fs
-    .readdirSync('/sys/class/net')
-    .filter((n) => n !== 'lo')
-    .map((name) => {
-      const stat = (k: string) => Number(fs.readFileSync(`/sys/class/net/${name}/statistics/${k}`, 'utf8').trim());
-      return {
-        name,
-        address: addrs[name]?.find((a) => a.family === 'IPv4')?.cidr ?? '',
-        rxBytes: stat('rx_bytes'),
-        txBytes: stat('tx_bytes'),
-        rxPackets: stat('rx_packets'),
-        txPackets: stat('tx_packets'),
-      };
-    });
-}
-
 function main(): void {
   process.title = 'boxlite-agent'; // findable with pidof/ps inside the box
   const protoPath = path.join(__dirname, 'agent.proto');
@@ -79,9 +63,16 @@ function main(): void {
       agentVersion: AGENT_VERSION,
       kernel: os.release(),
       bootMs: bootedAt,
+      nodeStartMs: nodeStart,
     })),
     ping: unary(() => ({})),
     netStats: unary(() => ({ interfaces: netInterfaces() })),
+    usage: unary(() => usage()),
+    restored: unary<{ unixMs: number; entropy: Buffer; hostname: string; lanAddress: string; lanMac: string }>((req) => restored(req)),
+    prepare: unary(() => {
+      armHostSignal(log);
+      prepareRestore();
+    }),
     sync: unary<{ freeze: boolean }>((req) => {
       execFileSync(BUSYBOX, ['sync']);
       if (req.freeze) {
@@ -123,6 +114,7 @@ function main(): void {
         cols: req.cols,
         stdin: req.stdin,
         timeoutMs: req.timeoutMs,
+        detach: req.detach && !req.tty && !req.stdin,
       });
       return { execId: p.id, pid: p.pid };
     }),

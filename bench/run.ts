@@ -1,6 +1,7 @@
 // npm run bench: figures of this machine, section by section. Each section prints its rows as soon as it is done;
 // one that fails prints its error and the next one still runs, so a failure never loses figures already made.
 //   start     see start.ts: floor, cold start, exec round trip, stop, memory
+//   memory    see memory.ts: warm start, pause/resume, forks, an idle box's resident memory
 //   jail      see start.ts: the same box started jailed and unjailed
 //   network   see network.ts      state   see state.ts      project   see project.ts      images   see images.ts
 // BENCH_ONLY=state,network runs only those sections; BENCH_RUNS sets the repetitions of the start section.
@@ -15,6 +16,8 @@ import { imageBench } from './images.js';
 import { networkBench } from './network.js';
 import { stateBench } from './state.js';
 import { projectBench } from './project.js';
+import { memoryBench } from './memory.js';
+import { dirLayer, ociImage } from '../test/oci.js';
 
 function busyboxRootfs(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-bench-'));
@@ -33,13 +36,16 @@ async function main(): Promise<number> {
   const rt = new Runtime({ home, say: () => {} });
   const accel = rt.accel();
   const rootfs = busyboxRootfs();
+  // The same busybox tree as an image (OCI layout): image boxes share a base and warm-start templates.
+  const image = ociImage({ layers: [dirLayer(rootfs)] });
   const runs = Number(process.env.BENCH_RUNS ?? 5);
   const sections: [string, () => Promise<[string, string][]>][] = [
     ['start', () => startBench(rt, rootfs, runs)],
     ['jail', () => jailBench(home, rootfs, runs)],
+    ['memory', () => memoryBench(rt, image, runs)],
     ['network', () => networkBench(rt, rootfs)],
     ['state', () => stateBench(rt, rootfs)],
-    ['project', () => projectBench(home, rootfs)],
+    ['project', () => projectBench(home, image)],
     ['images', () => imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))],
   ];
   const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -69,6 +75,7 @@ async function main(): Promise<number> {
     rt.close();
     fs.rmSync(home, { recursive: true, force: true });
     fs.rmSync(rootfs, { recursive: true, force: true });
+    fs.rmSync(image, { recursive: true, force: true });
   }
   return failed ? 1 : 0;
 }

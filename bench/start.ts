@@ -3,7 +3,6 @@
 //   cold start  start of a created box (disk built, assets cached) → output of its first exec
 //   exec        round trip of `true` in a running box (median of many)
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Runtime } from '../src/runtime/runtime.js';
 import { loadAssets } from '../src/runtime/assets.js';
 import { measureFloor } from '../test/floor.js';
@@ -34,7 +33,7 @@ export async function startBench(rt: Runtime, rootfs: string, runs: number): Pro
     if (r.stdout !== 'ready\n') throw new Error('unexpected first exec output');
     cold.push(performance.now() - t);
     if (i === runs - 1) {
-      rss = rssMiB(Number(fs.readFileSync(path.join(rt.home.boxDir(box.id), 'qemu.pid'), 'utf8')));
+      rss = rssMiB(rt.engine.peerPid(rt.home.boxDir(box.id)));
       break;
     }
     await box.stop();

@@ -1,6 +1,6 @@
 // A hostile guest agent for the host-boundary tests: it sits on a box's channel (the agent-N.sock sockets a
 // box's QEMU would serve, in the box's folder) and answers as a compromised guest would. It passes for the box's
-// VM process (its command line names the box's qmp.sock and it writes qemu.pid), so the runtime talks to it as to
+// VM process (its name is QEMU's, its command line names the box's qmp.sock and it writes qemu.pid), so the runtime talks to it as to
 // any running box.
 //   node stand-in-agent.mjs BOXDIR SCRIPT.json BOXDIR/vm/qmp.sock  — SCRIPT: { download?: TARFILE, udp?: [{ port, peer, data }] }
 // Prints "ready" once it listens.
@@ -79,4 +79,5 @@ for (let i = 0; i < 4; i++) {
   net.createServer(serve).listen(p);
 }
 fs.writeFileSync(path.join(run, 'qemu.pid'), String(process.pid));
+fs.writeFileSync('/proc/self/comm', 'qemu-system-x86'); // the name the runtime looks for in a VM's process
 process.stdout.write('ready\n');

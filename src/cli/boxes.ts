@@ -125,12 +125,41 @@ export const BOX_COMMANDS: Record<string, Command> = {
   },
 
   start: {
-    usage: 'start BOX…',
-    help: 'boot boxes',
+    usage: 'start [--cold] BOX…',
+    help: 'boot boxes (a paused box continues where it was)',
+    opts: { cold: { help: 'a paused box: discard its saved memory and boot it from its disk' } },
+    async run({ rt, out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'start');
+      for (const ref of needBoxes(p, 'start')) {
+        await rt.get(ref).start({ cold: !!p.opts.cold });
+        out(ref);
+      }
+      return 0;
+    },
+  },
+
+  pause: {
+    usage: 'pause BOX…',
+    help: 'save boxes\' memory and end their VMs (no CPU, no host memory); resume continues them',
     opts: {},
     async run({ rt, out }, args, spec) {
-      for (const ref of needBoxes(parseArgs(args, spec, -1, 'start'), 'start')) {
-        await rt.get(ref).start();
+      for (const ref of needBoxes(parseArgs(args, spec, -1, 'pause'), 'pause')) {
+        await rt.get(ref).pause();
+        out(ref);
+      }
+      return 0;
+    },
+  },
+
+  resume: {
+    usage: 'resume BOX…',
+    help: 'continue paused boxes where they were',
+    opts: {},
+    async run({ rt, out }, args, spec) {
+      for (const ref of needBoxes(parseArgs(args, spec, -1, 'resume'), 'resume')) {
+        const box = rt.get(ref);
+        if (box.info().state !== 'paused') throw new UsageError(`resume: box ${box.name} is not paused (it is ${box.info().state}): use 'boxlite start'`);
+        await box.resume();
         out(ref);
       }
       return 0;
@@ -204,13 +233,13 @@ export const BOX_COMMANDS: Record<string, Command> = {
 
   ps: {
     usage: 'ps [-a] [--json] [--all-projects]',
-    help: "list boxes (running ones, or all with -a); inside a project folder, that project's",
+    help: "list boxes (running and paused ones, or all with -a); inside a project folder, that project's",
     opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } },
     async run(cli: Cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'ps');
       // Inside a project (or with -p/-f), ps lists that project's boxes.
       const proj = cli.project.project || cli.project.file || !p.opts['all-projects'] ? contextProjectName(cli.project) : undefined;
-      const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running') && (!proj || projectLabel(b)?.project === proj));
+      const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
       if (p.opts.json) {
         cli.out(JSON.stringify(boxes.map(shown), null, 2));
         return 0;

@@ -18,7 +18,7 @@ const SUB: Record<string, { usage: string; help: string; opts: Record<string, Op
   ls: { usage: 'images ls [--json]', help: 'list stored images', opts: { json: { help: 'print JSON' } } },
   inspect: { usage: 'images inspect IMAGE', help: 'print everything stored about an image, as JSON', opts: {} },
   rm: { usage: 'images rm [-f] IMAGE…', help: 'remove image references (the image goes with its last one)', opts: { force: { short: 'f', help: 'also when boxes were made from it (they keep working)' } } },
-  prune: { usage: 'images prune [-a]', help: 'delete unreferenced images, blobs, bases and partial downloads', opts: { all: { short: 'a', help: 'also images no box uses' } } },
+  prune: { usage: 'images prune [-a]', help: 'delete unreferenced images, blobs, bases, partial downloads and the warm-start templates of deleted bases', opts: { all: { short: 'a', help: 'also images no box uses, and every warm-start template' } } },
 };
 
 
@@ -99,9 +99,10 @@ async function imagesCommand(rt: Runtime, argv: string[]): Promise<number> {
       return 0;
     }
     case 'prune': {
-      const r = await rt.images.prune({ all: !!p.opts.all });
+      const r = await rt.pruneImages({ all: !!p.opts.all });
       for (const i of r.images) out(`removed ${i}`);
-      out(`freed ${size(r.bytes)} (${r.blobs} blob${r.blobs === 1 ? '' : 's'}, ${r.bases} base${r.bases === 1 ? '' : 's'})`);
+      const templates = r.templates ? `, ${r.templates} warm-start template${r.templates === 1 ? '' : 's'}` : '';
+      out(`freed ${size(r.bytes)} (${r.blobs} blob${r.blobs === 1 ? '' : 's'}, ${r.bases} base${r.bases === 1 ? '' : 's'}${templates})`);
       return 0;
     }
   }

@@ -1,29 +1,42 @@
-// Commands on a box's state: snapshot, clone, resize, export, import, cp.
+// Commands on a box's state: snapshot, clone, fork, resize, export, import, cp.
 import { parseArgs, parseIntOpt, UsageError } from './args.js';
 import { parseVolumes, stopTimeoutMs } from './boxes.js';
 import type { Command } from './command.js';
 
+/** NEW, or NEW-1 … NEW-N with --count N. */
+function cloneNames(name: string, count: number | undefined): string[] {
+  if (count !== undefined && (count < 1 || count > 100)) throw new UsageError(`--count must be from 1 to 100 (got ${count})`);
+  return count === undefined ? [name] : Array.from({ length: count }, (_, i) => `${name}-${i + 1}`);
+}
+
 export const STATE_COMMANDS: Record<string, Command> = {
   snapshot: {
     usage: 'snapshot create|ls|restore|rm BOX [NAME]',
-    help: "take, list, restore and remove snapshots of a box's disk",
-    opts: { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown when restoring a running box (default 10)' } },
+    help: "take, list, restore and remove snapshots of a box's disk (and, with --memory, of its running processes)",
+    opts: {
+      time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown when restoring a running box (default 10)' },
+      memory: { help: 'create: save the running box\'s memory too; restoring it continues every process from that instant' },
+    },
     async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'snapshot');
       const [sub, boxRef, name, ...extra] = p.positionals;
       const needName = sub === 'create' || sub === 'restore' || sub === 'rm';
       if (!sub || !['create', 'ls', 'restore', 'rm'].includes(sub)) throw new UsageError('snapshot: say create, ls, restore or rm');
       if (!boxRef || (needName && !name) || extra.length || (!needName && name)) throw new UsageError(`snapshot ${sub}: give BOX${needName ? ' NAME' : ''}`);
+      if (p.opts.memory && sub !== 'create') throw new UsageError(`snapshot ${sub}: --memory is for create`);
       const box = rt.get(boxRef);
       if (sub === 'create') {
-        out((await box.snapshots.create(name)).name);
+        out((await box.snapshots.create(name, { memory: !!p.opts.memory })).name);
       } else if (sub === 'ls') {
-        out(['NAME', 'CREATED', 'KIND'].join('  '));
-        for (const s of await box.snapshots.list()) out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`].join('  '));
+        out(['NAME', 'CREATED', 'MEMORY', 'KIND'].join('  '));
+        for (const s of await box.snapshots.list()) {
+          out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.memory ? 'yes' : 'no', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`].join('  '));
+        }
       } else if (sub === 'restore') {
         // A project box's snapshot policy (before_apply) is applied by the runtime's project hooks.
         const r = await box.snapshots.restore(name, { timeoutMs: stopTimeoutMs(p) });
-        if (r.restarted) err(`boxlite: ${box.name} was running: it was stopped, restored to "${name}" and started again`);
+        if (r.memory) err(`boxlite: ${box.name} continues from "${name}", its processes as they were`);
+        else if (r.restarted) err(`boxlite: ${box.name} was running: it was stopped, restored to "${name}" and started again`);
         out(name);
       } else {
         await box.snapshots.remove(name);
@@ -43,13 +56,31 @@ export const STATE_COMMANDS: Record<string, Command> = {
       const [srcRef, newName] = p.positionals;
       const at = srcRef.lastIndexOf('@');
       const [boxRef, snapshot] = at > 0 ? [srcRef.slice(0, at), srcRef.slice(at + 1)] : [srcRef, undefined];
-      const count = parseIntOpt(p.opts.count, '--count');
-      if (count !== undefined && (count < 1 || count > 100)) throw new UsageError(`--count must be from 1 to 100 (got ${count})`);
-      const names = count === undefined ? [newName] : Array.from({ length: count }, (_, i) => `${newName}-${i + 1}`);
+      const names = cloneNames(newName, parseIntOpt(p.opts.count, '--count'));
       const t = performance.now();
       const made = await rt.get(boxRef).clone(names, { snapshot });
       for (const b of made) out(b.name);
       err(`boxlite: ${made.length} clone${made.length > 1 ? 's' : ''} of ${boxRef}${snapshot ? `@${snapshot}` : ''} in ${(performance.now() - t).toFixed(0)} ms, sharing its disk copy-on-write`);
+      return 0;
+    },
+  },
+
+  fork: {
+    usage: 'fork BOX NEW [--count N] [--no-start]',
+    help: "new boxes continuing running BOX's processes from this instant (its memory and disk), each on its own",
+    opts: {
+      count: { short: 'n', value: true, help: 'how many forks (named NEW-1 … NEW-N)' },
+      'no-start': { help: 'make the forks without starting them (each continues at its first start)' },
+    },
+    async run({ rt, out, err }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'fork');
+      if (p.positionals.length !== 2) throw new UsageError('fork: give BOX and a NEW name');
+      const [boxRef, newName] = p.positionals;
+      const names = cloneNames(newName, parseIntOpt(p.opts.count, '--count'));
+      const t = performance.now();
+      const made = await rt.get(boxRef).fork(names, { start: !p.opts['no-start'] });
+      for (const b of made) out(b.name);
+      err(`boxlite: ${made.length} fork${made.length > 1 ? 's' : ''} of ${boxRef} in ${(performance.now() - t).toFixed(0)} ms${p.opts['no-start'] ? '' : ', running'}`);
       return 0;
     },
   },

@@ -1,5 +1,6 @@
 // A box's network as users declare it: `network: default | none`, port forwards written the way docker writes
 // them, and DNS servers. Pure: parsing and checks only (the helper process lives in src/vmm/passt.ts).
+import { createHash } from 'node:crypto';
 import { InvalidOptionError } from './errors.js';
 
 export type NetworkMode = 'default' | 'none';
@@ -82,4 +83,10 @@ export function checkPorts(ports: PortMapping[], box: string): void {
 export function parseDns(list: string[]): string[] {
   for (const d of list) if (!IPV4.test(d)) throw new InvalidOptionError(`DNS server "${d}" is not an IPv4 address`);
   return list;
+}
+
+/** A LAN's multicast group on the host's loopback, from a key naming the LAN (a project of a home; a fork). */
+export function lanGroup(key: string): string {
+  const h = createHash('sha256').update(key).digest();
+  return `239.${h[0] % 254}.${h[1]}.${1 + (h[2] % 254)}:${20000 + (h.readUInt16BE(3) % 40000)}`;
 }

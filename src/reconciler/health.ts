@@ -10,7 +10,7 @@ export class UnhealthyError extends BoxliteError {}
 
 export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Promise<{ ok: boolean; output: string }> {
   try {
-    const r = await rt.exec(id, h.test, { timeoutMs: h.timeoutMs });
+    const r = await rt.exec(id, h.test, { timeoutMs: h.timeoutMs, countsAsUse: false }); // not a use, for pause_after
     const output = (r.stdout + r.stderr).trim().slice(-1000);
     return { ok: r.exitCode === 0, output: r.exitCode === 0 ? output : `exit status ${r.exitCode}${output ? `: ${output}` : ''}` };
   } catch (e) {

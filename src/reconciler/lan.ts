@@ -6,17 +6,12 @@ import { createHash } from 'node:crypto';
 import type { Runtime } from '../runtime/runtime.js';
 import type { BoxRecord, LanConfig } from '../runtime/types.js';
 import { BUSYBOX } from '../core/guest.js';
+import { lanGroup } from '../core/network.js';
 import { BoxliteError } from '../core/errors.js';
 import { projectLabel } from './label.js';
 
 export const LAN_PREFIX = '10.89.0.';
 const MARK = '# boxlite project LAN';
-
-/** The project's multicast group: from the home and the project name, so two projects (or homes) never share one. */
-export function lanGroup(home: string, project: string): string {
-  const h = createHash('sha256').update(`${home}\0${project}`).digest();
-  return `239.${h[0] % 254}.${h[1]}.${1 + (h[2] % 254)}:${20000 + (h.readUInt16BE(3) % 40000)}`;
-}
 
 /** A LAN NIC for a new box of the project: the lowest address no box of the project holds. */
 export function allocateLan(rt: Runtime, project: string, box: string): LanConfig {
@@ -26,7 +21,8 @@ export function allocateLan(rt: Runtime, project: string, box: string): LanConfi
     if (taken.has(address)) continue;
     const h = createHash('sha256').update(`${project}\0${box}\0${i}`).digest();
     const mac = `52:54:01:${[h[0], h[1], i].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
-    return { mcast: lanGroup(rt.home.root, project), address, mac };
+    // One group per project and home: two projects (or homes) never share one.
+    return { mcast: lanGroup(`${rt.home.root}\0${project}`), address, mac };
   }
   throw new BoxliteError(`project ${project} has no LAN addresses left (253 boxes): split it into smaller projects`);
 }

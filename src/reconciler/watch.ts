@@ -5,7 +5,7 @@
 // last good project stays in force. stop() ends the watch and leaves the boxes running.
 import * as path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import type { Runtime } from '../runtime/runtime.js';
+import type { IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
@@ -51,9 +51,11 @@ export class Watcher {
   private stopped = false;
   private attempts = new Map<string, { n: number; next: number }>();
   private nextHealthAt = new Map<string, number>();
+  private idle: IdlePauser;
 
   constructor(private readonly rt: Runtime, project: ProjectSpec, private readonly opts: WatchOptions) {
     this.project = project;
+    this.idle = rt.idlePauser(opts.say);
   }
 
   /** Watches until stop(); the first apply has been done by the caller (boxlite up). */
@@ -81,6 +83,7 @@ export class Watcher {
     if (this.poller) clearTimeout(this.poller);
     await this.watcher?.close();
     await this.busy.catch(() => {});
+    await this.idle.stop();
   }
 
   /** One thing at a time: an apply and a drift pass never overlap. */
@@ -124,17 +127,23 @@ export class Watcher {
     }
   }
 
-  /** Brings back what stopped behind the project's back, runs due health checks and snapshots. */
+  /** Brings back what stopped behind the project's back, runs due health checks and snapshots, pauses idle boxes. */
   private async drift(): Promise<void> {
     if (this.stopped) return;
     const o = await observe(this.rt, this.project.name);
     const now = Date.now();
+    const idle = Object.values(this.project.boxes).flatMap((spec) => {
+      const box = o.boxes.find((b) => b.label.box === spec.name && !b.label.retiredAt);
+      return box && spec.pauseAfterMs && box.label.setup === 'done' ? [{ id: box.id, name: spec.name, afterMs: spec.pauseAfterMs }] : [];
+    });
+    if (idle.length) await this.idle.sweep(idle);
     for (const spec of Object.values(this.project.boxes)) {
       const box = o.boxes.find((b) => b.label.box === spec.name && !b.label.retiredAt);
       if (!box || box.label.setup !== 'done') continue; // missing or unprovisioned: only an edit or `up` makes it
       const rec = this.rt.record(box.id);
       const st = this.rt.status(rec);
       const attempt = this.attempts.get(spec.name);
+      if (st.state === 'paused') continue; // paused on purpose: woken by a use, not by a restart policy
       if (st.state !== 'running') {
         const stopped = st.state === 'stopped';
         if (!shouldRestart(spec.restart, { stopped, reason: st.exit?.reason })) continue;

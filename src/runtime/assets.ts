@@ -17,7 +17,7 @@ const GUEST_DIR = path.join(PACKAGE_ROOT, 'src/runtime/guest');
 const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
-const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'virtiofs'];
+const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'virtiofs', 'virtio_balloon'];
 /** Must match start.sh: V8 refuses a code cache made under other flags. */
 const GUEST_NODE_FLAGS = ['--max-old-space-size=64'];
 

@@ -10,30 +10,117 @@ import { startPasst } from '../vmm/passt.js';
 import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
 import { stopHelpers } from '../vmm/helpers.js';
-import type { DiskSpec } from '../vmm/engine.js';
+import type { DiskSpec, VmSpec } from '../vmm/engine.js';
+import type { AgentInfo } from '../vmm/agent-client.js';
 import { loadAssets } from './assets.js';
 import { reservePorts } from './ports.js';
-import { ensureDisk } from './disks.js';
+import { diskPath, ensureDisk } from './disks.js';
+import { createTop, isEmptyTop } from './layers.js';
+import { dropTemplate, findTemplate, lockTemplate, takeTemplate, templateKey } from './templates.js';
 import { InitStalled, connectAgent } from './channel.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
-import { withBoxLock, type RuntimeContext } from './context.js';
+import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
 import { confine } from './confine.js';
-import type { BoxRecord } from './types.js';
+import { forgetPause, restoredGuest, stateMismatch, wakePaused } from './memory.js';
+import { collectStates } from './states.js';
+import type { BoxRecord, SavedState, StartTimings } from './types.js';
 
-/** A kernel reaches init in about 1 s under TCG; one that has not after this long has stalled. */
-const initStallMs = (accel: string) => Number(process.env.BOXLITE_INIT_STALL_MS) || (accel === 'kvm' ? 10_000 : 30_000);
-const bootTimeoutMs = (accel: string) => Number(process.env.BOXLITE_BOOT_TIMEOUT_MS) || (accel === 'kvm' ? 30_000 : 120_000);
+/** A kernel reaches init after about 1 s of CPU under TCG; one that has used this much without has stalled. */
+const initCpuMs = (accel: string) => Number(process.env.BOXLITE_INIT_STALL_MS) || (accel === 'kvm' ? 10_000 : 30_000);
+/** A boot waits as long as the guest moves (console output, CPU used): a loaded host makes it slow, not failed. */
+const stallMs = (accel: string) => Number(process.env.BOXLITE_STALL_MS) || (accel === 'kvm' ? 20_000 : 30_000);
+/** The most a boot may take in any case. */
+const bootTimeoutMs = (accel: string) => Number(process.env.BOXLITE_BOOT_TIMEOUT_MS) || (accel === 'kvm' ? 120_000 : 600_000);
 
-/** Boots a box that is not running (nothing to do for one that is), then runs the afterStart hook. */
-export async function startBox(ctx: RuntimeContext, id: string): Promise<void> {
+export interface StartOptions {
+  /** A paused box: discard its saved memory and boot it from its disk. */
+  cold?: boolean;
+}
+
+/** Boots a box that is not running (nothing to do for one that is), continuing a paused box or a fork from its
+ *  saved memory; then, after a boot from the disk, runs the afterStart hook (a continued box's processes, its
+ *  command among them, are still running). */
+export async function startBox(ctx: RuntimeContext, id: string, opts: StartOptions = {}): Promise<void> {
   const booted = await withBoxLock(ctx, id, async () => {
     const rec = ctx.records.get(id);
+    if (rec.state === 'paused') {
+      const wake = await wakePaused(ctx, rec, !!opts.cold);
+      if (wake.kind === 'continued') return false;
+      if (wake.kind === 'restore') {
+        await boot(ctx, rec, { state: wake.state, hostname: rec.options.hostname ?? rec.name });
+        await forgetPause(ctx, id);
+        return false;
+      }
+      if (wake.why) ctx.say(`boxlite: box ${rec.name} starts from its disk: ${wake.why}`);
+      await boot(ctx, ctx.records.get(id));
+      return true;
+    }
     if (boxStatus(ctx, rec).state === 'running') return false;
-    await boot(ctx, rec);
+    if (rec.restoreFrom) {
+      // A fork's (or a warm start's) first start continues from the memory it was made with.
+      const bad = stateMismatch(ctx, rec, rec.restoreFrom, false);
+      if (!bad) {
+        await boot(ctx, rec, { state: rec.restoreFrom, hostname: rec.options.hostname ?? rec.name });
+        await ctx.records.update(id, (r) => ({ ...r, restoreFrom: undefined }));
+        await collectStates(ctx);
+        return false;
+      }
+      ctx.say(`boxlite: box ${rec.name} starts from its disk: ${bad}`);
+      await ctx.records.update(id, (r) => ({ ...r, restoreFrom: undefined }));
+    }
+    const key = (await neverBooted(ctx, rec)) ? templateKey(ctx, rec) : null;
+    if (key) await firstStart(ctx, rec, key);
+    else await boot(ctx, ctx.records.get(id));
     return true;
   });
   // Outside the box's lock: a hook may run commands in the box, or take the lock itself.
   if (booted && ctx.hooks.afterStart) await ctx.hooks.afterStart(id);
+}
+
+/** A box's first start: from its image's warm-start template when there is one; otherwise cold, and the boot then
+ *  leaves the template (while boxes of the same key wait for it rather than all booting cold). */
+async function firstStart(ctx: RuntimeContext, rec: BoxRecord, key: string): Promise<void> {
+  if (await warmStart(ctx, rec, key)) return;
+  const lock = await lockTemplate(ctx, key);
+  try {
+    if (await warmStart(ctx, rec, key)) return; // made while this box waited
+    await boot(ctx, ctx.records.get(rec.id));
+    try {
+      await takeTemplate(ctx, ctx.records.get(rec.id), key);
+    } catch (e) {
+      ctx.say(`boxlite: box ${rec.name} runs, but no warm-start template was left for its image (${(e as Error).message})`);
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** A box that has not booted yet, its disk (an image box has one from create) holding nothing of its own. */
+async function neverBooted(ctx: RuntimeContext, rec: BoxRecord): Promise<boolean> {
+  if (rec.startedAt || rec.snapshots?.length) return false;
+  const disk = diskPath(ctx, rec.id);
+  return !fs.existsSync(disk) || (await isEmptyTop(disk));
+}
+
+/** Continues the template's memory on a new disk over its layer; false when there is no template, or it failed
+ *  (the box is then as before: no disk). */
+async function warmStart(ctx: RuntimeContext, rec: BoxRecord, key: string): Promise<boolean> {
+  const t = findTemplate(ctx, rec, key);
+  if (!t) return false;
+  const disk = diskPath(ctx, rec.id);
+  try {
+    await withRegistryLock(ctx, () => createTop(t.layer, disk, rec.options.diskSizeMib)); // in place of the empty one
+    // The template's file system was grown to this disk size already.
+    const now = await ctx.records.update(rec.id, (r) => ({ ...r, fsSizeMib: r.options.diskSizeMib }));
+    await boot(ctx, now, { state: t.state, hostname: rec.options.hostname ?? rec.name, lan: rec.options.lan });
+    return true;
+  } catch (e) {
+    ctx.say(`boxlite: box ${rec.name}: the warm start failed (${(e as Error).message.split('\n')[0]}); it boots cold`);
+    dropTemplate(ctx, key);
+    fs.rmSync(disk, { force: true }); // made again over the image by the cold boot
+    await ctx.records.update(rec.id, (r) => ({ ...r, fsSizeMib: undefined, state: 'created', exit: undefined, startedAt: undefined }));
+    return false;
+  }
 }
 
 /** The named volumes of a box as extra disks, found by the guest through their serial (vol0, vol1, …). */
@@ -57,17 +144,20 @@ function kernelCmdline(rec: BoxRecord, grow: boolean, volumes: string): string {
   const shares = (o.binds ?? []).map((b, i) => ` boxlite.fs=fs${i},${b.target},${b.readOnly ? 'ro' : 'rw'},${fs.statSync(b.hostPath).isDirectory() ? 'dir' : 'file'}`).join('');
   const lan = o.lan ? ` boxlite.lan=${o.lan.address}/24,${o.lan.mac}` : '';
   const debug = process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3';
-  return `console=ttyS0 ${debug} panic=-1 boxlite.hostname=${o.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${net}${volumes}${shares}${lan}`;
+  return `console=ttyS0 ${debug} panic=-1 init_on_free=1 boxlite.hostname=${o.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${net}${volumes}${shares}${lan}`;
 }
 
-/** Call holding the box's lock. */
-async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
+/** Call holding the box's lock. With incoming, the VM continues from a saved state instead of booting. */
+async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: SavedState; hostname: string; lan?: { address: string; mac: string } }): Promise<void> {
   const id = rec.id;
   const dir = ctx.home.boxDir(id);
+  const t0 = performance.now();
+  const stage: Record<'disk' | 'helpers' | 'vmSpawn', number> = { disk: 0, helpers: 0, vmSpawn: 0 };
   const assets = loadAssets(ctx.home);
   const problem = ctx.engine.check();
   if (problem) throw new QemuMissingError(problem);
   const disk = await ensureDisk(ctx, rec);
+  stage.disk = performance.now() - t0;
   // An image's base holds just its content: the guest grows the file system to the disk on first boot. A folder
   // box's file system is built at its disk's size; others start at their image's size. Either grows when the
   // disk has become larger than the file system (first boot, or after a resize).
@@ -76,7 +166,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
   noteAccel(accel, ctx.say);
   const net = rec.options.network !== 'none';
   // Host ports are checked (and the automatic ones chosen) before anything boots.
-  const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name) : [];
+  const ports = net ? await reservePorts(rec.options.ports ?? [], rec.name, incoming ? rec.ports : []) : [];
   const vols = volumeDisks(ctx, rec);
   const binds = rec.options.binds ?? [];
   const box = await confine(ctx, rec, { assets, disk, volumes: vols.disks.map((d) => d.path), kvm: accel.accel === 'kvm' });
@@ -89,7 +179,9 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
       stopHelpers(dir);
       throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
     }
-    await ctx.engine.start({
+    const tSpawn = performance.now();
+    stage.helpers = tSpawn - t0 - stage.disk;
+    const vm: VmSpec = {
       dir,
       cpus: rec.options.cpus,
       memoryMib: rec.options.memoryMib,
@@ -103,21 +195,31 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
       lan: rec.options.lan ? { mcast: rec.options.lan.mcast, mac: rec.options.lan.mac } : undefined,
       shares: binds.map((_, i) => ({ socket: shareSocket(dir, i), tag: `fs${i}` })),
       jail: box.jail,
-    });
+      incoming: incoming?.state.file,
+    };
+    try {
+      await ctx.engine.start(vm);
+    } catch (e) {
+      stopHelpers(dir);
+      throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
+    }
+    stage.vmSpawn = performance.now() - tSpawn;
     await ctx.records.update(id, (r) => ({ ...r, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports }));
     try {
-      const client = await connectAgent(ctx, id, { timeoutMs: bootTimeoutMs(accel.accel), stallMs: initStallMs(accel.accel) });
+      const client = await connectAgent(ctx, id, { timeoutMs: bootTimeoutMs(accel.accel), stallMs: stallMs(accel.accel), initCpuMs: incoming ? 0 : initCpuMs(accel.accel) });
       ctx.clients.set(id, client);
+      if (incoming) await restoredGuest(client, incoming.hostname, incoming.lan);
       const udp = ports.filter((p) => p.protocol === 'udp');
-      if (udp.length) await startRelay(dir, rec.name, udp, box.as);
-      if (grow) await ctx.records.update(id, (r) => ({ ...r, fsSizeMib: rec.options.diskSizeMib }));
+      if (udp.length) await startRelay(dir, rec.name, ctx.engine.peerPid(dir), udp, box.as);
+      const lastStart = timings(t0, tSpawn, stage, incoming ? null : client.info);
+      await ctx.records.update(id, (r) => ({ ...r, lastStart, ...(grow && !incoming ? { fsSizeMib: rec.options.diskSizeMib } : {}) }));
       return;
     } catch (e) {
       const vm = ctx.engine.status(dir);
       const exit = vm.kind === 'running' ? null : explainExit(ctx, rec, vm);
       await ctx.engine.kill(dir);
       stopHelpers(dir);
-      if (e instanceof InitStalled && attempt === 1) {
+      if (e instanceof InitStalled && attempt === 1 && !incoming) {
         ctx.say(`boxlite: box ${rec.name}: ${e.message}; booting it again`);
         continue;
       }
@@ -127,4 +229,19 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord): Promise<void> {
       throw new BootError(`box ${rec.name} failed to boot: ${reason}\n--- last lines of the guest console (boxlite logs ${rec.name}) ---\n${tail.join('\n') || '(empty)'}`, tail);
     }
   }
+}
+
+function timings(t0: number, tSpawn: number, stage: { disk: number; helpers: number; vmSpawn: number }, booted: AgentInfo | null): StartTimings {
+  const now = performance.now();
+  const round = (n: number) => Math.round(n);
+  return {
+    at: new Date().toISOString(),
+    kind: booted ? 'boot' : 'restore',
+    totalMs: round(now - t0),
+    diskMs: round(stage.disk),
+    helpersMs: round(stage.helpers),
+    vmSpawnMs: round(stage.vmSpawn),
+    agentReadyMs: round(now - tSpawn - stage.vmSpawn),
+    ...(booted?.nodeStartMs ? { kernelToInitMs: round(booted.nodeStartMs), initToAgentMs: round(booted.bootMs - booted.nodeStartMs) } : {}),
+  };
 }

@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { BootError } from '../core/errors.js';
 import { ensureDir } from '../util/fs.js';
-import { runDir } from '../vmm/engine.js';
+import { ctlDir, runDir } from '../vmm/engine.js';
 import { JAIL_UID_BASE, JAIL_UIDS, probeJail, type JailIdentity, type JailSpec } from '../vmm/jail.js';
 import type { Assets } from './assets.js';
-import { backingChain } from './layers.js';
+import { checkedChain } from './layers.js';
 import { withRegistryLock, type RuntimeContext } from './context.js';
 import type { BoxRecord } from './types.js';
 
@@ -46,6 +46,9 @@ export async function confine(ctx: RuntimeContext, rec: BoxRecord, opts: { asset
   const dir = ctx.home.boxDir(rec.id);
   const run = runDir(dir);
   ensureDir(run, 0o700);
+  // Only boxlite writes ctl/; the VMM may open what is in it (traverse only).
+  const ctl = ensureDir(ctlDir(dir), 0o711);
+  fs.chmodSync(ctl, 0o711);
   if (!ctx.jail) return { netSocket: path.join(run, 'net.sock') };
   const probe = probeJail();
   if (probe.problem) throw new BootError(`box ${rec.name} cannot start jailed: ${probe.problem}; or set BOXLITE_JAIL=off to run boxes unconfined (see 'boxlite doctor')`);
@@ -54,10 +57,10 @@ export async function confine(ctx: RuntimeContext, rec: BoxRecord, opts: { asset
   if (as) {
     netDir = ensureDir(netDirOf(ctx, rec.id), 0o700);
     fs.chmodSync(path.dirname(netDir), 0o711);
-    for (const f of [run, netDir, opts.disk, ...opts.volumes]) fs.chownSync(f, as.uid, as.gid);
+    for (const f of [run, netDir, opts.disk, ...opts.volumes]) fs.lchownSync(f, as.uid, as.gid);
   }
   // Read-only: the guest assets and every image below the box's disk (its image's base, the layers it shares).
-  const chain = (await backingChain(opts.disk)).slice(1).map((c) => c.filename);
+  const chain = (await checkedChain(ctx.home, opts.disk)).slice(1).map((c) => c.filename);
   const sizes = [rec.options.diskSizeMib, ...(rec.options.volumes ?? []).map((v) => ctx.volumes.find(v.volume)?.sizeMib ?? 0)];
   // A qcow2 grows past its virtual size by what its snapshots keep: room for that, sized to the box's disks.
   const fsizeMib = Math.max(...sizes) * (2 + (rec.snapshots?.length ?? 0)) + 512;
@@ -67,7 +70,7 @@ export async function confine(ctx: RuntimeContext, rec: BoxRecord, opts: { asset
     jail: {
       as,
       ro: [...new Set([opts.assets.kernel, opts.assets.initrd, opts.assets.initImage, ...chain])],
-      rw: [...new Set([run, opts.disk, ...opts.volumes, ...(netDir !== run ? [netDir] : [])])],
+      rw: [...new Set([run, ctl, opts.disk, ...opts.volumes, ...(netDir !== run ? [netDir] : [])])],
       devices: opts.kvm ? ['/dev/kvm'] : [],
       hostNet: !!rec.options.lan,
       limits: { nofile: 1024, fsizeBytes: fsizeMib * 1024 * 1024, ...(as ? { nproc: 256 } : {}) },

@@ -74,7 +74,11 @@ export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, 
     if (!top) throw new ExecError(`cp: ${boxPath} in box ${box.name} gave nothing to copy`);
     const target = path.join(parent, name);
     if (fs.lstatSync(target, { throwIfNoEntry: false })?.isDirectory() && fs.lstatSync(path.join(stage, top)).isDirectory()) {
-      fs.cpSync(path.join(stage, top), target, { recursive: true, force: true, verbatimSymlinks: true });
+      try {
+        fs.cpSync(path.join(stage, top), target, { recursive: true, force: true, verbatimSymlinks: true });
+      } catch (e) {
+        throw new ExecError(`cp: cannot merge ${boxPath} of box ${box.name} into ${target}: ${(e as Error).message}`);
+      }
     } else {
       fs.rmSync(target, { recursive: true, force: true });
       fs.renameSync(path.join(stage, top), target);
@@ -111,7 +115,7 @@ async function untar(input: Readable, dir: string): Promise<string | null> {
             root.remove(at);
             fs.mkdirSync(at.abs, { mode: 0o700 });
           }
-          dirModes.push([at.abs, mode]);
+          dirModes.push([h.name, mode]);
           return skip();
         case 'symlink':
           root.remove(at);
@@ -133,6 +137,20 @@ async function untar(input: Readable, dir: string): Promise<string | null> {
     }
   });
   await pipeline(input, extract);
-  for (const [d, m] of dirModes.reverse()) fs.chmodSync(d, m); // folders last: a read-only one would refuse its files
+  // Folders last: a read-only one would refuse its files. Found again through the root (a later entry may have put
+  // a symlink where the folder or one of its parents was) and changed through a descriptor that is the folder.
+  for (const [name, m] of dirModes.reverse()) {
+    let fd: number;
+    try {
+      fd = fs.openSync(root.place(name, { create: false }).abs, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    } catch {
+      continue; // no longer a folder, or no longer reached without a symlink
+    }
+    try {
+      fs.fchmodSync(fd, m);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
   return top;
 }

@@ -4,18 +4,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BoxStateError, ImageError, InvalidOptionError } from '../core/errors.js';
 import { buildDisk, resolveDir } from './rootfs.js';
-import { createTop, isEmptyTop, newLayerPath } from './layers.js';
+import { checkedChain, createTop, isEmptyTop, newLayerPath, TamperedDiskError } from './layers.js';
 import { renameDurable } from '../util/fs.js';
 import { withRegistryLock, type RuntimeContext } from './context.js';
-import { runDir } from '../vmm/engine.js';
+import { ctlDir } from '../vmm/engine.js';
 import type { BoxRecord } from './types.js';
 
 /** The box's disk is the VM's second drive, after the shared init image. */
 export const ROOT_DISK = 1;
 
 export const diskPath = (ctx: RuntimeContext, id: string) => path.join(ctx.home.boxDir(id), 'disk.qcow2');
-/** A new top a running box moves onto (clone): in its run folder, where its jailed VMM can open it. */
-const nextTop = (dir: string) => path.join(runDir(dir), 'disk.next.qcow2');
+/** A new top a running box moves onto (clone): made by boxlite where the VMM can open it but not replace it. */
+const nextTop = (dir: string) => path.join(ctlDir(dir), 'disk.next.qcow2');
 
 /** The box's disk, made if it is not there yet. Do not call holding the registry lock (a folder box's first disk
  *  takes it). */
@@ -24,7 +24,15 @@ export async function ensureDisk(ctx: RuntimeContext, rec: BoxRecord): Promise<s
   const disk = diskPath(ctx, rec.id);
   const vm = ctx.engine.status(dir);
   await recoverFreeze(dir, vm.kind === 'running' ? vm.pid : undefined); // a clone's live freeze a killed CLI left
-  if (fs.existsSync(disk)) return disk;
+  if (fs.existsSync(disk)) {
+    try {
+      await checkedChain(ctx.home, disk);
+    } catch (e) {
+      if (!(e instanceof TamperedDiskError)) throw e;
+      throw new BoxStateError(`box ${rec.name}'s disk was changed by something other than boxlite (${e.message}); it is not used: remove the box ('boxlite rm -f ${rec.name}')`);
+    }
+    return disk;
+  }
   const src = rec.source;
   if (src.kind === 'dir') {
     // The full copy of the folder is a layer: clones of the box read from it too, so it must outlive the box.

@@ -5,6 +5,8 @@ import type * as grpc from '@grpc/grpc-js';
 import { ExecError, TimeoutError } from '../core/errors.js';
 import type { AgentClient } from '../vmm/agent-client.js';
 import { agentClient } from './channel.js';
+import { startBox } from './boot.js';
+import { countExec, markActive } from './activity.js';
 import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
 import type { RuntimeContext } from './context.js';
 
@@ -21,11 +23,19 @@ export interface NetworkStats {
 
 export type ExecInput = ExecOptions & { input?: string | Buffer };
 
+/** A paused box is continued by whatever needs it running (an exec, a copy); each is a use of the box, which an
+ *  idle pause waits for the absence of (a health check is not). */
+async function awake(ctx: RuntimeContext, id: string, use = true): Promise<AgentClient> {
+  if (use) markActive(ctx, id);
+  if (ctx.records.get(id).state === 'paused') await startBox(ctx, id);
+  return agentClient(ctx, id);
+}
+
 /** The environment, folder and user a command runs with: the image's, then the box's, then the call's. */
-async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opts: ExecOptions): Promise<{ client: AgentClient; execId: string; pid: number }> {
+async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opts: ExecOptions & { detach?: boolean }): Promise<{ client: AgentClient; execId: string; pid: number }> {
   if (argv.length === 0) throw new ExecError('no command given');
+  const client = await awake(ctx, id, opts.countsAsUse !== false);
   const rec = ctx.records.get(id);
-  const client = await agentClient(ctx, id);
   const env: Record<string, string> = {};
   for (const kv of rec.source.config.env) {
     const i = kv.indexOf('=');
@@ -43,9 +53,12 @@ async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opt
       cols: opts.cols ?? 80,
       stdin: !!opts.stdin,
       timeoutMs: opts.timeoutMs ?? 0,
+      detach: !!opts.detach,
     });
+    if (opts.countsAsUse !== false) countExec(ctx, id, true);
     return { client, execId: res.execId, pid: res.pid };
   } catch (e) {
+    if (opts.countsAsUse !== false) countExec(ctx, id, false);
     const err = e as grpc.ServiceError;
     if (err.code === GRPC_FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
     throw e;
@@ -57,9 +70,10 @@ export async function spawnIn(ctx: RuntimeContext, id: string, argv: string[], o
   return new Execution(client, execId, pid, !!opts.stdin);
 }
 
-/** Starts a process and leaves it running in the box, unwatched (its exec id can be attached to later). */
+/** Starts a process and leaves it running in the box, unwatched; its output is discarded, its exit status kept
+ *  (attachTo its exec id and wait). */
 export async function startDetached(ctx: RuntimeContext, id: string, argv: string[], opts: ExecOptions = {}): Promise<{ execId: string; pid: number }> {
-  const { execId, pid } = await startProcess(ctx, id, argv, { ...opts, stdin: false, tty: false });
+  const { execId, pid } = await startProcess(ctx, id, argv, { ...opts, stdin: false, tty: false, detach: true });
   return { execId, pid };
 }
 
@@ -97,7 +111,7 @@ export async function processState(ctx: RuntimeContext, id: string, execId: stri
 
 /** Unpacks a tar stream into dest (a directory in the box), keeping modes and owners. */
 export async function uploadTar(ctx: RuntimeContext, id: string, dest: string, tarStream: NodeJS.ReadableStream): Promise<void> {
-  const client = await agentClient(ctx, id);
+  const client = await awake(ctx, id);
   await new Promise<void>((resolve, reject) => {
     const call = client.files.upload((err: Error | null) => (err ? reject(new ExecError(`upload to ${dest}: ${(err as grpc.ServiceError).details ?? err.message}`)) : resolve()));
     call.write({ dest });
@@ -117,7 +131,7 @@ export async function uploadTar(ctx: RuntimeContext, id: string, dest: string, t
 
 /** A tar stream of a file or directory in the box. */
 export async function downloadTar(ctx: RuntimeContext, id: string, boxPath: string): Promise<NodeJS.ReadableStream> {
-  const client = await agentClient(ctx, id);
+  const client = await awake(ctx, id);
   const call = client.files.download({ path: boxPath });
   const out = new PassThrough();
   call.on('data', (m: { data: Buffer }) => out.write(m.data));

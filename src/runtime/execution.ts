@@ -15,6 +15,8 @@ export interface ExecOptions {
   stdin?: boolean;
   /** Kill the process (and its children) after this many ms. */
   timeoutMs?: number;
+  /** false: the run is not a use of the box, for an idle pause (a health check). */
+  countsAsUse?: boolean;
 }
 
 export interface ExitStatus {

@@ -20,6 +20,7 @@ export interface ForeignManifest {
 /** What the user gives again on the command line, in place of what an archive may not bring by itself. */
 export type ImportOverrides = Pick<CreateOptions, 'ports' | 'volumes' | 'binds'>;
 
+const isLoopback = (ip: unknown) => ip === undefined || (typeof ip === 'string' && /^127\./.test(ip)); // unset: loopback, as -p
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
 
 /** The manifest's box, validated as create validates; notes say what was dropped. */
@@ -40,12 +41,23 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
   if (m.fsSizeMib !== undefined && !(Number.isInteger(m.fsSizeMib) && m.fsSizeMib > 0)) throw bad('has a malformed file system size');
   const o = (m.options ?? {}) as Partial<BoxOptions>;
   if (typeof o !== 'object') throw bad('has no options');
+  const list = (v: unknown, field: string): any[] => {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.some((x) => !x || typeof x !== 'object')) throw bad(`has a malformed ${field} list`);
+    return v;
+  };
+  const ports = list(o.ports, 'ports');
+  const binds = list(o.binds, 'binds');
+  const volumes = list(o.volumes, 'volumes');
   const notes: string[] = [];
-  const hostPorts = (o.ports ?? []).filter((p) => p && p.hostPort);
-  if (o.binds?.length && !given.binds) notes.push(`host folders it mounted were dropped (${o.binds.map((b) => `${b?.hostPath}:${b?.target}`).join(', ')}): give them again with -v if you trust them`);
-  if (o.volumes?.length && !given.volumes) notes.push(`named volumes it mounted were dropped (${o.volumes.map((v) => v?.volume).join(', ')}): give them again with -v`);
+  if (binds.length && !given.binds) notes.push(`host folders it mounted were dropped (${binds.map((b) => `${b.hostPath}:${b.target}`).join(', ')}): give them again with -v if you trust them`);
+  if (volumes.length && !given.volumes) notes.push(`named volumes it mounted were dropped (${volumes.map((v) => v.volume).join(', ')}): give them again with -v`);
   if (o.lan) notes.push('its project LAN address was dropped: a box of a project is made by boxlite up');
-  if (hostPorts.length && !given.ports) notes.push(`its fixed host ports were dropped (host ports are chosen at start): give them again with -p`);
+  if (!given.ports) {
+    if (ports.some((p) => p.hostPort)) notes.push('its fixed host ports were dropped (host ports are chosen at start): give them again with -p');
+    // Who may reach the box is the user's choice, not the archive's: its forwards listen on loopback only.
+    if (ports.some((p) => !isLoopback(p.hostIp))) notes.push('its ports published beyond this host now listen on 127.0.0.1 only: give them again with -p to publish them wider');
+  }
   let options: BoxOptions;
   try {
     options = validateOptions({
@@ -59,7 +71,7 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
       dns: o.dns,
       hostname: o.hostname,
       name: m.name,
-      ports: given.ports ?? (o.ports ?? []).map((p) => ({ ...p, hostPort: 0 })),
+      ports: given.ports ?? ports.map((p) => ({ ...p, hostIp: isLoopback(p.hostIp) ? (p.hostIp ?? '127.0.0.1') : '127.0.0.1', hostPort: 0 })),
       volumes: given.volumes,
       binds: given.binds,
     });

@@ -4,6 +4,7 @@
 // whatever the disk holds. Snapshots taken before a freeze stay inside the layer ("frozen").
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { templateRefs } from './template-refs.js';
 import { randomBytes } from 'node:crypto';
 import { run } from '../util/exec.js';
 import { ensureDir, renameDurable } from '../util/fs.js';
@@ -17,6 +18,8 @@ export interface ChainImage {
   filename: string;
   format: string;
   backing?: string;
+  /** A qcow2 whose clusters live in another file. */
+  dataFile?: string;
   snapshots: string[];
 }
 
@@ -27,14 +30,35 @@ export async function backingChain(disk: string): Promise<ChainImage[]> {
     format: string;
     'full-backing-filename'?: string;
     'backing-filename'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string } };
     snapshots?: { name: string }[];
   }[];
   return out.map((i) => ({
     filename: path.resolve(i.filename),
     format: i.format,
     backing: i['full-backing-filename'] ?? i['backing-filename'],
+    dataFile: i['format-specific']?.data?.['data-file'],
     snapshots: (i.snapshots ?? []).map((s) => s.name),
   }));
+}
+
+export class TamperedDiskError extends Error {}
+
+/** A box's disk chain, checked: the VM writes its disk, so its header may have been rewritten by a guest that
+ *  broke out. Every image below it must be a layer or an image base of this home (what boxlite makes), and none
+ *  may keep its data in another file; otherwise nothing of the chain is used (nor bound into a jail, nor read by
+ *  an export). */
+export async function checkedChain(home: Home, disk: string): Promise<ChainImage[]> {
+  const chain = await backingChain(disk);
+  const real = (p: string) => fs.realpathSync(p);
+  const allowed = [home.layersDir, path.join(home.root, 'images', 'bases')].filter((d) => fs.existsSync(d)).map((d) => real(d) + path.sep);
+  for (const [i, c] of chain.entries()) {
+    if (c.dataFile) throw new TamperedDiskError(`${c.filename} keeps its data in ${c.dataFile}`);
+    if (i === 0) continue;
+    const r = fs.existsSync(c.filename) ? real(c.filename) : c.filename;
+    if (!allowed.some((a) => r.startsWith(a))) throw new TamperedDiskError(`it reads from ${c.filename}, which is not a layer or image base of ${home.root}`);
+  }
+  return chain;
 }
 
 /** A qcow2 over `backing`, made under a temporary name and renamed into place. unsafe: do not open the backing
@@ -83,7 +107,7 @@ export async function collectLayers(home: Home, records: RecordStore): Promise<{
   const used = new Set<string>();
   for (const r of records.list()) {
     // disk.next.qcow2: a live freeze a killed CLI left before its rename (finished at the box's next start).
-    for (const f of ['disk.qcow2', 'disk.next.qcow2']) {
+    for (const f of ['disk.qcow2', 'ctl/disk.next.qcow2']) {
       const disk = path.join(home.boxDir(r.id), f);
       if (!fs.existsSync(disk)) continue;
       let chain: ChainImage[];
@@ -97,6 +121,7 @@ export async function collectLayers(home: Home, records: RecordStore): Promise<{
     for (const l of Object.values(r.snapshotLayers ?? {})) used.add(path.resolve(l));
     for (const s of r.snapshots ?? []) if (s.layer) used.add(path.resolve(s.layer)); // frozen snapshots live there
   }
+  for (const t of templateRefs(home.root)) used.add(t.layer);
   const removed: string[] = [];
   for (const n of fs.readdirSync(dir)) {
     const f = path.join(dir, n);

@@ -15,6 +15,8 @@ import { asCreateOptions, LIVE_FIELDS, validateOptions, type Reconfigure } from 
 import { boxStatus, isRunning } from './status.js';
 import { agentClient } from './channel.js';
 import { dropClient, withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
+import { forgetPause } from './memory.js';
+import { collectStates } from './states.js';
 import type { Label } from './types.js';
 
 export interface StopOptions {
@@ -29,6 +31,15 @@ export async function stopBox(ctx: RuntimeContext, id: string, opts: StopOptions
     const rec = ctx.records.get(id);
     const dir = ctx.home.boxDir(id);
     const st = boxStatus(ctx, rec);
+    if (rec.state === 'paused') {
+      // Stopped, a paused box forgets its memory (as a shutdown would); a VM a pause left behind is ended.
+      if (ctx.engine.status(dir).kind === 'running') await ctx.engine.kill(dir);
+      stopHelpers(dir);
+      dropClient(ctx, id);
+      await forgetPause(ctx, id);
+      await ctx.records.update(id, (r) => ({ ...r, state: 'stopped', stoppedAt: new Date().toISOString() }));
+      return { forced: false };
+    }
     if (st.state !== 'running') {
       if (rec.state === 'running') await ctx.records.update(id, (r) => ({ ...r, state: 'exited', exit: st.exit }));
       return { forced: false };
@@ -80,6 +91,7 @@ export async function removeBox(ctx: RuntimeContext, id: string, opts: { force?:
       // Retries: the VM's supervisor may still be writing its exit file.
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
       const c = await collectLayers(ctx.home, ctx.records); // shared disk layers no box reads from any more
+      await collectStates(ctx); // and saved memory no box will continue from (a fork never started)
       if (c.kept) ctx.say(`boxlite: unused disk layers were kept: ${c.kept}`);
     });
   });

@@ -27,9 +27,19 @@ function tryBind(p: PortMapping): Promise<number> {
   });
 }
 
-export async function reservePorts(ports: PortMapping[], box: string): Promise<PortMapping[]> {
+/** With previous (the forwards of the box's last run), a chosen host port is chosen again when it is still free:
+ *  a box continued from its memory keeps the ports its clients know. */
+export async function reservePorts(ports: PortMapping[], box: string, previous: PortMapping[] = []): Promise<PortMapping[]> {
   const out: PortMapping[] = [];
   for (const p of ports) {
+    const before = p.hostPort === 0 ? previous.find((q) => q.guestPort === p.guestPort && q.protocol === p.protocol && q.hostIp === p.hostIp)?.hostPort : undefined;
+    if (before) {
+      const again = await tryBind({ ...p, hostPort: before }).catch(() => null);
+      if (again) {
+        out.push({ ...p, hostPort: again });
+        continue;
+      }
+    }
     try {
       out.push({ ...p, hostPort: await tryBind(p) });
     } catch (e) {

@@ -2,14 +2,22 @@
 // records, takes the locks it needs, and talks to the VM through its sockets; the VM process itself outlives the
 // process that started it. This file only wires the modules that do the work (create, boot, lifecycle, exec,
 // snapshots, clone, transfer, copy) to one context; none of them imports it.
+import * as os from 'node:os';
+import pLimit from 'p-limit';
+import { BoxStateError } from '../core/errors.js';
 import { Home } from './home.js';
 import { RecordStore } from './records.js';
-import { Images, type RegistryOptions } from './images/index.js';
+import { Images, type PruneResult, type RegistryOptions } from './images/index.js';
+import { pruneTemplates } from './templates.js';
+import { IdlePauser } from './idle.js';
+export { IdlePauser } from './idle.js';
 import { Volumes } from './volumes.js';
 import { dropClient, type BoxHooks, type RuntimeContext } from './context.js';
+import { boxMetrics, type BoxMetrics } from './metrics.js';
 import { boxStatus, type BoxStatus } from './status.js';
 import { createBox } from './create.js';
-import { startBox } from './boot.js';
+import { startBox, type StartOptions } from './boot.js';
+import { pauseBox } from './memory.js';
 import { growVolume, reconfigureBox, removeBox, renameBox, resizeBox, stopBox, updateLabel, type StopOptions } from './lifecycle.js';
 import { attachTo, downloadTar, execIn, networkStats, processState, spawnIn, startDetached, uploadTar, type ExecInput, type NetworkStats } from './exec.js';
 import { Snapshots } from './snapshots.js';
@@ -29,6 +37,7 @@ import { chooseAccel, parseAccel, probeHost, type AccelChoice, type AccelRequest
 export { DEFAULTS, MIN_MEMORY_MIB } from '../core/defaults.js';
 export type { BoxStatus } from './status.js';
 export type { StopOptions } from './lifecycle.js';
+export type { StartOptions } from './boot.js';
 export type { NetworkStats } from './exec.js';
 export type { CreateOptions, Reconfigure } from './options.js';
 
@@ -115,8 +124,14 @@ export class Runtime {
     return new Box(this, (await createBox(this.ctx, opts)).id);
   }
 
-  start(id: string): Promise<void> {
-    return startBox(this.ctx, id);
+  /** Boots a box, or continues a paused one from its saved memory (cold: boot it from its disk instead). */
+  start(id: string, opts: StartOptions = {}): Promise<void> {
+    return startBox(this.ctx, id, opts);
+  }
+
+  /** Saves a running box's memory and ends its VM; start (or an exec) continues it where it was. */
+  pause(id: string): Promise<void> {
+    return pauseBox(this.ctx, id);
   }
 
   stop(id: string, opts: StopOptions = {}): Promise<{ forced: boolean }> {
@@ -156,6 +171,10 @@ export class Runtime {
   }
 
   /** Starts a process and leaves it running in the box, unwatched (its exec id can be attached to later). */
+  metrics(id: string): Promise<BoxMetrics> {
+    return boxMetrics(this.ctx, id);
+  }
+
   startDetached(id: string, argv: string[], opts: ExecOptions = {}): Promise<{ execId: string; pid: number }> {
     return startDetached(this.ctx, id, argv, opts);
   }
@@ -193,6 +212,52 @@ export class Runtime {
   /** New boxes sharing a box's disk copy-on-write (at a snapshot with { snapshot }). */
   async clone(id: string, names: string[], opts: CloneOptions = {}): Promise<Box[]> {
     return (await cloneBox(this.ctx, id, names, opts)).map((r) => new Box(this, r.id));
+  }
+
+  /** New boxes continuing a running box's processes from one instant (its memory and disk), each on its own; they
+   *  are started unless { start: false }, a few at a time. */
+  async fork(id: string, names: string[], opts: { start?: boolean } = {}): Promise<Box[]> {
+    const boxes = (await cloneBox(this.ctx, id, names, { memory: true })).map((r) => new Box(this, r.id));
+    if (opts.start !== false) {
+      const limit = pLimit(Math.max(1, os.cpus().length));
+      await Promise.all(boxes.map((b) => limit(() => b.start())));
+    }
+    return boxes;
+  }
+
+  /** What pauses idle boxes and wakes them on a connection (see idle.ts); `up --watch` drives one. */
+  idlePauser(say: (line: string) => void): IdlePauser {
+    return new IdlePauser(this.ctx, say);
+  }
+
+  /** Pauses the given boxes once idle for afterMs (no exec, no network traffic), looking every pollMs, and wakes
+   *  them on their next use, for as long as this process runs and until stop(). */
+  pauseWhenIdle(opts: { afterMs: number; boxes: string[]; pollMs?: number; say?: (line: string) => void }): { stop: () => Promise<void> } {
+    const pauser = new IdlePauser(this.ctx, opts.say ?? this.ctx.say);
+    const boxes = opts.boxes.map((ref) => this.get(ref)).map((b) => ({ id: b.id, name: b.name, afterMs: opts.afterMs }));
+    let stopped = false;
+    let timer: NodeJS.Timeout | null = null;
+    let running: Promise<void> = Promise.resolve();
+    const tick = () => {
+      running = pauser.sweep(boxes).catch((e) => (opts.say ?? this.ctx.say)(`boxlite: idle pause: ${(e as Error).message}`)).finally(() => {
+        if (!stopped) timer = setTimeout(tick, opts.pollMs ?? 5000);
+      });
+    };
+    timer = setTimeout(tick, opts.pollMs ?? 5000);
+    return {
+      stop: async () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        await running;
+        await pauser.stop();
+      },
+    };
+  }
+
+  /** images.prune, then the warm-start templates of bases that went (all templates with all), and what they kept. */
+  async pruneImages(opts: { all?: boolean } = {}): Promise<PruneResult & { templates: number }> {
+    const r = await this.images.prune(opts);
+    return { ...r, templates: await pruneTemplates(this.ctx, !!opts.all) };
   }
 
   /** Writes a stopped box (options and disk, checksummed) to one archive. */
@@ -234,7 +299,17 @@ export class Box {
     const r = this.runtime.record(this.id);
     return { ...r, ...this.runtime.status(r) };
   }
-  start(): Promise<void> {
+  start(opts?: StartOptions): Promise<void> {
+    return this.runtime.start(this.id, opts);
+  }
+  /** Saves its memory and ends its VM: no CPU, no host memory until resume (or the next exec). */
+  pause(): Promise<void> {
+    return this.runtime.pause(this.id);
+  }
+  /** Continues a paused box where it was. */
+  resume(): Promise<void> {
+    const st = this.info().state;
+    if (st !== 'paused') return Promise.reject(new BoxStateError(`box ${this.name} is not paused (it is ${st}): start it instead`));
     return this.runtime.start(this.id);
   }
   stop(opts?: StopOptions): Promise<{ forced: boolean }> {
@@ -253,6 +328,12 @@ export class Box {
   spawn(argv: string[], opts?: ExecOptions): Promise<Execution> {
     return this.runtime.spawn(this.id, argv, opts);
   }
+  /** Starts a command and leaves it running (docker exec -d): its output is discarded; attach(execId) and wait
+   *  for its exit status. */
+  spawnDetached(argv: string[], opts?: ExecOptions): Promise<{ execId: string; pid: number }> {
+    return this.runtime.startDetached(this.id, argv, opts);
+  }
+
   attach(execId: string): Promise<Execution> {
     return this.runtime.attach(this.id, execId);
   }
@@ -277,6 +358,10 @@ export class Box {
   clone(names: string | string[], opts: CloneOptions = {}): Promise<Box[]> {
     return this.runtime.clone(this.id, Array.isArray(names) ? names : [names], opts);
   }
+  /** New boxes that continue this running box's processes from this instant (see Runtime.fork). */
+  fork(names: string | string[], opts: { start?: boolean } = {}): Promise<Box[]> {
+    return this.runtime.fork(this.id, Array.isArray(names) ? names : [names], opts);
+  }
   resize(diskSizeMib: number): Promise<void> {
     return this.runtime.resize(this.id, diskSizeMib);
   }
@@ -289,6 +374,12 @@ export class Box {
     const r = this.runtime.record(this.id);
     return r.ports ?? r.options.ports;
   }
+  /** CPU and memory of its VMM, the guest's memory, processes, disk and network counters, its exec counts and
+   *  the stages of its last start. */
+  metrics(): Promise<BoxMetrics> {
+    return this.runtime.metrics(this.id);
+  }
+
   networkStats(): Promise<NetworkStats[]> {
     return this.runtime.networkStats(this.id);
   }

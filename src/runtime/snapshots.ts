@@ -11,26 +11,17 @@ import { BoxStateError, SnapshotExistsError, SnapshotInUseError, SnapshotNotFoun
 import { checkName } from '../core/names.js';
 import { backingChain, collectLayers, createTop, dependentsOf, isLayer, layerFromSnapshot } from './layers.js';
 import { diskPath, ensureDisk, ROOT_DISK } from './disks.js';
-import { agentClient } from './channel.js';
+import { withFrozenFs } from './freeze.js';
 import { isRunning } from './status.js';
 import { startBox } from './boot.js';
 import { stopBox } from './lifecycle.js';
 import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
-import type { SnapshotInfo } from './types.js';
+import { deviceShape, prepareForSave, stateDir, stateMismatch } from './memory.js';
+import { ensureDir, renameDurable } from '../util/fs.js';
+import type { SavedState, SnapshotInfo } from './types.js';
 
 export type { SnapshotInfo } from './types.js';
-
-/** Runs fn with the running box's file system synced and frozen; the agent thaws by itself after 10 s, so a
- *  process killed half way never leaves the box frozen. */
-export async function withFrozenFs<T>(ctx: RuntimeContext, id: string, fn: () => Promise<T>): Promise<T> {
-  const client = await agentClient(ctx, id);
-  await client.call('guest', 'sync', { freeze: true }, 30_000);
-  try {
-    return await fn();
-  } finally {
-    await client.call('guest', 'thaw', {}, 30_000).catch(() => {});
-  }
-}
+export { withFrozenFs } from './freeze.js';
 
 export class Snapshots {
   constructor(private readonly ctx: RuntimeContext, private readonly id: string) {}
@@ -66,7 +57,7 @@ export class Snapshots {
     return (await this.located()).map((l) => ({ ...(rec.snapshots?.find((s) => s.name === l.name) ?? { name: l.name, createdAt: '' }), ...(l.frozen ? { frozen: true } : {}) }));
   }
 
-  async create(name: string, opts: { auto?: boolean } = {}): Promise<SnapshotInfo> {
+  async create(name: string, opts: { auto?: boolean; memory?: boolean } = {}): Promise<SnapshotInfo> {
     checkName('snapshot', name);
     return withBoxLock(this.ctx, this.id, async () => {
       const rec = this.ctx.records.get(this.id);
@@ -75,7 +66,9 @@ export class Snapshots {
         throw new SnapshotExistsError(`box ${rec.name} already has a snapshot named "${name}": choose another name, or remove it with 'boxlite snapshot rm ${rec.name} ${name}'`);
       }
       const info: SnapshotInfo = { name, createdAt: new Date().toISOString(), ...(opts.auto ? { auto: true } : {}) };
-      if (this.running()) {
+      if (opts.memory) {
+        info.memory = await this.saveWithMemory(name);
+      } else if (this.running()) {
         // Frozen, the file system is consistent on disk; the VM is not paused, so a process killed half way
         // leaves no paused VM behind.
         await withFrozenFs(this.ctx, this.id, async () => {
@@ -93,6 +86,23 @@ export class Snapshots {
     });
   }
 
+  /** The disk snapshot and the memory at one instant (the CPUs stopped for both), then the box runs on. */
+  private async saveWithMemory(name: string): Promise<SavedState> {
+    const rec = this.ctx.records.get(this.id);
+    if (!this.running()) throw new BoxStateError(`box ${rec.name} is not running: a memory snapshot needs its processes; start it first, or take a disk snapshot without --memory`);
+    if (rec.options.binds?.length) throw new BoxStateError(`box ${rec.name} shares host folders, whose state cannot be saved (virtiofs): take a disk snapshot without --memory`);
+    const file = path.join(ensureDir(stateDir(this.ctx, this.id), 0o700), `snapshot-${name}.state`);
+    await prepareForSave(this.ctx, this.id);
+    try {
+      await this.ctx.engine.saveState(this.ctx.home.boxDir(this.id), `${file}.part`, { snapshotDisk: { disk: ROOT_DISK, name }, resume: true });
+    } catch (e) {
+      fs.rmSync(`${file}.part`, { force: true });
+      throw new BoxStateError(`box ${rec.name}: the memory snapshot failed (${(e as Error).message}); the box keeps running`);
+    }
+    renameDurable(`${file}.part`, file);
+    return { file, shape: deviceShape(this.ctx, rec) };
+  }
+
   private async need(name: string): Promise<void> {
     const have = await this.list();
     if (!have.some((s) => s.name === name)) {
@@ -101,12 +111,20 @@ export class Snapshots {
     }
   }
 
-  /** Puts the disk back as it was at the snapshot. A running box is stopped, restored and started again. */
-  async restore(name: string, opts: { timeoutMs?: number } = {}): Promise<{ restarted: boolean }> {
+  /** Puts the disk back as it was at the snapshot. A running box is stopped, restored and started again. A memory
+   *  snapshot brings back its processes too: the box then runs, continued from that instant. */
+  async restore(name: string, opts: { timeoutMs?: number } = {}): Promise<{ restarted: boolean; memory: boolean }> {
     await this.need(name);
+    const memory = (await this.list()).find((s) => s.name === name)?.memory;
+    if (memory) {
+      const bad = stateMismatch(this.ctx, this.ctx.records.get(this.id), memory, false);
+      if (bad) throw new BoxStateError(`snapshot "${name}" of box ${this.ctx.records.get(this.id).name} cannot be restored with its memory: ${bad}`);
+    }
     if (this.ctx.hooks.beforeRestore) await this.ctx.hooks.beforeRestore(this.id, name);
     const wasRunning = this.running();
-    if (wasRunning) await stopBox(this.ctx, this.id, { timeoutMs: opts.timeoutMs });
+    // Its memory is replaced: nothing is gained by shutting the guest down cleanly.
+    if (wasRunning) await stopBox(this.ctx, this.id, { timeoutMs: memory ? 0 : opts.timeoutMs });
+    if (this.ctx.records.get(this.id).state === 'paused') await stopBox(this.ctx, this.id); // its saved memory goes with the old disk
     await withBoxLock(this.ctx, this.id, async () => {
       if (this.running()) throw new BoxStateError(`box ${this.ctx.records.get(this.id).name} was started again during the restore; stop it and retry`);
       const where = (await this.located()).find((l) => l.name === name)!;
@@ -122,8 +140,13 @@ export class Snapshots {
         });
       }
     });
+    if (memory) {
+      await this.ctx.records.update(this.id, (r) => ({ ...r, restoreFrom: memory }));
+      await startBox(this.ctx, this.id);
+      return { restarted: true, memory: true };
+    }
     if (wasRunning) await startBox(this.ctx, this.id);
-    return { restarted: wasRunning };
+    return { restarted: wasRunning, memory: false };
   }
 
   async remove(name: string): Promise<void> {
@@ -142,6 +165,7 @@ export class Snapshots {
       else if (this.running()) await this.ctx.engine.deleteDiskSnapshot(this.ctx.home.boxDir(this.id), ROOT_DISK, name);
       else await run('qemu-img', ['snapshot', '-d', name, this.disk]);
       await this.forget(name);
+      fs.rmSync(path.join(stateDir(this.ctx, this.id), `snapshot-${name}.state`), { force: true });
     });
   }
 

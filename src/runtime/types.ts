@@ -64,7 +64,7 @@ export interface BoxOptions {
   binds?: BindMount[];
 }
 
-export type BoxState = 'created' | 'running' | 'stopped' | 'exited';
+export type BoxState = 'created' | 'running' | 'stopped' | 'exited' | 'paused';
 export type ExitReason = 'exit' | 'crash' | 'killed';
 
 export interface ExitInfo {
@@ -73,9 +73,21 @@ export interface ExitInfo {
   at: string;
 }
 
+/** A saved VM state (memory and devices) and what it must match to be continued. */
+export interface SavedState {
+  /** The state file (only boxlite's own processes write or read it). */
+  file: string;
+  /** The devices the state was saved with (see memory.ts deviceShape). */
+  shape: string;
+  /** The disk file as it was when the state was saved: a state may only continue on that same disk. */
+  disk?: { ino: number; size: number; mtimeMs: number };
+}
+
 export interface SnapshotInfo {
   name: string;
   createdAt: string;
+  /** A memory snapshot: restoring it brings back the processes too. */
+  memory?: SavedState;
   /** Taken by a policy rather than by hand. */
   auto?: boolean;
   /** Taken before the box was cloned: it lives in a layer the box shares with its clones. */
@@ -87,6 +99,25 @@ export interface SnapshotInfo {
 /** JSON a caller keeps with a box (the reconciler's project label). The runtime stores it and reads none of it. */
 export type Label = Record<string, unknown>;
 
+/** How the last start went, stage by stage (ms). A start from saved memory has no guest boot stages. */
+export interface StartTimings {
+  at: string;
+  /** boot: the kernel booted; restore: memory continued (a resume, a warm start, a fork, a memory snapshot). */
+  kind: 'boot' | 'restore';
+  totalMs: number;
+  /** The box's disk made or checked (its first start builds it from the image). */
+  diskMs: number;
+  /** Jail, ports and the network and folder-sharing helpers. */
+  helpersMs: number;
+  /** The VMM process started and answering. */
+  vmSpawnMs: number;
+  /** From the VMM's start to the agent's answer (for a restore: loading the memory too). */
+  agentReadyMs: number;
+  /** Guest clock: kernel start to init handing over to the agent's runtime, then to the agent being ready. */
+  kernelToInitMs?: number;
+  initToAgentMs?: number;
+}
+
 export interface BoxRecord {
   id: string;
   name: string;
@@ -97,6 +128,7 @@ export interface BoxRecord {
   exit?: ExitInfo;
   startedAt?: string;
   stoppedAt?: string;
+  lastStart?: StartTimings;
   accel?: string;
   /** When each snapshot was taken (the qcow2 disk says which exist). */
   snapshots?: SnapshotInfo[];
@@ -112,6 +144,10 @@ export interface BoxRecord {
   autoRemove?: boolean;
   /** The uid its VMM and helpers run as when boxlite runs as root (see confine.ts). */
   vmmUid?: number;
+  /** Set while paused: its memory, saved (pending while the save is under way). */
+  paused?: { at: string; pending: boolean; state?: SavedState; /** paused for being idle (see idle.ts) */ idle?: boolean };
+  /** A fork or a warm start: the first start continues from this state instead of booting. */
+  restoreFrom?: SavedState;
 }
 
 export interface VolumeRecord {

@@ -126,6 +126,12 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
       snapshots = { beforeApply: !!b.snapshots.before_apply, everyMs, keep: b.snapshots.keep };
     }
 
+    const pauseAfterMs = b.pause_after !== undefined ? guard(P('pause_after'), () => parseDurationMs(b.pause_after)) : undefined;
+    if (pauseAfterMs !== undefined && pauseAfterMs < 10_000) at(P('pause_after'), `expected at least 10s of idleness before a pause, got ${b.pause_after}`);
+    if (pauseAfterMs !== undefined && mounts.some((m) => m.type === 'bind')) {
+      at(P('pause_after'), `box ${bn} mounts host folders, whose state cannot be saved (virtiofs), so it cannot be paused: drop pause_after or the host folders`);
+    }
+
     const image = /^(\.\.?(\/|$)|\/|~)/.test(b.image) ? path.resolve(ctx.dir, b.image) : b.image;
     boxes[bn] = {
       name: bn,
@@ -146,6 +152,7 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
       restart: b.restart ?? 'no',
       dependsOn,
       snapshots,
+      ...(pauseAfterMs !== undefined ? { pauseAfterMs } : {}),
     };
   }
 

@@ -45,6 +45,8 @@ export interface BoxSpec {
   restart: RestartPolicy;
   dependsOn: Record<string, DependCondition>;
   snapshots?: SnapshotPolicy;
+  /** Paused by `up --watch` after this long without use (no exec, no network traffic); woken by the next use. */
+  pauseAfterMs?: number;
 }
 
 export interface VolumeSpec {

@@ -33,10 +33,21 @@ export const extract = tarStream.extract;
 export const pack = tarStream.pack;
 export type Header = tarStream.Header;
 
-/** The xattrs of an entry, from its PAX header, with their bytes intact. */
+/** What an xattr name may be: a known namespace and a plain name. Anything else (spaces, quotes, newlines) is
+ *  refused: names end up in commands other tools parse. */
+const XATTR_NAME = /^(user|trusted|security|system)\.[A-Za-z0-9._@+-]{1,200}$/;
+
+export class BadXattrError extends Error {}
+
+/** The xattrs of an entry, from its PAX header, with their bytes intact; a malformed name is refused. */
 export function xattrsOf(h: tarStream.Header): Record<string, Buffer> {
   const out: Record<string, Buffer> = {};
-  for (const [k, v] of Object.entries((h.pax ?? {}) as Record<string, string>)) if (k.startsWith('SCHILY.xattr.')) out[k.slice(13)] = Buffer.from(v, 'latin1');
+  for (const [k, v] of Object.entries((h.pax ?? {}) as Record<string, string>)) {
+    if (!k.startsWith('SCHILY.xattr.')) continue;
+    const name = k.slice(13);
+    if (!XATTR_NAME.test(name)) throw new BadXattrError(`entry "${h.name}" has an xattr with a malformed name ${JSON.stringify(name)}`);
+    out[name] = Buffer.from(v, 'latin1');
+  }
   return out;
 }
 

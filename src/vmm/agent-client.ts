@@ -13,6 +13,7 @@ import { PACKAGE_ROOT } from '../util/package-root.js';
 import { tryLock, type Lock } from '../util/lock.js';
 import { AgentVersionError, BoxBusyError } from '../core/errors.js';
 import { runDir } from './engine.js';
+import { checkPeer, WrongPeerError } from './peer.js';
 
 const HELLO_EVERY_MS = 250;
 
@@ -36,24 +37,37 @@ export interface ConnectOptions {
   timeoutMs: number;
   /** Called while waiting; returns a reason when waiting is pointless (the VM died, the guest reported an error). */
   check?: () => string | null;
+  /** The VM's process: the port socket must be served by it (the run folder belongs to the jailed VMM, which could
+   *  leave a symlink to another socket there). Null while it is not known yet. */
+  peerPid: () => number | null;
 }
 
 /** Connects to the port socket and runs the handshake; resolves with the socket and any bytes after READY. */
 async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ sock: net.Socket; rest: Buffer }> {
   const deadline = Date.now() + opts.timeoutMs;
   const nonce = randomBytes(8).toString('hex');
+  let stale = 0;
   for (;;) {
     const failure = opts.check?.();
     if (failure) throw new Error(failure);
     if (Date.now() > deadline) throw new Error(`no answer from the guest agent within ${opts.timeoutMs / 1000}s`);
     let sock: net.Socket;
     try {
+      const pid = opts.peerPid();
+      if (pid === null) throw new Error('no VM process yet');
       sock = await new Promise<net.Socket>((resolve, reject) => {
         const s = net.connect(sockPath);
         s.once('connect', () => resolve(s));
         s.once('error', reject);
       });
-    } catch {
+      try {
+        checkPeer(sock, pid, `agent socket ${sockPath}`);
+      } catch (e) {
+        sock.destroy();
+        throw e;
+      }
+    } catch (e) {
+      if (e instanceof WrongPeerError) throw e;
       await new Promise((r) => setTimeout(r, 50)); // QEMU has not created the socket yet, or is gone
       continue;
     }
@@ -71,6 +85,9 @@ async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ 
         buf = Buffer.concat([buf, d]);
         const at = buf.indexOf(want);
         if (at >= 0) finish({ sock, rest: buf.subarray(at + want.length) });
+        // Frames of a connection the guest still thinks is open (its memory was saved while a host was connected,
+        // and restored): leaving makes the guest end that connection; the next one starts clean.
+        else if (buf.length >= LINK_READY.length && buf.indexOf(LINK_READY.slice(0, 8)) < 0) finish('stale');
         else if (buf.length > 4096) buf = buf.subarray(buf.length - want.length);
       };
       const onClose = () => finish('closed');
@@ -90,11 +107,13 @@ async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ 
     });
     if (typeof result !== 'string') return result;
     sock.destroy();
-    if (result !== 'closed') throw new Error(result);
+    // Away long enough for the guest to see the host leave (longer each time: a busy guest reads late).
+    if (result === 'stale') await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 4 ** stale++)));
+    else if (result !== 'closed') throw new Error(result);
   }
 }
 
-export interface AgentInfo { protocolVersion: number; agentVersion: string; kernel: string; bootMs: number }
+export interface AgentInfo { protocolVersion: number; agentVersion: string; kernel: string; bootMs: number; nodeStartMs?: number }
 
 export class AgentClient {
   readonly guest: any;
@@ -149,7 +168,7 @@ export class AgentClient {
     const relayPath = path.join(relayDir, 'agent.sock');
     const relay = net.createServer((local) => {
       // The first gRPC connection uses the handshake done above; a reconnect does a fresh one.
-      const up = first ? Promise.resolve(first) : linkHandshake(sockPath, { timeoutMs: 10_000, check: opts.check });
+      const up = first ? Promise.resolve(first) : linkHandshake(sockPath, { timeoutMs: 10_000, check: opts.check, peerPid: opts.peerPid });
       first = null;
       up.then(
         ({ sock, rest }) => {
@@ -172,7 +191,8 @@ export class AgentClient {
     const client = new AgentClient(relay, relayDir, lock, upstreams, `unix://${relayPath}`);
     let info: AgentInfo;
     try {
-      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0' }, 15_000);
+      // Generous: READY came from the agent, but a guest on a loaded host may take a while to answer.
+      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0' }, 60_000);
     } catch (e) {
       client.close();
       throw e;

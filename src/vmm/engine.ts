@@ -6,6 +6,9 @@ import type { JailSpec } from './jail.js';
 /** The folder inside a box's folder where the VM process writes (its sockets, pid, console): the only part of the
  *  box's folder a jailed VMM may write, so it can never touch the box's record or locks. */
 export const runDir = (boxDir: string) => path.join(boxDir, 'vm');
+/** What boxlite makes for a running VM to open (a new top to move onto, the socket a state is saved through): a
+ *  folder only boxlite writes, visible to the VMM, so that the VMM cannot plant what boxlite later trusts. */
+export const ctlDir = (boxDir: string) => path.join(boxDir, 'ctl');
 
 export interface DiskSpec {
   /** Shown to the guest in /sys/block/vdX/serial, so it can find a disk whatever order they probe in. */
@@ -36,6 +39,18 @@ export interface VmSpec {
   shares?: { socket: string; tag: string }[];
   /** Run the VMM in this jail (see jail.ts); absent: as the caller, unconfined. */
   jail?: JailSpec;
+  /** Continue from this saved state (saveState) instead of booting; the devices must be those it was saved with. */
+  incoming?: string;
+}
+
+/** What to do while the VM's CPUs are stopped for a save, so the disk and the memory are of one instant. */
+export interface SaveOptions {
+  /** Take an internal snapshot of this disk. */
+  snapshotDisk?: { disk: number; name: string };
+  /** Move this disk onto a new top (an existing qcow2 over its current file): the old one is the instant's. */
+  switchDiskTop?: { disk: number; file: string };
+  /** Continue the VM afterwards (a memory snapshot, a fork); otherwise it stays stopped (a pause). */
+  resume?: boolean;
 }
 
 /** The MAC of the NIC to the network helper, so the guest can tell it from the LAN NIC. */
@@ -63,6 +78,14 @@ export interface VmEngine {
   /** Waits until the VM has ended, up to timeoutMs; true if it did. */
   waitGone(dir: string, timeoutMs: number): Promise<boolean>;
   consolePath(dir: string): string;
+  /** The running VM process as the host sees it: the peer every socket of its run folder must have. Throws when
+   *  the VM is not (yet) running. */
+  peerPid(dir: string): number;
+  /** CPU seconds the VM process has used so far (null when it is not running): how a slow boot is told from a
+   *  stalled one. */
+  cpuSeconds(dir: string): number | null;
+  /** Host memory the VM process holds now (resident bytes; null when it is not running). */
+  rssBytes(dir: string): number | null;
 
   // ---- operations on a running VM ----
   /** A snapshot inside the disk's own file (qcow2), taken between guest requests. */
@@ -75,6 +98,6 @@ export interface VmEngine {
   resume(dir: string): Promise<void>;
   /** 'running', 'paused', 'postmigrate', … as the engine says it. */
   runState(dir: string): Promise<string>;
-  /** Writes the VM's memory and device state into `file`; the VM is left paused. */
-  saveState(dir: string, file: string): Promise<{ bytes: number }>;
+  /** Writes the VM's memory and device state into `file` (see SaveOptions). */
+  saveState(dir: string, file: string, opts?: SaveOptions): Promise<{ bytes: number }>;
 }

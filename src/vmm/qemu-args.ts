@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { NET_MAC, runDir, type VmSpec } from './engine.js';
 import { QEMU_SANDBOX } from './jail.js';
-import { tcgKernelArgs } from './accel.js';
+import { tcgCacheMib, tcgKernelArgs } from './accel.js';
 
 /** QEMU's id of the spec's disk i; QMP operations name disks by it. */
 export const driveId = (i: number) => `disk${i}`;
@@ -16,18 +16,23 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-M', `microvm,acpi=on,pcie=off,rtc=on${spec.shares?.length ? ',memory-backend=mem' : ''}`,
     // … and virtio 1.0 on the mmio transport: virtiofsd's libvhost-user refuses legacy devices.
     ...(spec.shares?.length ? ['-object', `memory-backend-memfd,id=mem,size=${spec.memoryMib}M,share=on`, '-global', 'virtio-mmio.force-legacy=false'] : []),
-    ...(spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
+    ...(spec.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', `tcg,thread=multi,tb-size=${tcgCacheMib()}`, '-cpu', 'max']),
     '-m', String(spec.memoryMib),
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
     '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
-    '-chardev', `file,id=con,path=${f('console.log')},append=on`,
+    // The console is a file of boxlite's that the supervisor opens and hands over as fd 4: the VMM only writes
+    // through it, and never names a path boxlite later reads or rotates.
+    '-add-fd', 'fd=4,set=1',
+    '-chardev', 'file,id=con,path=/dev/fdset/1,append=on',
     '-serial', 'chardev:con',
     '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,
     '-pidfile', f('qemu.pid'),
     ...(spec.jail ? ['-sandbox', QEMU_SANDBOX] : []),
+    // A saved state is streamed in over QMP once QEMU runs; its CPUs wait for it (-S).
+    ...(spec.incoming ? ['-S', '-incoming', 'defer'] : []),
     '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
     'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
   ];
@@ -51,5 +56,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push('-drive', `if=none,id=${driveId(i)},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
     args.push('-device', `virtio-blk-device,drive=${driveId(i)}${d.serial ? `,serial=${d.serial}` : ''}`);
   });
+  // The guest reports the memory it freed; QEMU gives it back to the host (and a saved state skips it).
+  args.push('-device', 'virtio-balloon-device,free-page-reporting=on');
   return args;
 }

@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { runDir, type VmEngine, type VmExit, type VmSpec } from './engine.js';
+import { ctlDir, runDir, type SaveOptions, type VmEngine, type VmExit, type VmSpec } from './engine.js';
 import { QmpConnection, qmp } from './qmp.js';
+import { checkPeer } from './peer.js';
 import { driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
 import { jailArgv } from './jail.js';
@@ -34,8 +35,9 @@ function which(bin: string): string | null {
 
 const qmpSocket = (dir: string) => path.join(runDir(dir), 'qmp.sock');
 /** Where bwrap reports the jailed QEMU's pid as the host sees it (its pidfile holds the pid in its namespace). */
-const jailStatus = (dir: string) => path.join(runDir(dir), 'jail.json');
+const jailStatus = (dir: string) => path.join(dir, 'jail.json');
 const CONSOLE_CAP = 2 * 1024 * 1024;
+const CLOCK_TICKS = 100; // USER_HZ: the unit of /proc/PID/stat's times on every Linux this runs on
 
 function readExit(dir: string): string | null {
   try {
@@ -62,7 +64,17 @@ function readPid(dir: string): number | null {
 /** True when pid is alive and is the QEMU of this box folder (not its supervisor, and not a reused pid). */
 function isQemuOf(pid: number, dir: string): boolean {
   const cmd = cmdlineOf(pid);
-  return cmd.includes(qmpSocket(dir)) && !cmd.includes(`\0${SUPERVISOR_MARK}\0`);
+  return isQemuProcess(pid) && cmd.includes(qmpSocket(dir)) && !cmd.includes(`\0${SUPERVISOR_MARK}\0`);
+}
+
+/** Whether the process runs QEMU itself: a jailed VM's pid is known (from bwrap) while it still runs the jail's
+ *  own steps (setpriv), whose command lines name the same sockets. */
+function isQemuProcess(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('qemu-system');
+  } catch {
+    return false;
+  }
 }
 
 /** A VM started by a boxlite that kept its sockets and pidfile in the box's folder itself (before run folders):
@@ -76,12 +88,13 @@ function supervisorPid(dir: string): number | null {
   return pidFromFile(path.join(dir, 'supervisor.pid'), `\0${SUPERVISOR_MARK}\0`, `${dir}/`);
 }
 
-// The supervisor runs QEMU (in its jail) and waits for it; meanwhile a loop of its own keeps the guest console
-// under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1). After QEMU, it
-// records the exit status, then ends the box's helpers (those still running as themselves).
+// The supervisor runs QEMU (in its jail) and waits for it, with the console file open as fd 4 and bwrap's status
+// going to jail.json (both in the box's folder, which the VMM cannot write); meanwhile a loop of its own keeps the
+// console under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1). After
+// QEMU, it records the exit status, then ends the box's helpers (those still running as themselves).
 const SUPERVISOR_SCRIPT =
-  `c=vm/console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1 && : > $c; done ) & ` +
-  '"$@" 3>vm/jail.json; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+  `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1 && : > $c; done ) & ` +
+  '"$@" 3>jail.json 4>>console.log; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
@@ -94,7 +107,7 @@ export class QemuEngine implements VmEngine {
   }
 
   consolePath(dir: string): string {
-    return path.join(runDir(dir), 'console.log');
+    return path.join(dir, 'console.log');
   }
 
   async start(spec: VmSpec): Promise<number> {
@@ -102,10 +115,9 @@ export class QemuEngine implements VmEngine {
     if (problem) throw new Error(problem);
     await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
     const run = runDir(spec.dir);
-    for (const f of ['vm.exit', 'supervisor.pid']) fs.rmSync(path.join(spec.dir, f), { force: true });
-    for (const f of ['qemu.pid', 'jail.json', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(run, f), { force: true });
-    fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`);
-    if (spec.jail?.as) fs.chownSync(this.consolePath(spec.dir), spec.jail.as.uid, spec.jail.as.gid);
+    for (const f of ['vm.exit', 'supervisor.pid', 'jail.json']) fs.rmSync(path.join(spec.dir, f), { force: true });
+    for (const f of ['qemu.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(run, f), { force: true });
+    fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`, { mode: 0o600 });
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
     const qemu = [qemuBinary(), ...qemuArgs(spec)];
     const argv = spec.jail ? jailArgv(spec.jail, qemu) : qemu;
@@ -121,7 +133,17 @@ export class QemuEngine implements VmEngine {
     const deadline = Date.now() + 10_000;
     for (;;) {
       const pid = readPid(spec.dir);
-      if (pid && isQemuOf(pid, spec.dir)) return pid;
+      if (pid && isQemuOf(pid, spec.dir)) {
+        if (spec.incoming) {
+          try {
+            await this.loadState(spec.dir, spec.incoming);
+          } catch (e) {
+            await this.kill(spec.dir); // a VM that never got its memory must not linger, stopped
+            throw new Error(`its saved memory could not be restored: ${(e as Error).message}`);
+          }
+        }
+        return pid;
+      }
       const st = this.status(spec.dir);
       if (st.kind !== 'running') {
         const why = fs.readFileSync(path.join(spec.dir, 'qemu.log'), 'utf8').trim();
@@ -173,7 +195,7 @@ export class QemuEngine implements VmEngine {
     const legacy = legacyPid(dir);
     const pid = legacy ?? readPid(dir);
     if (!pid || !(legacy || isQemuOf(pid, dir))) return this.settle(dir);
-    await qmp(legacy ? path.join(dir, 'qmp.sock') : qmpSocket(dir), 'quit', undefined, timeoutMs).catch(() => {});
+    await qmp(legacy ? path.join(dir, 'qmp.sock') : qmpSocket(dir), 'quit', undefined, timeoutMs, pid).catch(() => {});
     const alive = () => (legacy ? cmdlineOf(pid).includes(path.join(dir, 'qmp.sock')) : isQemuOf(pid, dir));
     const deadline = Date.now() + timeoutMs;
     while (alive() && Date.now() < deadline) await sleep(20);
@@ -186,60 +208,106 @@ export class QemuEngine implements VmEngine {
 
   // ---- QMP operations --------------------------------------------------------------------------------------------
 
+  /** The running VM's host pid: every QMP and agent connection must be served by it. */
+  peerPid(dir: string): number {
+    const legacy = legacyPid(dir);
+    if (legacy) return legacy;
+    const pid = readPid(dir);
+    if (!pid || !isQemuOf(pid, dir)) throw new Error('the VM is not running');
+    return pid;
+  }
+
+  cpuSeconds(dir: string): number | null {
+    try {
+      const stat = fs.readFileSync(`/proc/${this.peerPid(dir)}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after "pid (comm) ": field 3 onwards
+      return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS; // utime, stime
+    } catch {
+      return null;
+    }
+  }
+
+  rssBytes(dir: string): number | null {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${this.peerPid(dir)}/status`, 'utf8'));
+      return m ? Number(m[1]) * 1024 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private qmp<T = unknown>(dir: string, command: string, args?: object, timeoutMs?: number): Promise<T> {
+    return qmp<T>(qmpSocket(dir), command, args, timeoutMs, this.peerPid(dir));
+  }
+
   async snapshotDisk(dir: string, disk: number, name: string): Promise<void> {
-    await qmp(qmpSocket(dir), 'blockdev-snapshot-internal-sync', { device: driveId(disk), name }, 30_000);
+    await this.qmp(dir, 'blockdev-snapshot-internal-sync', { device: driveId(disk), name }, 30_000);
   }
 
   async deleteDiskSnapshot(dir: string, disk: number, name: string): Promise<void> {
-    await qmp(qmpSocket(dir), 'blockdev-snapshot-delete-internal-sync', { device: driveId(disk), name }, 30_000);
+    await this.qmp(dir, 'blockdev-snapshot-delete-internal-sync', { device: driveId(disk), name }, 30_000);
   }
 
   async switchDiskTop(dir: string, disk: number, file: string): Promise<void> {
-    await qmp(qmpSocket(dir), 'blockdev-snapshot-sync', { device: driveId(disk), 'snapshot-file': file, format: 'qcow2', mode: 'existing' }, 30_000);
+    await this.qmp(dir, 'blockdev-snapshot-sync', { device: driveId(disk), 'snapshot-file': file, format: 'qcow2', mode: 'existing' }, 30_000);
   }
 
   async pause(dir: string): Promise<void> {
-    await qmp(qmpSocket(dir), 'stop');
+    await this.qmp(dir, 'stop');
   }
 
   async resume(dir: string): Promise<void> {
-    await qmp(qmpSocket(dir), 'cont');
+    await this.qmp(dir, 'cont');
   }
 
   async runState(dir: string): Promise<string> {
-    return (await qmp<{ status: string }>(qmpSocket(dir), 'query-status')).status;
+    return (await this.qmp<{ status: string }>(dir, 'query-status')).status;
   }
 
   /** Migration into a Unix socket this process serves and copies to the file: QEMU itself opens no file and runs
    *  no command, so this works under a jail that forbids both. */
-  async saveState(dir: string, file: string): Promise<{ bytes: number }> {
-    const sock = path.join(runDir(dir), 'migrate.sock');
+  async saveState(dir: string, file: string, opts: SaveOptions = {}): Promise<{ bytes: number }> {
+    fs.mkdirSync(ctlDir(dir), { recursive: true, mode: 0o711 });
+    const sock = path.join(ctlDir(dir), 'migrate.sock');
     fs.rmSync(sock, { force: true });
     const out = fs.createWriteStream(file, { mode: 0o600 });
     const written = new Promise<void>((resolve, reject) => out.on('close', resolve).on('error', reject));
     let bytes = 0;
+    const pid = this.peerPid(dir);
+    let taken = false;
     const server = net.createServer((c) => {
+      // The state is the VM's own and comes from one connection: its QEMU's.
+      try {
+        if (taken) throw new Error('a second connection');
+        checkPeer(c, pid, `the migration socket ${sock}`);
+      } catch {
+        return c.destroy();
+      }
+      taken = true;
       c.on('data', (d: Buffer) => (bytes += d.length));
       c.pipe(out);
     });
     await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once('error', reject));
-    // A jailed QEMU runs as the owner of its run folder: the socket must be theirs to connect to.
-    const owner = fs.statSync(runDir(dir));
-    fs.chownSync(sock, owner.uid, owner.gid);
-    const conn = await QmpConnection.open(qmpSocket(dir));
+    // A jailed QEMU runs as a uid of its own: it must be able to connect (ctl/ is boxlite's, so the path is too).
+    fs.chmodSync(sock, 0o666);
+    const conn = await QmpConnection.open(qmpSocket(dir), 5000, pid);
+    let stopped = false;
     try {
       await conn.execute('stop');
+      stopped = true;
+      // One instant for the disk and the memory: what the disk needs happens while the CPUs are stopped.
+      if (opts.snapshotDisk) await conn.execute('blockdev-snapshot-internal-sync', { device: driveId(opts.snapshotDisk.disk), name: opts.snapshotDisk.name }, 30_000);
+      if (opts.switchDiskTop) {
+        await conn.execute('blockdev-snapshot-sync', { device: driveId(opts.switchDiskTop.disk), 'snapshot-file': opts.switchDiskTop.file, format: 'qcow2', mode: 'existing' }, 30_000);
+      }
       // The default bandwidth cap (128 MiB/s) would make a save of a large guest needlessly slow.
       await conn.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
       await conn.execute('migrate', { uri: `unix:${sock}` });
-      for (;;) {
-        const st = await conn.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
-        if (st.status === 'completed') break;
-        if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`saving the VM's state failed: ${st['error-desc'] ?? st.status}`);
-        await sleep(20);
-      }
+      await migrationDone(conn, 'saving');
+      if (opts.resume) await conn.execute('cont');
     } catch (e) {
       out.destroy();
+      if (stopped && opts.resume) await conn.execute('cont').catch(() => {});
       throw e;
     } finally {
       conn.close();
@@ -249,5 +317,46 @@ export class QemuEngine implements VmEngine {
     await written;
     fsyncPath(file);
     return { bytes };
+  }
+
+  /** Streams a saved state into a QEMU started with -incoming defer, then lets its CPUs run. */
+  private async loadState(dir: string, file: string): Promise<void> {
+    const sock = path.join(runDir(dir), 'incoming.sock');
+    fs.rmSync(sock, { force: true });
+    const pid = this.peerPid(dir);
+    const conn = await QmpConnection.open(qmpSocket(dir), 10_000, pid);
+    try {
+      await conn.execute('migrate-incoming', { uri: `unix:${sock}` });
+      await new Promise<void>((resolve, reject) => {
+        const c = net.connect(sock);
+        c.once('error', reject);
+        c.once('connect', () => {
+          try {
+            checkPeer(c, pid, `the incoming socket ${sock}`);
+          } catch (e) {
+            c.destroy();
+            return reject(e);
+          }
+          const input = fs.createReadStream(file);
+          input.once('error', reject);
+          input.pipe(c);
+          c.once('close', () => resolve());
+        });
+      });
+      await migrationDone(conn, 'loading');
+      await conn.execute('cont');
+    } finally {
+      conn.close();
+      fs.rmSync(sock, { force: true });
+    }
+  }
+}
+
+async function migrationDone(conn: QmpConnection, what: string): Promise<void> {
+  for (;;) {
+    const st = await conn.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+    if (st.status === 'completed') return;
+    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`${what} the VM's state failed: ${st['error-desc'] ?? st.status}`);
+    await sleep(20);
   }
 }

@@ -1,6 +1,7 @@
 // QMP, QEMU's control socket: a connection that negotiates capabilities, then runs commands one after another and
 // hands out the events it sees. qmp() is the one-command form most operations need.
 import * as net from 'node:net';
+import { checkPeer } from './peer.js';
 
 export interface QmpEvent {
   event: string;
@@ -25,9 +26,18 @@ export class QmpConnection {
     sock.on('close', () => close());
   }
 
-  /** Connects and negotiates; rejects if QEMU does not greet within timeoutMs. */
-  static async open(socketPath: string, timeoutMs = 5000): Promise<QmpConnection> {
-    const sock = net.connect(socketPath);
+  /** Connects and negotiates; rejects if QEMU does not greet within timeoutMs. With peerPid, the socket must be
+   *  served by that process (the box's QEMU), checked before anything is sent. */
+  static async open(socketPath: string, timeoutMs = 5000, peerPid?: number): Promise<QmpConnection> {
+    const sock = await connectWhenServed(socketPath, Date.now() + timeoutMs);
+    if (peerPid !== undefined) {
+      try {
+        checkPeer(sock, peerPid, `QMP socket ${socketPath}`);
+      } catch (e) {
+        sock.destroy();
+        throw e;
+      }
+    }
     const conn = new QmpConnection(sock);
     const timer = setTimeout(() => sock.destroy(new Error(`no greeting within ${timeoutMs} ms`)), timeoutMs);
     try {
@@ -102,10 +112,10 @@ export class QmpConnection {
 }
 
 /** One command on a connection of its own. `quit` resolves when QEMU closes the socket. */
-export async function qmp<T = unknown>(socketPath: string, command: string, args?: object, timeoutMs = 5000): Promise<T> {
+export async function qmp<T = unknown>(socketPath: string, command: string, args?: object, timeoutMs = 5000, peerPid?: number): Promise<T> {
   let conn: QmpConnection;
   try {
-    conn = await QmpConnection.open(socketPath, timeoutMs);
+    conn = await QmpConnection.open(socketPath, timeoutMs, peerPid);
   } catch (e) {
     throw new QmpError(`QMP ${command}: ${(e as Error).message}`);
   }
@@ -117,5 +127,26 @@ export async function qmp<T = unknown>(socketPath: string, command: string, args
     return await conn.execute<T>(command, args, timeoutMs);
   } finally {
     conn.close();
+  }
+}
+
+/** A QEMU that has just written its pidfile may not be listening yet: until the deadline, a socket that is missing
+ *  or refuses is tried again. Until a reader attaches, what QEMU sends waits in the stream. */
+async function connectWhenServed(socketPath: string, deadline: number): Promise<net.Socket> {
+  for (;;) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const sock = net.connect(socketPath);
+        sock.once('connect', () => {
+          sock.off('error', reject);
+          resolve(sock);
+        });
+        sock.once('error', reject);
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() >= deadline) throw e;
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 }

@@ -2,12 +2,13 @@
 // bits: chmod/fchmod/fchmodat(2) with S_ISUID|S_ISGID in the mode, and creating a file, folder or node with them
 // (open/openat/creat with O_CREAT or O_TMPFILE, mkdir, mknod). The file sharing helper runs under it, so a box's
 // root cannot plant a setuid binary in a host folder it was given; every other call is allowed (virtiofsd keeps
-// its own, stricter filter on top). x86_64 only, as the boxes are.
+// its own, stricter filter on top). x86_64 only, as the boxes are; calls through any other ABI are refused.
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const SECCOMP_RET_ALLOW = 0x7fff0000;
 const SECCOMP_RET_ERRNO = 0x00050000;
 const EPERM = 1;
 const ENOSYS = 38;
+const X32_SYSCALL_BIT = 0x40000000;
 const SUID_SGID = 0o6000;
 const O_CREAT = 0o100;
 const O_TMPFILE = 0o20000000; // without O_DIRECTORY's bit: either one means "creates"
@@ -16,6 +17,7 @@ const O_TMPFILE = 0o20000000; // without O_DIRECTORY's bit: either one means "cr
 const LD_W_ABS = 0x20;
 const JEQ_K = 0x15;
 const JSET_K = 0x45;
+const JGE_K = 0x35;
 const RET_K = 0x06;
 
 interface Rule {
@@ -53,7 +55,8 @@ export function noSetuidFilter(): Buffer {
   const p: Insn[] = [];
   const allow: Insn = [RET_K, 0, 0, SECCOMP_RET_ALLOW];
   const deny: Insn = [RET_K, 0, 0, SECCOMP_RET_ERRNO | EPERM];
-  p.push([LD_W_ABS, 0, 0, ARCH], [JEQ_K, 1, 0, AUDIT_ARCH_X86_64], allow, [LD_W_ABS, 0, 0, NR]);
+  // Another ABI (i386 through int 0x80, x32) numbers its calls differently and would slip past the rules: refused.
+  p.push([LD_W_ABS, 0, 0, ARCH], [JEQ_K, 1, 0, AUDIT_ARCH_X86_64], deny, [LD_W_ABS, 0, 0, NR], [JGE_K, 0, 1, X32_SYSCALL_BIT], deny);
   p.push([JEQ_K, 0, 1, OPENAT2], [RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS]);
   for (const r of RULES) {
     // Not this call: on to the next rule. This call: decide here (nr is not needed again).

@@ -26,13 +26,13 @@ export function stopRelay(dir: string): void {
 
 /** Starts the relay for a booted box's UDP forwards; resolves once it listens on every host port. Started by root,
  *  it becomes the box's uid (as) once its sockets are bound and its agent connection made. */
-export async function startRelay(dir: string, name: string, ports: PortMapping[], as?: JailIdentity): Promise<void> {
+export async function startRelay(dir: string, name: string, vmPid: number, ports: PortMapping[], as?: JailIdentity): Promise<void> {
   await startHelper({
     dir,
     name: NAME,
     what: 'the UDP forward helper',
     command: process.execPath,
-    args: [compiledModule(fileURLToPath(import.meta.url)), MARK, dir, name, JSON.stringify(ports), JSON.stringify(as ?? null)],
+    args: [compiledModule(fileURLToPath(import.meta.url)), MARK, dir, name, String(vmPid), JSON.stringify(ports), JSON.stringify(as ?? null)],
     mark: `${MARK}\0${dir}`,
     log: relayLog(dir),
     ready: { line: 'ready' },
@@ -40,9 +40,9 @@ export async function startRelay(dir: string, name: string, ports: PortMapping[]
   });
 }
 
-async function relayMain(dir: string, name: string, ports: PortMapping[], as: JailIdentity | null): Promise<void> {
+async function relayMain(dir: string, name: string, vmPid: number, ports: PortMapping[], as: JailIdentity | null): Promise<void> {
   const { AgentClient } = await import('./agent-client.js');
-  const client = await AgentClient.connect(dir, name, { timeoutMs: 30_000 });
+  const client = await AgentClient.connect(dir, name, { timeoutMs: 30_000, peerPid: () => vmPid });
   const stream = client.network.udpRelay();
   const socks = new Map<number, dgram.Socket>();
   const quit = (code: number) => {
@@ -89,8 +89,8 @@ async function relayMain(dir: string, name: string, ports: PortMapping[], as: Ja
 }
 
 if (process.argv[2] === MARK) {
-  const [, , , dir, name, ports, as] = process.argv;
-  relayMain(dir, name, JSON.parse(ports), JSON.parse(as ?? 'null')).catch((e) => {
+  const [, , , dir, name, vmPid, ports, as] = process.argv;
+  relayMain(dir, name, Number(vmPid), JSON.parse(ports), JSON.parse(as ?? 'null')).catch((e) => {
     process.stderr.write(`udp relay: ${(e as Error).message}\n`);
     process.exit(1);
   });

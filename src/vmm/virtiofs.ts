@@ -96,5 +96,5 @@ export async function startShare(s: ShareSpec): Promise<void> {
     fs.closeSync(fd);
   }
   // virtiofsd made its socket as root; the jailed QEMU connects as the box's uid.
-  if (s.vmm && root) fs.chownSync(shareSocket(s.dir, s.index), s.vmm.uid, s.vmm.gid);
+  if (s.vmm && root) fs.lchownSync(shareSocket(s.dir, s.index), s.vmm.uid, s.vmm.gid);
 }

@@ -1,19 +1,20 @@
 // The project LAN's pure parts: one multicast group per home and project, and the hosts lines every box gets.
 import { describe, expect, it } from 'vitest';
-import { lanGroup, lanHosts } from '../../src/reconciler/lan.js';
+import { lanHosts } from '../../src/reconciler/lan.js';
+import { lanGroup } from '../../src/core/network.js';
 import type { BoxRecord } from '../../src/runtime/types.js';
 
 describe('project LAN', () => {
   it('gives each home and project its own administratively scoped group, the same every time', () => {
-    const g = lanGroup('/root/.boxlite', 'demo');
-    expect(g).toBe(lanGroup('/root/.boxlite', 'demo'));
+    const g = lanGroup('/root/.boxlite\0demo');
+    expect(g).toBe(lanGroup('/root/.boxlite\0demo'));
     expect(g).toMatch(/^239\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d+$/);
     const [addr, port] = g.split(':');
     expect(addr.split('.').map(Number).every((n) => n >= 0 && n <= 255)).toBe(true);
     expect(Number(port)).toBeGreaterThanOrEqual(20000);
     expect(Number(port)).toBeLessThan(60000);
-    expect(lanGroup('/root/.boxlite', 'other')).not.toBe(g);
-    expect(lanGroup('/home/ann/.boxlite', 'demo')).not.toBe(g);
+    expect(lanGroup('/root/.boxlite\0other')).not.toBe(g);
+    expect(lanGroup('/home/ann/.boxlite\0demo')).not.toBe(g);
   });
 
   it('lists every box of the project with an address, in address order, leaving out boxes kept aside', () => {

@@ -33,7 +33,7 @@ const malformed: [string, string, string[]][] = [
   ['an empty boxes map', 'boxes: {}\n', ['1:8 boxes: declare at least one box']],
   ['a misspelt top-level key', 'boxs:\n  web: {image: x}\n', ['1:1 boxs: unknown key "boxs" (did you mean "boxes"?)']],
   ['a misspelt box key', 'boxes:\n  web:\n    imgae: debian:12\n', ['3:5 boxes.web.imgae: unknown key "imgae" (did you mean "image"?)']],
-  ['an unknown box key far from any', box('    colour: red\n'), ['4:5 boxes.web.colour: unknown key "colour"; allowed here: image, cpus, memory, disk, env, working_dir, user, network, dns, volumes, ports, setup, command, healthcheck, restart, depends_on, snapshots']],
+  ['an unknown box key far from any', box('    colour: red\n'), ['4:5 boxes.web.colour: unknown key "colour"; allowed here: image, cpus, memory, disk, env, working_dir, user, network, dns, volumes, ports, setup, command, healthcheck, pause_after, restart, depends_on, snapshots']],
   ['a box without image', 'boxes:\n  web:\n    cpus: 2\n', ['3:5 boxes.web: missing required key "image"']],
   ['a box that is a string', 'boxes:\n  web: debian:12\n', ['2:8 boxes.web: expected a mapping, got "debian:12"']],
   ['memory in words', box('    memory: lots\n'), ['4:13 boxes.web.memory: expected a size such as 512MiB, 2GiB or 10G (a bare number is MiB), got "lots"']],
@@ -44,6 +44,8 @@ const malformed: [string, string, string[]][] = [
   ['cpus in words', box('    cpus: two\n'), ['4:11 boxes.web.cpus: expected a whole number, got "two"']],
   ['an unknown restart policy', box('    restart: sometimes\n'), ['4:14 boxes.web.restart: expected one of no, on-failure, always, unless-stopped; got "sometimes"']],
   ['a misspelt restart policy', box('    restart: alway\n'), ['4:14 boxes.web.restart: expected one of no, on-failure, always, unless-stopped; got "alway" (did you mean "always"?)']],
+  ['a pause after too little idleness', box('    pause_after: 2s\n'), ['4:18 boxes.web.pause_after: expected at least 10s of idleness before a pause, got 2s']],
+  ['a pause of a box with host folders', box('    pause_after: 10m\n    volumes: ["./src:/work"]\n'), ['4:18 boxes.web.pause_after: box web mounts host folders, whose state cannot be saved (virtiofs), so it cannot be paused: drop pause_after or the host folders']],
   ['an unknown network', box('    network: host\n'), ['4:14 boxes.web.network: expected one of default, none; got "host"']],
   ['a port out of range', box('    ports: ["8080:80", "99999:80"]\n'), ['4:24 boxes.web.ports[1]: "99999:80": host port 99999 is out of range (1–65535)']],
   ['ports with network none', box('    network: none\n    ports: ["8080:80"]\n'), ['5:12 boxes.web.ports: a box with network "none" cannot publish ports: remove them or the network setting']],
@@ -127,6 +129,11 @@ describe('valid project files', () => {
       { type: 'volume', source: 'data', target: '/data', readOnly: false },
     ]);
     expect(p.volumes.data).toEqual({ name: 'data', sizeMib: 2048 });
+  });
+
+  it('reads pause_after as a duration', () => {
+    expect(parseProject(box('    pause_after: 10m\n'), file, { env: {} }).boxes.web.pauseAfterMs).toBe(600_000);
+    expect(parseProject(box(''), file, { env: {} }).boxes.web.pauseAfterMs).toBeUndefined();
   });
 
   it('resolves a local image path against the project folder', () => {

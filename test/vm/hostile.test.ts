@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import * as dgram from 'node:dgram';
+import * as net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from '../helpers.js';
@@ -148,6 +149,11 @@ describe('hostile image layers', () => {
       refused: () => /entry "\.\.\/etc\/passwd" climbs out of its root with "\.\."/,
     },
     {
+      name: 'an xattr name carrying a second debugfs command (dump an image file onto the host) is refused',
+      layers: () => [[{ path: 'f', data: 'planted', xattrs: { [`user.x\ndump /f ${victim}/pwned\n`]: 'v' } }]],
+      refused: () => /entry "f" has an xattr with a malformed name "user\.x\\ndump/,
+    },
+    {
       name: "a whiteout of '..' is refused",
       layers: () => [[{ path: 'a/', type: 'directory' }, { path: 'a/.wh...', data: '' }]],
       refused: () => /whiteout "a\/\.wh\.\.\." names no entry/,
@@ -171,6 +177,28 @@ describe('hostile image layers', () => {
       for (const [file, want] of c.inside!()) expect(inImage(r.base!, file)).toBe(want);
     });
   }
+});
+
+describe('the staging folder in /dev/shm, open to every user', () => {
+  it("an assembly neither follows nor sweeps what someone else planted under a staging folder's name", async () => {
+    const shm = '/dev/shm';
+    const dead = 4_194_303; // above any pid this host hands out by default: a dead assembly's
+    const planted = [
+      { name: `boxlite-staging-${dead}-aaaaaa`, make: (p: string) => fs.symlinkSync(victim, p) },
+      { name: `boxlite-staging-${dead}-bbbbbb`, make: (p: string) => (fs.mkdirSync(p), fs.writeFileSync(path.join(p, 'theirs'), 'x'), fs.chownSync(p, 65534, 65534)) },
+    ];
+    for (const p of planted) p.make(path.join(shm, p.name));
+    const before = snapshot(victim);
+    try {
+      const r = await createFrom('staged', [[{ path: 'etc/hostname', data: 'staged\n' }]]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(fs.readlinkSync(path.join(shm, planted[0].name))).toBe(victim);
+      expect(fs.readFileSync(path.join(shm, planted[1].name, 'theirs'), 'utf8')).toBe('x');
+      expect(snapshot(victim)).toBe(before);
+    } finally {
+      for (const p of planted) fs.rmSync(path.join(shm, p.name), { recursive: true, force: true });
+    }
+  });
 });
 
 /** A box archive as `boxlite export` writes one, with the manifest and disk given. */
@@ -210,17 +238,20 @@ describe('hostile box archives', () => {
     expect(r.stderr).toContain('boxlite: import: named volumes it mounted were dropped (someones-data): give them again with -v');
     expect(r.stderr).toContain('boxlite: import: its project LAN address was dropped');
     expect(r.stderr).toContain('boxlite: import: its fixed host ports were dropped');
+    expect(r.stderr).toContain('boxlite: import: its ports published beyond this host now listen on 127.0.0.1 only');
     const rec = JSON.parse((await cli(home, ['inspect', 'reach'])).stdout);
     expect(rec.options.binds).toBeUndefined();
     expect(rec.options.volumes).toBeUndefined();
     expect(rec.options.lan).toBeUndefined();
-    expect(rec.options.ports).toEqual([{ hostIp: '0.0.0.0', hostPort: 0, guestPort: 22, protocol: 'tcp' }]);
+    expect(rec.options.ports).toEqual([{ hostIp: '127.0.0.1', hostPort: 0, guestPort: 22, protocol: 'tcp' }]);
   });
 
   const refusals: { name: string; manifest?: Record<string, unknown>; disk?: () => string; error: () => string }[] = [
     { name: 'options create would refuse', manifest: { options: { ...OPTIONS, cpus: 4096 } }, error: () => 'has options create would refuse: cpus must be a whole number from 1 to 64' },
     { name: 'an invalid box name', manifest: { name: '../../etc' }, error: () => 'names the box invalidly (box name "../../etc" is invalid' },
     { name: 'a malformed image config', manifest: { config: { env: 'PATH=/evil' } }, error: () => 'has a malformed image config' },
+    { name: 'ports that are not a list', manifest: { options: { ...OPTIONS, ports: 'all' } }, error: () => 'has a malformed ports list' },
+    { name: 'binds that are not a list of objects', manifest: { options: { ...OPTIONS, binds: [null] } }, error: () => 'has a malformed binds list' },
     {
       name: 'a disk whose backing file is a host file',
       disk: () => {
@@ -277,7 +308,7 @@ describe('hostile box archives', () => {
 
 
 /** A box whose "VM" is the stand-in agent (test/stand-in-agent.mjs): the runtime talks to it as to a running box. */
-async function standInBox(name: string, script: Record<string, unknown>, ports: string[] = []): Promise<{ dir: string; stop: () => void }> {
+async function standInBox(name: string, script: Record<string, unknown>, ports: string[] = []): Promise<{ dir: string; pid: number; stop: () => void }> {
   const rt = quietRuntime(home);
   try {
     const box = await rt.create({ rootfs: makeRootfs(path.join(tmp, `rootfs-${name}`)), name, memoryMib: 128, ports });
@@ -290,7 +321,7 @@ async function standInBox(name: string, script: Record<string, unknown>, ports: 
       child.once('exit', (c) => reject(new Error(`the stand-in agent exited (${c})`)));
     });
     await rt.records.update(box.id, (r) => ({ ...r, state: 'running', ports: r.options.ports }));
-    return { dir, stop: () => child.kill('SIGKILL') };
+    return { dir, pid: child.pid!, stop: () => child.kill('SIGKILL') };
   } finally {
     rt.close();
   }
@@ -317,6 +348,16 @@ describe('a hostile guest', () => {
       name: 'a hard link to a host file is refused',
       entries: () => [{ path: 'top/', type: 'directory' }, { path: 'top/h', type: 'link', target: `${victim}/secret` }],
       refused: () => 'which does not exist',
+    },
+    {
+      name: "a folder's mode is never applied through a symlink that later took its place",
+      entries: () => [{ path: 'top/', type: 'directory' }, { path: 'top/d/', type: 'directory', mode: 0o777 }, { path: 'top/d', type: 'symlink', target: victim }],
+      check: (dest) => expect(fs.readlinkSync(path.join(dest, 'top', 'd'))).toBe(victim),
+    },
+    {
+      name: "a folder's mode is never applied through a symlink that took the place of its parent",
+      entries: () => [{ path: 'top/', type: 'directory' }, { path: 'top/a/', type: 'directory' }, { path: 'top/a/sub/', type: 'directory', mode: 0o777 }, { path: 'top/a', type: 'symlink', target: victim }],
+      check: (dest) => expect(fs.readlinkSync(path.join(dest, 'top', 'a'))).toBe(victim),
     },
     {
       name: 'setuid and setgid bits are dropped, devices and fifos not made, symlinks kept as they are',
@@ -375,7 +416,7 @@ describe('a hostile guest', () => {
     const box = await standInBox('udp', { udp: [{ port: 53, peer: `0|127.0.0.1:${victimSock.address().port}`, data: 'attack' }, { port: 53, peer: 'SENDER', data: 'answer' }] }, [`127.0.0.1:${published}:53/udp`]);
     const client = dgram.createSocket('udp4');
     try {
-      await startRelay(box.dir, 'udp', [{ hostIp: '127.0.0.1', hostPort: published, guestPort: 53, protocol: 'udp' }]);
+      await startRelay(box.dir, 'udp', box.pid, [{ hostIp: '127.0.0.1', hostPort: published, guestPort: 53, protocol: 'udp' }]);
       const ask = () =>
         new Promise<string>((resolve) => {
           client.once('message', (m) => resolve(String(m)));
@@ -390,6 +431,75 @@ describe('a hostile guest', () => {
       stopRelay(box.dir);
       client.close();
       victimSock.close();
+      box.stop();
+    }
+  });
+});
+
+describe('a VMM that broke out of its guest', () => {
+  // What a jailed QEMU owns (its disk's header, its run folder) it can rewrite: boxlite must not believe it.
+  const tampered: { name: string; make: (disk: string) => void; error: () => string }[] = [
+    {
+      name: 'a backing file on the host',
+      make: (disk) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', path.join(victim, 'secret'), disk, '64M']),
+      error: () => `it reads from ${path.join(victim, 'secret')}, which is not a layer or image base of ${home}`,
+    },
+    {
+      name: 'an external data file',
+      make: (disk) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `data_file=${path.join(tmp, 'tampered.raw')}`, disk, '64M']),
+      error: () => `keeps its data in ${path.join(tmp, 'tampered.raw')}`,
+    },
+  ];
+  for (const [i, c] of tampered.entries()) {
+    it(`a disk rewritten to have ${c.name} is neither booted nor exported`, async () => {
+      const rt = quietRuntime(home);
+      let id: string;
+      try {
+        id = (await rt.create({ rootfs: makeRootfs(path.join(tmp, `rootfs-tamper${i}`)), name: `tamper${i}`, memoryMib: 128 })).id;
+      } finally {
+        rt.close();
+      }
+      c.make(path.join(home, 'boxes', id, 'disk.qcow2'));
+      const before = snapshot(victim);
+      for (const args of [['start', `tamper${i}`], ['export', `tamper${i}`, path.join(tmp, `tamper${i}.tar`)]]) {
+        const r = await cli(home, args);
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.stderr).toContain(`box tamper${i}'s disk was changed by something other than boxlite (`);
+        expect(r.stderr).toContain(`${c.error()}); it is not used: remove the box ('boxlite rm -f tamper${i}')`);
+        noStack(r.stderr);
+      }
+      expect(fs.existsSync(path.join(tmp, `tamper${i}.tar`))).toBe(false);
+      expect(snapshot(victim)).toBe(before);
+    });
+  }
+
+  it("sockets of its run folder pointed at another process's socket are never spoken to", async () => {
+    const box = await standInBox('peer', {});
+    const decoyPath = path.join(tmp, 'decoy.sock');
+    let heard = 0;
+    let connections = 0;
+    const decoy = net.createServer((c) => {
+      connections++;
+      c.on('data', (d) => (heard += d.length));
+    });
+    await new Promise<void>((r) => decoy.listen(decoyPath, r));
+    try {
+      for (const f of ['agent-0.sock', 'agent-1.sock', 'agent-2.sock', 'agent-3.sock', 'qmp.sock']) {
+        fs.rmSync(path.join(box.dir, 'vm', f), { force: true });
+        fs.symlinkSync(decoyPath, path.join(box.dir, 'vm', f));
+      }
+      const exec = await cli(home, ['exec', 'peer', 'true']);
+      expect(exec.code).not.toBe(0);
+      expect(exec.stderr).toMatch(/agent socket .* is served by process \d+, not by the box's VM/);
+      noStack(exec.stderr);
+      const pause = await cli(home, ['pause', 'peer']);
+      expect(pause.code).not.toBe(0);
+      expect(pause.stderr).toMatch(/socket .* is served by process \d+, not by the box's VM/);
+      noStack(pause.stderr);
+      expect(connections).toBeGreaterThan(0); // the symlinks were followed to the decoy, and then left alone
+      expect(heard).toBe(0);
+    } finally {
+      decoy.close();
       box.stop();
     }
   });
@@ -448,7 +558,8 @@ describe('the jail', () => {
       expect(fs.existsSync(`${view}/etc/passwd`)).toBe(false);
       expect(fs.existsSync(`${view}${victim}`)).toBe(false);
       // Its helpers run as the same uid: the network helper and the UDP relay.
-      const helpers = execFileSync('ps', ['-o', 'uid=,args=', '-e']).toString().split('\n').filter((l) => l.includes(dir) || l.includes(`boxlite/`));
+      const netSock = /addr\.path=([^,\0]+)/.exec(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'))![1];
+      const helpers = execFileSync('ps', ['-o', 'uid=,args=', '-e']).toString().split('\n').filter((l) => l.includes(dir) || l.includes(netSock));
       const passt = helpers.find((l) => l.includes('/usr/bin/passt') && l.includes('--runas'));
       expect(passt?.trim().split(/\s+/)[0]).toBe(String(uid));
       const relay = helpers.find((l) => l.includes('--boxlite-udp-relay'));

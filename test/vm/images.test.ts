@@ -9,7 +9,7 @@ import { dirLayer, dockerSaveArchive, newLayout, ociImage, tarLayer, type Entry 
 import { FaultProxy, push, startRegistry, type Registry } from '../registry.js';
 import { REPO } from '../paths.js';
 import { Runtime } from '../../src/runtime/runtime.js';
-import { DigestMismatchError, ImageError, ImageNotFoundError, InvalidOptionError, RegistryAuthError, RegistryUnreachableError } from '../../src/core/errors.js';
+import { DigestMismatchError, ImageNotFoundError, InvalidOptionError, RegistryAuthError, RegistryUnreachableError } from '../../src/core/errors.js';
 
 let reg: Registry;
 let home: string;

@@ -142,7 +142,7 @@ describe('boot watchdog', () => {
     try {
       const err = await box.start().catch((e) => e);
       expect(err).toBeInstanceOf(BootError);
-      expect(err.message).toContain('box stall failed to boot: the guest kernel did not reach init within 0.001s');
+      expect(err.message).toContain('box stall failed to boot: the guest kernel did not reach init after 0.001s of CPU time');
       expect(said.filter((m) => m.includes('booting it again'))).toHaveLength(1);
       expect(rt.engine.status(path.join(home, 'boxes', box.id)).kind).not.toBe('running');
     } finally {
@@ -152,6 +152,24 @@ describe('boot watchdog', () => {
     expect((await box.exec(['echo', 'up'])).stdout).toBe('up\n');
     await box.remove({ force: true });
     watched.close();
+  });
+
+  it('a guest that stops making progress while it boots is failed, saying so; a slow one is not', async () => {
+    const box = await rt.create({ rootfs, name: 'frozen', memoryMib: 192 });
+    const dir = path.join(home, 'boxes', box.id);
+    process.env.BOXLITE_STALL_MS = '3000';
+    try {
+      const starting = box.start().catch((e) => e);
+      // Its CPUs stopped as soon as QEMU runs: no console output, no CPU used from then on.
+      await waitUntil(() => { try { rt.engine.peerPid(dir); return true; } catch { return false; } }, 'the VM process');
+      await rt.engine.pause(dir);
+      const err = await starting;
+      expect(err).toBeInstanceOf(BootError);
+      expect(err.message).toContain('box frozen failed to boot: the guest made no progress for 3s (no console output, no CPU used)');
+    } finally {
+      delete process.env.BOXLITE_STALL_MS;
+    }
+    await box.remove({ force: true });
   });
 });
 

@@ -303,15 +303,16 @@ boxes:
     }
   }
 
-  it('a killed up, at several moments, is finished by the next up', async () => {
+  // Each kill lands exactly there: the CLI kills itself at the named moment and says so.
+  it.each(['up:created', 'up:booted', 'up:setup-running'])('an up killed at %s is finished by the next up', async (moment) => {
     const dir = projectDir(TWO);
-    // Each kill lands exactly there: the CLI kills itself at the named moment and says so.
-    for (const moment of ['up:created', 'up:booted', 'up:setup-running']) {
+    try {
       await cliKilledAt(home, ['up'], moment, { cwd: dir });
       const again = await cli(home, ['up'], { cwd: dir });
       expect(again.code, again.stderr).toBe(0);
       converged('sturdy', ['a', 'b']);
       expect((await cli(home, ['exec', 'a', 'cat', '/root/state'], { cwd: dir })).stdout).toBe('provisioned\n');
+    } finally {
       await cli(home, ['down', '--remove'], { cwd: dir });
     }
   });

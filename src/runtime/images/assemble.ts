@@ -55,16 +55,15 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
     say?.(`assembling ${name} (${rec.layers.length} layer${rec.layers.length === 1 ? '' : 's'})`);
     // The image's root is a folder inside a private one (0700): while it is unpacked, its setuid files and
     // devices' owners are not for other users of this host to reach.
-    const outer = path.join(stagingRoot(rec, store.basesDir), `boxlite-staging-${key}-${process.pid}`);
+    // mkdtemp makes it atomically, 0700, under a name nobody could have prepared: /dev/shm is open to every user.
+    const shm = stagingRoot(rec, store.basesDir);
+    const outer = fs.mkdtempSync(path.join(shm, `boxlite-staging-${process.pid}-`));
     const staging = path.join(outer, 'root');
     const part = path.join(store.basesDir, `${key}.ext4.part-${process.pid}`);
-    fs.rmSync(outer, { recursive: true, force: true });
-    let where = path.dirname(outer);
+    let where = shm;
     try {
       const fixes: Fixes = new Map();
-      ensureDir(outer, 0o700);
-      fs.chmodSync(outer, 0o700);
-      ensureDir(staging);
+      fs.mkdirSync(staging);
       const root = new SafeRoot(staging, 'contain');
       for (const layer of rec.layers) {
         const file = store.blobPath(layer.digest);
@@ -108,6 +107,7 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
 function stagingRoot(rec: ImageRecord, fallback: string): string {
   const shm = process.env.BOXLITE_STAGING_DIR ?? '/dev/shm';
   sweepStaleStaging(shm);
+  sweepStaleStaging(fallback);
   // Layers are mostly gzip; unpacked they are a few times larger.
   const estimate = rec.layers.reduce((n, l) => n + l.size * (/gzip|zstd/.test(l.mediaType) ? 4 : 1.1), 0);
   try {
@@ -121,17 +121,24 @@ function stagingRoot(rec: ImageRecord, fallback: string): string {
   return fallback;
 }
 
-/** Staging folders of assemblies whose process died (kill -9): in tmpfs they would hold memory until reboot. */
+/** Staging folders of assemblies whose process died (kill -9): in tmpfs they would hold memory until reboot. Only
+ *  real folders of this user are removed, never what another user put there under a similar name. */
 function sweepStaleStaging(dir: string): void {
   let names: string[];
   try {
-    names = fs.readdirSync(dir).filter((n) => n.startsWith('boxlite-staging-'));
+    names = fs.readdirSync(dir);
   } catch {
     return;
   }
+  const uid = process.getuid?.() ?? 0;
   for (const n of names) {
-    const pid = Number(n.split('-').at(-1));
-    if (!pid || pid === process.pid || pidAlive(pid)) continue;
+    // boxlite-staging-PID-XXXXXX (mkdtemp), or boxlite-staging-KEY-PID as earlier versions named them.
+    const m = /^boxlite-staging-(?:(\d+)-[A-Za-z0-9]{6}|[0-9a-f]+-(\d+))$/.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1] ?? m[2]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    const st = fs.lstatSync(path.join(dir, n), { throwIfNoEntry: false });
+    if (!st?.isDirectory() || st.uid !== uid) continue;
     fs.rmSync(path.join(dir, n), { recursive: true, force: true });
   }
 }
@@ -196,6 +203,7 @@ async function applyFixes(image: string, fixes: Fixes, xattrDir: string): Promis
         ensureDir(xattrDir);
         const vf = path.join(xattrDir, String(n++));
         fs.writeFileSync(vf, v);
+        if (!/^[A-Za-z0-9._@+-]+$/.test(k)) throw new ImageError(`cannot write xattr ${JSON.stringify(k)} of "${p}": its name is malformed`); // xattrsOf refused it already
         lines.push(`ea_set -f ${q(vf)} ${q(p)} ${k}`);
       }
     }

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ImageError } from '../../core/errors.js';
 import { SafeRoot, UnsafeEntryError, type Resolved } from '../../util/safe-root.js';
-import { extract as tarExtract, failEntry, xattrsOf } from '../../util/tar.js';
+import { BadXattrError, extract as tarExtract, failEntry, xattrsOf } from '../../util/tar.js';
 
 export interface Fix {
   type: 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo';
@@ -200,7 +200,7 @@ export async function applyLayer(input: Readable, root: SafeRoot, fixes: Fixes, 
           return skip(); // pax and GNU extension headers are handled by tar-stream; other types carry nothing to keep
       }
     } catch (e) {
-      failEntry(stream, next, e instanceof UnsafeEntryError ? new ImageError(`${what}: ${e.message}; the image was refused`) : (e as Error));
+      failEntry(stream, next, e instanceof UnsafeEntryError || e instanceof BadXattrError ? new ImageError(`${what}: ${e.message}; the image was refused`) : (e as Error));
     }
   });
   try {

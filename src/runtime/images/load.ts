@@ -43,10 +43,28 @@ function readJsonFile(file: string, what: string): any {
   }
 }
 
+const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+
 type Pending = Omit<ImageRecord, 'references'> & { refs: string[] };
 
 /** Reads an OCI layout folder into the store; returns the images it holds (one per index entry). */
 function importOciLayout(store: ImageStore, dir: string, what: string, move: boolean, platform: string): Pending[] {
+  return malformedAsImageError(what, () => readOciLayout(store, dir, what, move, platform));
+}
+
+/** The documents of an image come from whoever made it: a field of the wrong type is a refused image with a
+ *  message, never a stack trace. */
+function malformedAsImageError<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ImageError || e instanceof DigestMismatchError) throw e;
+    if (e instanceof TypeError || e instanceof SyntaxError) throw new ImageError(`${what}: its manifest or config is malformed (${e.message}); nothing was loaded`);
+    throw e;
+  }
+}
+
+function readOciLayout(store: ImageStore, dir: string, what: string, move: boolean, platform: string): Pending[] {
   const index = readJsonFile(path.join(dir, 'index.json'), what);
   const blob = (d: string) => path.join(dir, 'blobs', 'sha256', digestHex(d));
   const json = (d: string, role: string) => {
@@ -57,7 +75,7 @@ function importOciLayout(store: ImageStore, dir: string, what: string, move: boo
     return { data, doc: JSON.parse(data.toString('utf8')) };
   };
   const out: Pending[] = [];
-  const entries: any[] = index.manifests ?? [];
+  const entries: any[] = Array.isArray(index?.manifests) ? index.manifests.filter((e: unknown) => e && typeof e === 'object') : [];
   if (entries.length === 0) throw new ImageError(`${what}: index.json lists no image`);
   // Entries for another platform are left out; a layout that has only those says which it has.
   const [os, arch] = platform.split('/');
@@ -88,7 +106,7 @@ function importOciLayout(store: ImageStore, dir: string, what: string, move: boo
       platform: `${cfg.doc.os ?? 'linux'}/${cfg.doc.architecture ?? 'amd64'}`,
       configDigest: m.doc.config.digest,
       layers,
-      diffIds: cfg.doc.rootfs?.diff_ids ?? [],
+      diffIds: stringList(cfg.doc.rootfs?.diff_ids),
       config: imageConfigOf(cfg.doc),
       created: cfg.doc.created,
       size: layers.reduce((s, l) => s + l.size, 0),
@@ -103,6 +121,10 @@ function importOciLayout(store: ImageStore, dir: string, what: string, move: boo
 
 /** docker save's own format: manifest.json listing Config, RepoTags and Layers (paths inside the archive). */
 function importDockerArchive(store: ImageStore, dir: string, what: string): Pending[] {
+  return malformedAsImageError(what, () => readDockerArchive(store, dir, what));
+}
+
+function readDockerArchive(store: ImageStore, dir: string, what: string): Pending[] {
   const list = readJsonFile(path.join(dir, 'manifest.json'), what);
   if (!Array.isArray(list) || list.length === 0) throw new ImageError(`${what}: manifest.json lists no image`);
   const inside = (p: unknown) => {
@@ -123,7 +145,7 @@ function importDockerArchive(store: ImageStore, dir: string, what: string): Pend
       importBlob(store, file, digest, what, true);
       return layer;
     });
-    const diffIds: string[] = cfg.rootfs?.diff_ids ?? [];
+    const diffIds = stringList(cfg.rootfs?.diff_ids);
     layers.forEach((l, i) => {
       // An uncompressed layer's digest is its diff ID: check what the config says it must be.
       if (l.mediaType.endsWith('.tar') && diffIds[i] && diffIds[i] !== l.digest) {
@@ -153,7 +175,7 @@ function importDockerArchive(store: ImageStore, dir: string, what: string): Pend
       size: layers.reduce((s, l) => s + l.size, 0),
       storedAt: new Date().toISOString(),
       origin: what,
-      refs: (img.RepoTags ?? []).map(canonicalName),
+      refs: stringList(img.RepoTags).map(canonicalName),
     };
   });
 }

@@ -1,0 +1,69 @@
+// Freezing a box's disk into a layer others can share (clones, forks, warm-start templates), live when the box
+// runs: either its file system is frozen by the agent while the VM moves onto a new top, or (with its memory) the
+// VM's CPUs stop for the move and the save. A killed CLI leaves disk.next.qcow2, which the box's next start
+// settles (see disks.ts recoverFreeze).
+import * as fs from 'node:fs';
+import { renameDurable } from '../util/fs.js';
+import { failpoint } from '../util/failpoint.js';
+import { BoxStateError } from '../core/errors.js';
+import { runDir } from '../vmm/engine.js';
+import { backingChain, createTop, isEmptyTop, isLayer, newLayerPath } from './layers.js';
+import { diskPath, nextTop, ROOT_DISK } from './disks.js';
+import { agentClient } from './channel.js';
+import { isRunning } from './status.js';
+import { prepareForSave } from './memory.js';
+import type { RuntimeContext } from './context.js';
+import type { BoxRecord } from './types.js';
+
+/** Runs fn with the running box's file system synced and frozen; the agent thaws by itself after 10 s, so a
+ *  process killed half way never leaves the box frozen. */
+export async function withFrozenFs<T>(ctx: RuntimeContext, id: string, fn: () => Promise<T>): Promise<T> {
+  const client = await agentClient(ctx, id);
+  await client.call('guest', 'sync', { freeze: true }, 30_000);
+  try {
+    return await fn();
+  } finally {
+    await client.call('guest', 'thaw', {}, 30_000).catch(() => {});
+  }
+}
+
+/** Freezes a box's current disk into a layer and returns it (the box goes on over it). With memory (a file), the
+ *  running box's memory is saved there at the same instant. Call holding the box's and the registry's locks. */
+export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: string): Promise<string> {
+  const dir = ctx.home.boxDir(rec.id);
+  const disk = diskPath(ctx, rec.id);
+  const chain = await backingChain(disk);
+  // Nothing written since the last freeze: share that layer instead of stacking an empty one. (Not for a fork:
+  // the guest may write between this look and the instant its memory is saved.)
+  if (!memory && chain[1] && isLayer(ctx.home, chain[1].filename) && chain[1].format === 'qcow2' && chain[0].snapshots.length === 0 && (await isEmptyTop(disk))) return chain[1].filename;
+  if (memory && !isRunning(ctx, rec.id)) throw new BoxStateError(`box ${rec.name} is not running: its memory cannot be saved`);
+  const layer = newLayerPath(ctx.home);
+  fs.linkSync(disk, layer); // same file, two names, until the box has moved onto its new top
+  failpoint('clone:linked');
+  if (!isRunning(ctx, rec.id)) {
+    await createTop(layer, disk, rec.options.diskSizeMib);
+  } else {
+    const next = nextTop(dir);
+    await createTop(layer, next, rec.options.diskSizeMib, { unsafe: true });
+    // Its VMM runs as the owner of its run folder (its own uid, when jailed by root).
+    const owner = fs.statSync(runDir(dir));
+    fs.chownSync(next, owner.uid, owner.gid);
+    if (memory) {
+      await prepareForSave(ctx, rec.id);
+      // The CPUs stop, the disk moves onto its new top, the memory is saved, the CPUs go on: one instant for all.
+      await ctx.engine.saveState(dir, `${memory}.part`, { switchDiskTop: { disk: ROOT_DISK, file: next }, resume: true });
+      renameDurable(`${memory}.part`, memory);
+      failpoint('fork:saved');
+    } else {
+      await withFrozenFs(ctx, rec.id, async () => {
+        failpoint('clone:frozen');
+        await ctx.engine.switchDiskTop(dir, ROOT_DISK, next);
+        failpoint('clone:switched');
+      });
+    }
+    fs.renameSync(next, disk); // the old name goes; its file lives on as the layer
+  }
+  // Snapshots taken so far now live in the layer.
+  await ctx.records.update(rec.id, (r) => ({ ...r, snapshots: (r.snapshots ?? []).map((s) => (chain[0].snapshots.includes(s.name) ? { ...s, frozen: true, layer } : s)) }));
+  return layer;
+}

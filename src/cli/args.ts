@@ -1,5 +1,8 @@
-// A small argument parser for docker-style commands: options first, then positionals; the command to run in a
-// box starts at the first positional past the fixed ones (or after `--`), and its own options are left alone.
+// Arguments of docker-style commands. Node's util.parseArgs (maintained with Node, strict, no dependency) parses
+// boxlite's own options; the one thing no parser offers is where they end: the command to run in a box starts at
+// the first positional past the fixed ones (or after `--`), and everything from there on, -h and --help included,
+// belongs to that command.
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 
 export interface OptionSpec {
   short?: string;
@@ -16,61 +19,75 @@ export type Parsed = {
 
 export class UsageError extends Error {}
 
+/** -h or --help among a command's own options: main prints the command's help. */
+export class HelpRequested extends Error {}
+
+const HELP: OptionSpec = { short: 'h', help: 'show this help' };
+
 /**
  * fixed: how many positionals come before the free-form rest (e.g. 1 for `run SOURCE CMD…`); with -1 every
  * positional is fixed and there is no rest.
  */
 export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, fixed: number, command: string): Parsed {
-  const opts: Parsed['opts'] = {};
-  const positionals: string[] = [];
-  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([k, s]) => [s.short!, k]));
-  let i = 0;
-  const set = (name: string, v: string | boolean) => {
-    const s = spec[name];
-    if (s.multiple) ((opts[name] as string[] | undefined) ?? (opts[name] = [])) && (opts[name] as string[]).push(v as string);
-    else opts[name] = v;
-  };
-  const take = (name: string, inline: string | undefined, flag: string): void => {
-    const s = spec[name];
-    if (!s.value) {
-      if (inline !== undefined) throw new UsageError(`${command}: option ${flag} takes no value`);
-      return set(name, true);
-    }
-    const v = inline ?? argv[++i];
-    if (v === undefined) throw new UsageError(`${command}: option ${flag} needs a value`);
-    set(name, v);
-  };
-  for (; i < argv.length; i++) {
+  const withHelp = { help: HELP, ...spec };
+  const { own, after, rest } = split(argv, withHelp, fixed);
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const [name, s] of Object.entries(withHelp)) {
+    options[name] = { type: s.value ? 'string' : 'boolean', ...(s.short ? { short: s.short } : {}), ...(s.multiple ? { multiple: true } : {}) };
+  }
+  let parsed;
+  try {
+    parsed = nodeParseArgs({ args: own, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`${command}: ${explain(e as Error & { code?: string }, Object.keys(spec))}`);
+  }
+  const { help, ...opts } = parsed.values as Parsed['opts'];
+  if (help) throw new HelpRequested();
+  return { opts, positionals: [...parsed.positionals, ...after], rest };
+}
+
+/** Where boxlite's options end: own (options and fixed positionals), after (fixed positionals given after `--`),
+ *  rest (the box's command line). Unknown options stay in own, for the parser to refuse. */
+function split(argv: string[], spec: Record<string, OptionSpec>, fixed: number): { own: string[]; after: string[]; rest: string[] } {
+  const byShort = new Map(Object.values(spec).filter((s) => s.short).map((s) => [s.short!, s]));
+  let positionals = 0;
+  for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
       const more = argv.slice(i + 1);
-      const need = fixed < 0 ? more.length : Math.max(0, fixed - positionals.length);
-      positionals.push(...more.slice(0, need));
-      return { opts, positionals, rest: more.slice(need) };
+      const need = fixed < 0 ? more.length : Math.max(0, fixed - positionals);
+      return { own: argv.slice(0, i), after: more.slice(0, need), rest: more.slice(need) };
     }
     if (a.startsWith('--') && a.length > 2) {
-      const eq = a.indexOf('=');
-      const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-      if (!spec[name]) throw new UsageError(`${command}: unknown option --${name}${suggest(name, Object.keys(spec))}`);
-      take(name, eq > 0 ? a.slice(eq + 1) : undefined, `--${name}`);
-    } else if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
-      // Clustered short flags (-it), the last of which may take a value (-e K=V or -eK=V).
+      if (!a.includes('=') && spec[a.slice(2)]?.value) i++; // its value is the next argument
+    } else if (a.startsWith('-') && a.length > 1) {
+      // Clustered short flags (-it); the last may take a value, given in the same argument (-eK=V) or the next.
       for (let j = 1; j < a.length; j++) {
-        const name = byShort.get(a[j]);
-        if (!name) throw new UsageError(`${command}: unknown option -${a[j]}`);
-        if (spec[name].value) {
-          take(name, j + 1 < a.length ? a.slice(j + 1) : undefined, `-${a[j]}`);
-          break;
-        }
-        set(name, true);
+        if (!byShort.get(a[j])?.value) continue;
+        if (j === a.length - 1) i++;
+        break;
       }
     } else {
       // Past the fixed positionals, the rest is the command line for the box, its options included.
-      if (fixed >= 0 && positionals.length === fixed) return { opts, positionals, rest: argv.slice(i) };
-      positionals.push(a);
+      if (fixed >= 0 && positionals === fixed) return { own: argv.slice(0, i), after: [], rest: argv.slice(i) };
+      positionals++;
     }
   }
-  return { opts, positionals, rest: [] };
+  return { own: argv, after: [], rest: [] };
+}
+
+/** util.parseArgs's errors, said the way boxlite says them. */
+function explain(e: Error & { code?: string }, known: string[]): string {
+  const flag = /'(--?[^' ,]+)/.exec(e.message)?.[1] ?? '';
+  const long = /--([\w-]+)/.exec(e.message)?.[0] ?? flag;
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${flag}${flag.startsWith('--') ? suggest(flag.slice(2), known) : ''}`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return /does not take an argument/.test(e.message) ? `option ${long} takes no value` : `option ${long} needs a value`;
+    default:
+      return e.message;
+  }
 }
 
 function suggest(name: string, known: string[]): string {

@@ -30,6 +30,7 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
   volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume (NAME:/path[:ro]) or a host folder or file (/host/path:/path[:ro], ./rel:/path)' },
 };
+const DETACH: OptionSpec = { short: 'd', help: 'leave the command running in the box and return (its output is discarded)' };
 const STOP_OPTS: Record<string, OptionSpec> = { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } };
 
 /** SOURCE on the command line: an existing folder (a root file system or an OCI layout) or an image reference. */
@@ -93,17 +94,24 @@ export const BOX_COMMANDS: Record<string, Command> = {
   run: {
     usage: 'run [OPTIONS] SOURCE [--] [CMD…]',
     help: 'create and start a box, run a command in it, show its output',
-    opts: { ...BOX_OPTS, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout },
-    async run({ rt }, args, spec) {
+    opts: { ...BOX_OPTS, detach: DETACH, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout },
+    async run({ rt, out }, args, spec) {
       const p = parseArgs(args, spec, 1, 'run');
       if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (an image reference, a root filesystem folder or an OCI layout)');
       const e = execOptions(p.opts);
+      // Without a daemon nothing would be left to remove the box when a detached command ends.
+      if (p.opts.detach && p.opts.rm) throw new UsageError('run: -d and --rm cannot go together (boxlite has no daemon to remove the box later): drop --rm, and remove it with boxlite rm -f');
       const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
       try {
         const cfg = box.info().source.config;
         const argv = p.rest.length ? [...cfg.entrypoint, ...p.rest] : [...cfg.entrypoint, ...cfg.cmd];
         if (argv.length === 0) throw new UsageError(`run: no command given and ${p.positionals[0]} defines none: boxlite run SOURCE -- CMD…`);
         await box.start();
+        if (p.opts.detach) {
+          await box.spawnDetached(argv, e.exec);
+          out(box.name);
+          return 0;
+        }
         return await attachTerminal(await box.spawn(argv, e.exec), e);
       } finally {
         if (p.opts.rm) await box.remove({ force: true });
@@ -221,12 +229,16 @@ export const BOX_COMMANDS: Record<string, Command> = {
   exec: {
     usage: 'exec [OPTIONS] BOX [--] CMD…',
     help: 'run a command in a running box',
-    opts: EXEC_OPTS,
+    opts: { ...EXEC_OPTS, detach: DETACH },
     async run({ rt }, args, spec) {
       const p = parseArgs(args, spec, 1, 'exec');
       if (p.positionals.length !== 1) throw new UsageError('exec: name a BOX');
       if (p.rest.length === 0) throw new UsageError('exec: give the command to run: boxlite exec BOX -- CMD…');
       const e = execOptions(p.opts);
+      if (p.opts.detach) {
+        await rt.get(p.positionals[0]).spawnDetached(p.rest, e.exec);
+        return 0;
+      }
       return attachTerminal(await rt.get(p.positionals[0]).spawn(p.rest, e.exec), e);
     },
   },
@@ -272,8 +284,9 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const box = rt.get(p.positionals[0]);
       const info = box.info();
       const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
+      const metrics = await box.metrics();
       const jail = describeJail(jailWanted(), probeJail());
-      out(JSON.stringify({ ...shown(info), networkStats, dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
+      out(JSON.stringify({ ...shown(info), networkStats, metrics, dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
       return 0;
     },
   },

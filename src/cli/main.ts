@@ -2,13 +2,14 @@
 // errors (a BoxliteError's message names the thing and the fix; anything else is a bug, shown with its stack).
 import { BoxliteError } from '../core/errors.js';
 import { projectRuntime } from '../reconciler/project.js';
-import { helpFor, UsageError } from './args.js';
+import { helpFor, HelpRequested, UsageError } from './args.js';
 import { stderr, stdout, type Cli, type Command, type ProjectContext } from './command.js';
 import { BOX_COMMANDS } from './boxes.js';
 import { STATE_COMMANDS } from './state.js';
 import { IMAGE_COMMANDS } from './images.js';
 import { VOLUME_COMMANDS } from './volumes.js';
 import { HOST_COMMANDS } from './host.js';
+import { STATS_COMMANDS } from './stats.js';
 import { PROJECT_COMMANDS, globalOptions, installNameResolver } from './project.js';
 
 const COMMANDS: Record<string, Command> = {
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   ...IMAGE_COMMANDS,
   ...BOX_COMMANDS,
   ...STATE_COMMANDS,
+  ...STATS_COMMANDS,
   doctor: HOST_COMMANDS.doctor,
   ...VOLUME_COMMANDS,
   ...PROJECT_COMMANDS,
@@ -56,16 +58,17 @@ export async function main(argvIn: string[]): Promise<number> {
     stderr(`boxlite: unknown command "${cmd}"\n\n${usage()}`);
     return 1;
   }
-  if (!c.ownHelp && (args.includes('--help') || args.includes('-h'))) {
-    stdout(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}`);
-    return 0;
-  }
   const rt = projectRuntime({ say: stderr });
   installNameResolver(rt, project);
   const cli: Cli = { rt, project, out: stdout, err: stderr };
   try {
     return await c.run(cli, args, c.opts);
   } catch (e) {
+    // -h/--help among the command's own options (not in the command it runs in a box).
+    if (e instanceof HelpRequested) {
+      stdout(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}\n  -h, --help                  show this help`);
+      return 0;
+    }
     if (e instanceof UsageError) stderr(`boxlite: ${e.message}${c.ownHelp ? '' : `\nUsage: boxlite ${c.usage}`}`);
     else if (e instanceof BoxliteError) stderr(`boxlite: ${e.message}`);
     else stderr(`boxlite: ${(e as Error).stack ?? e}`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseArgs, parseEnv, UsageError, type OptionSpec } from '../../src/cli/args.js';
+import { HelpRequested, parseArgs, parseEnv, UsageError, type OptionSpec } from '../../src/cli/args.js';
 
 const spec: Record<string, OptionSpec> = {
   name: { value: true, help: '' },
@@ -17,6 +17,9 @@ describe('parseArgs', () => {
     ['-- right after options', ['--name=x', '--', 'src', 'cmd'], 1, { opts: { name: 'x' }, positionals: ['src'], rest: ['cmd'] }],
     ['clustered value flag', ['-eK=V', '-e', 'B=2', 'a', 'b'], -1, { opts: { env: ['K=V', 'B=2'] }, positionals: ['a', 'b'], rest: [] }],
     ['no command', ['src'], 1, { opts: {}, positionals: ['src'], rest: [] }],
+    ["the command's -h and --help are its own", ['box', 'ls', '-h', '--help'], 1, { opts: {}, positionals: ['box'], rest: ['ls', '-h', '--help'] }],
+    ['-h after -- is the command\'s', ['-i', 'box', '--', 'df', '-h'], 1, { opts: { interactive: true }, positionals: ['box'], rest: ['df', '-h'] }],
+    ['a value that looks like the command is still a value', ['--name', 'x', '-e', 'A=1', 'src', 'cmd'], 1, { opts: { name: 'x', env: ['A=1'] }, positionals: ['src'], rest: ['cmd'] }],
   ];
   for (const [what, argv, fixed, want] of cases) {
     it(what, () => expect(parseArgs(argv, spec, fixed, 'run')).toEqual(want));
@@ -26,6 +29,11 @@ describe('parseArgs', () => {
     expect(() => parseArgs(['--nmae', 'x'], spec, 1, 'run')).toThrow(UsageError);
     expect(() => parseArgs(['--interact'], spec, 1, 'run')).toThrow('run: unknown option --interact (did you mean --interactive?)');
     expect(() => parseArgs(['-x'], spec, 1, 'run')).toThrow('run: unknown option -x');
+  });
+
+  it('-h or --help among boxlite\'s own options asks for help', () => {
+    expect(() => parseArgs(['-h'], spec, 1, 'run')).toThrow(HelpRequested);
+    expect(() => parseArgs(['-it', '--help', 'box', 'ls'], spec, 1, 'run')).toThrow(HelpRequested);
   });
 
   it('rejects a missing value and a value given to a flag', () => {

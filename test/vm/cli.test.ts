@@ -82,3 +82,81 @@ describe('boxlite run', () => {
     expect((await cli(home, ['rm', '-f', 'term'])).code).toBe(0);
   });
 });
+
+describe("the command line: what is boxlite's and what is the box's", () => {
+  it('-h and --help after the box belong to its command; before it, to boxlite', async () => {
+    expect((await cli(home, ['create', '--name', 'args', rootfs])).code).toBe(0);
+    expect((await cli(home, ['start', 'args'])).code).toBe(0);
+    // The command's own -h: busybox's ls -h (human sizes), not boxlite's help.
+    const lsH = await cli(home, ['exec', 'args', '--', 'ls', '-h', '-d', '/']);
+    expect(lsH.stdout).toBe('/\n');
+    expect(lsH.code).toBe(0);
+    const noDash = await cli(home, ['exec', 'args', 'sh', '-c', 'echo "$@"', 'sh', '--help', '-h']);
+    expect(noDash.stdout).toBe('--help -h\n');
+    const dfH = await cli(home, ['run', '--rm', rootfs, '--', 'df', '-h', '/']);
+    expect(dfH.code).toBe(0);
+    expect(dfH.stdout).toMatch(/^Filesystem\s+Size/);
+    // boxlite's own help, before the box.
+    const help = await cli(home, ['exec', '-h']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: boxlite exec [OPTIONS] BOX [--] CMD…');
+    expect(help.stdout).toMatch(/-d, --detach/);
+    const bad = await cli(home, ['exec', '--detahc', 'args', 'true']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toContain('exec: unknown option --detahc (did you mean --detach?)');
+  });
+
+  it('stats --no-stream: a row per running box; --json and inspect give its metrics, boot stages included', async () => {
+    for (let i = 0; i < 3; i++) expect((await cli(home, ['exec', 'args', 'true'])).code).toBe(0);
+    const t = await cli(home, ['stats', '--no-stream']);
+    expect(t.code, t.stderr).toBe(0);
+    const [head, ...rows] = t.stdout.trimEnd().split('\n');
+    expect(head).toMatch(/^NAME\s+STATE\s+CPU %\s+MEM USAGE \/ LIMIT\s+VMM RSS\s+NET I\/O\s+BLOCK I\/O\s+PIDS$/);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatch(/^args\s+running\s+\d+\.\d\d%\s+\S+MiB \/ 512MiB\s+\S+MiB\s+\S+ \/ \S+\s+\S+ \/ \S+\s+\d+$/);
+    const j = await cli(home, ['stats', '--no-stream', '--json', 'args']);
+    const [r] = JSON.parse(j.stdout);
+    expect(r.name).toBe('args');
+    expect(r.cpuPercent).toBeGreaterThanOrEqual(0);
+    const m = r.metrics;
+    expect(m.memoryLimitBytes).toBe(512 * 2 ** 20);
+    expect(m.vmm.rssBytes).toBeGreaterThan(16 * 2 ** 20);
+    expect(m.vmm.cpuSeconds).toBeGreaterThan(0);
+    expect(m.guest.memUsedBytes).toBeGreaterThan(0);
+    expect(m.guest.memUsedBytes).toBeLessThan(m.guest.memTotalBytes);
+    expect(m.guest.processes).toBeGreaterThan(1);
+    expect(m.guest.diskReadBytes).toBeGreaterThan(0);
+    // The execs above (and the first test's), counted across CLI processes.
+    expect(m.execs.total).toBeGreaterThanOrEqual(5);
+    expect(m.execs.errors).toBe(0);
+    expect(m.lastStart.kind).toBe('boot');
+    for (const k of ['totalMs', 'diskMs', 'helpersMs', 'vmSpawnMs', 'agentReadyMs', 'kernelToInitMs', 'initToAgentMs']) expect(m.lastStart[k], k).toBeGreaterThan(0);
+    expect(m.lastStart.totalMs).toBeGreaterThanOrEqual(m.lastStart.diskMs + m.lastStart.vmSpawnMs + m.lastStart.agentReadyMs);
+    const inspect = JSON.parse((await cli(home, ['inspect', 'args'])).stdout);
+    expect(inspect.metrics.execs.total).toBe(m.execs.total);
+    // A stopped box: no rows unless named, and then without live figures.
+    const none = await cli(home, ['stats', '--no-stream', 'nosuchbox']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('nosuchbox');
+  });
+
+  it('exec -d and run -d leave the command running and return at once', async () => {
+    // The command outlives the CLI that started it; its output (more than the agent would buffer) goes nowhere.
+    const d = await cli(home, ['exec', '-d', 'args', '--', 'sh', '-c', 'head -c 3000000 /dev/zero; echo $$ > /tmp/bg.pid; exec sleep 1000']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toBe('');
+    const alive = await cli(home, ['exec', 'args', 'sh', '-c', 'while [ ! -s /tmp/bg.pid ]; do usleep 100000; done; kill -0 $(cat /tmp/bg.pid) && echo running']);
+    expect(alive.stdout).toBe('running\n');
+    expect((await cli(home, ['rm', '-f', 'args'])).code).toBe(0);
+
+    const run = await cli(home, ['run', '-d', '--name', 'server', rootfs, '--', 'sh', '-c', 'echo up > /tmp/up; exec httpd -f -p 8080 -h /tmp']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toBe('server\n');
+    const served = await cli(home, ['exec', 'server', 'sh', '-c', 'while [ ! -e /tmp/up ]; do usleep 100000; done; wget -q -O - http://127.0.0.1:8080/up']);
+    expect(served.stdout).toBe('up\n');
+    const both = await cli(home, ['run', '-d', '--rm', rootfs, '--', 'true']);
+    expect(both.code).toBe(125);
+    expect(both.stderr).toContain('-d and --rm cannot go together');
+    expect((await cli(home, ['rm', '-f', 'server'])).code).toBe(0);
+  });
+});

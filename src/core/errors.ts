@@ -26,7 +26,12 @@ export class InvalidOptionError extends BoxliteError {}
 export class AgentVersionError extends BoxliteError {}
 export class QemuMissingError extends BoxliteError {}
 export class AssetsMissingError extends BoxliteError {}
-export class ExecError extends BoxliteError {}
+export class ExecError extends BoxliteError {
+  /** For a command that ran and failed (CodeBox.run): what BoxLite's ExecError carries. */
+  constructor(message: string, readonly command?: string, readonly exitCode?: number, readonly stderr?: string) {
+    super(message);
+  }
+}
 export class TimeoutError extends BoxliteError {}
 export class VolumeNotFoundError extends BoxliteError {}
 export class VolumeInUseError extends BoxliteError {}

@@ -68,8 +68,8 @@ function context(cli: Cli, opts: Record<string, unknown>): ProjectContext {
   return { file: (opts.file as string) ?? cli.project.file, project: (opts.project as string) ?? cli.project.project };
 }
 
-function open(cli: Cli, ctx: ProjectContext): Project {
-  return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err });
+function open(cli: Cli, ctx: ProjectContext, locked = false): Project {
+  return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked });
 }
 
 async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean }): Promise<boolean> {
@@ -118,14 +118,16 @@ function printDown(cli: Cli, name: string, r: DownResult): void {
   for (const v of r.volumes) cli.out(`volume ${v}: removed`);
 }
 
+const LOCKED = { help: 'every image reference must be pinned by boxlite.lock (fail, naming the box, if one is not)' };
+
 export const PROJECT_COMMANDS: Record<string, Command> = {
   plan: {
-    usage: 'plan [-f FILE] [-p NAME] [--json] [--remove-orphans]',
+    usage: 'plan [-f FILE] [-p NAME] [--json] [--remove-orphans] [--locked]',
     help: "show what 'up' would change (exit 0: nothing, 2: changes, 1: error)",
-    opts: { ...PROJECT_OPTS, json: { help: 'print the plan as JSON' }, 'remove-orphans': { help: 'plan the removal of boxes no longer declared' } },
+    opts: { ...PROJECT_OPTS, json: { help: 'print the plan as JSON' }, 'remove-orphans': { help: 'plan the removal of boxes no longer declared' }, locked: LOCKED },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'plan');
-      const pl = await open(cli, context(cli, p.opts)).plan({ removeOrphans: !!p.opts['remove-orphans'] });
+      const pl = await open(cli, context(cli, p.opts), !!p.opts.locked).plan({ removeOrphans: !!p.opts['remove-orphans'] });
       if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b) }, null, 2));
       else cli.out(renderPlan(pl));
       return pl.changed ? 2 : 0;
@@ -133,7 +135,7 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   up: {
-    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans]',
+    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked]',
     help: 'make the boxes match boxlite.yaml (create, start, update, recreate) and leave them running',
     opts: {
       ...PROJECT_OPTS,
@@ -142,10 +144,11 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       watch: { help: 'then keep watching: apply edits of boxlite.yaml and .env, bring back boxes per restart policy' },
       'remove-orphans': { help: 'remove boxes of the project that are no longer declared' },
       detach: { short: 'd', help: 'return once applied (the default: boxes keep running)' },
+      locked: LOCKED,
     },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'up');
-      const project = open(cli, context(cli, p.opts));
+      const project = open(cli, context(cli, p.opts), !!p.opts.locked);
       const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'] });
       if (!p.opts.watch) return ok ? 0 : 1;
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
@@ -187,6 +190,21 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       if (p.opts.volumes && !p.opts.remove) throw new UsageError('down: --volumes removes the named volumes, so it needs --remove (a stopped box still uses its volumes)');
       const timeoutMs = p.opts.time !== undefined ? Number(p.opts.time) * 1000 : undefined;
       printDown(cli, name, await downProject(cli.rt, name, { remove: !!p.opts.remove, volumes: !!p.opts.volumes, timeoutMs }, cli.err));
+      return 0;
+    },
+  },
+
+  lock: {
+    usage: 'lock [-f FILE] [-p NAME] [--update]',
+    help: 'pin each image reference of boxlite.yaml to its digest in boxlite.lock (commit it beside the file)',
+    opts: { ...PROJECT_OPTS, update: { help: 'resolve references already locked again (take moved tags)' } },
+    async run(cli, args, spec) {
+      const p = parseArgs(args, spec, -1, 'lock');
+      const r = await open(cli, context(cli, p.opts)).lock({ update: !!p.opts.update });
+      for (const i of r.images) cli.out(`${i.reference}: ${i.digest} (${i.change})`);
+      for (const ref of r.removed) cli.out(`${ref}: no box uses it any more (removed)`);
+      if (!r.images.length) cli.out('no image references to lock (folders and OCI layouts are not locked)');
+      cli.out(`wrote ${path.relative(process.cwd(), r.file) || r.file}`);
       return 0;
     },
   },

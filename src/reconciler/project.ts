@@ -13,6 +13,8 @@ import { lockProject, observe, volumeName } from './names.js';
 import { projectHooks } from './hooks.js';
 import type { ApplyResult } from './apply.js';
 import type { Watcher, WatchOptions } from './watch.js';
+import { applyLock, lockPathOf, readLock, writeLock, type LockResult } from './lock.js';
+import { loadAssets } from '../runtime/assets.js';
 
 export interface ProjectOptions extends LoadOptions {
   /** The project file; default boxlite.yaml in dir (or the working folder) or the nearest folder above. */
@@ -22,6 +24,8 @@ export interface ProjectOptions extends LoadOptions {
   runtime?: Runtime;
   /** One-line notices: warnings of the file, waiting for another process's lock, policy snapshots. */
   say?: (m: string) => void;
+  /** Every image reference must be pinned by boxlite.lock (up --locked). */
+  locked?: boolean;
 }
 
 export interface UpOptions {
@@ -66,7 +70,10 @@ export function projectRuntime(opts: { home?: string; say?: (m: string) => void 
 
 export class Project {
   private constructor(
+    /** The project as it runs: locked references pinned to their digest. */
     readonly spec: ProjectSpec,
+    /** The project as its file says. */
+    private readonly written: ProjectSpec,
     readonly runtime: Runtime,
     private readonly say: (m: string) => void,
     private readonly ownsRuntime: boolean,
@@ -76,9 +83,21 @@ export class Project {
   static load(opts: ProjectOptions | string = {}): Project {
     const o = typeof opts === 'string' ? { file: opts } : opts;
     const say = o.say ?? (() => {});
-    const spec = loadProject(findProjectFile({ file: o.file, dir: o.dir }), o);
-    for (const w of spec.warnings) say(`boxlite: warning: ${w}`);
-    return new Project(spec, o.runtime ?? projectRuntime({ say }), say, !o.runtime);
+    const written = loadProject(findProjectFile({ file: o.file, dir: o.dir }), o);
+    for (const w of written.warnings) say(`boxlite: warning: ${w}`);
+    // A locked reference runs its locked digest: a tag moved since changes nothing until the lock is updated.
+    const spec = applyLock(written, readLock(lockPathOf(written)), { locked: o.locked });
+    return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime);
+  }
+
+  /** Writes boxlite.lock beside the file: each image reference's digest (pulled to learn it); update re-resolves
+   *  references already locked. */
+  lock(opts: { update?: boolean } = {}): Promise<LockResult> {
+    let kernel: string | undefined;
+    try {
+      kernel = loadAssets(this.runtime.home).kernelVersion;
+    } catch {} // no assets yet: the lock still pins the images
+    return writeLock(this.runtime, this.written, { update: opts.update, kernel, say: this.say });
   }
 
   get name(): string {

@@ -9,6 +9,7 @@ import type { IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
+import { applyLock, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
 import { plan, policyDue, renderPlan } from './plan.js';
 import { lockProject, observe } from './names.js';
@@ -96,7 +97,8 @@ export class Watcher {
     if (this.stopped) return;
     let next: ProjectSpec;
     try {
-      next = loadProject(this.project.file, this.opts);
+      const written = loadProject(this.project.file, this.opts);
+      next = applyLock(written, readLock(lockPathOf(written)));
     } catch (e) {
       this.opts.say(`the edit is not valid; the boxes stay as they are:\n${(e as Error).message}`);
       return;

@@ -29,6 +29,8 @@ export { setup, loadAssets } from './runtime/assets.js';
 export { Project, downProject, projectRuntime } from './reconciler/project.js';
 export type { ProjectOptions, UpOptions, UpResult, DownOptions, DownResult } from './reconciler/project.js';
 export type { Plan, BoxPlan } from './reconciler/plan.js';
+export type { Watcher, WatchEvent, WatchOptions } from './reconciler/watch.js';
+export type { LockResult, ProjectLock } from './reconciler/lock.js';
 export { projectLabel, type ProjectLabel } from './reconciler/label.js';
 export { SpecError } from './spec/errors.js';
 export * from './core/errors.js';

@@ -137,8 +137,9 @@ export class Project {
     return downProject(this.runtime, this.name, opts, this.say);
   }
 
-  /** Keeps the project converged until stop(): file edits are applied, boxes brought back per restart policy. */
-  async watch(opts: Omit<WatchOptions, keyof LoadOptions | 'say'> & { say: (line: string) => void }): Promise<Watcher> {
+  /** Keeps the project converged until stop(): file edits are applied, boxes brought back per restart policy.
+   *  onEvent gets each event typed (plan, applied, restarting, health, snapshot, idle…); say gets its line. */
+  async watch(opts: Omit<WatchOptions, keyof LoadOptions> = {}): Promise<Watcher> {
     const { Watcher } = await import('./watch.js');
     const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name });
     w.start();

@@ -11,15 +11,29 @@ import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
 import { applyLock, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
-import { plan, policyDue, renderPlan } from './plan.js';
+import { plan, policyDue, renderPlan, type Plan } from './plan.js';
 import { lockProject, observe } from './names.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './command.js';
 import { projectLabel, updateProjectLabel } from './label.js';
 
+/** What a watch reports, typed for programs; `message` is the line the CLI prints. */
+export type WatchEvent =
+  | { type: 'watching'; file: string; message: string }
+  | { type: 'invalid-edit' | 'warning' | 'error' | 'idle'; message: string }
+  | { type: 'plan'; why: string; plan: Plan | null; message: string } // null: nothing to change
+  | { type: 'applied'; ok: boolean; errors: { box?: string; message: string }[]; message: string }
+  | { type: 'restarting'; box: string; attempt: number; message: string }
+  | { type: 'restarted'; box: string; message: string }
+  | { type: 'restart-failed'; box: string; retryInMs: number; message: string }
+  | { type: 'health'; box: string; status: string; output?: string; message: string }
+  | { type: 'snapshot'; box: string; snapshot: string; action: 'taken' | 'removed'; message: string };
+
 export interface WatchOptions extends LoadOptions {
   /** One line per event. */
-  say: (line: string) => void;
+  say?: (line: string) => void;
+  /** Each event, typed. */
+  onEvent?: (e: WatchEvent) => void;
   debounceMs?: number;
   /** How often the boxes are looked at. */
   pollMs?: number;
@@ -56,7 +70,12 @@ export class Watcher {
 
   constructor(private readonly rt: Runtime, project: ProjectSpec, private readonly opts: WatchOptions) {
     this.project = project;
-    this.idle = rt.idlePauser(opts.say);
+    this.idle = rt.idlePauser((message) => this.emit({ type: 'idle', message }));
+  }
+
+  private emit(e: WatchEvent): void {
+    this.opts.onEvent?.(e);
+    this.opts.say?.(e.message);
   }
 
   /** Watches until stop(); the first apply has been done by the caller (boxlite up). */
@@ -75,7 +94,8 @@ export class Watcher {
       });
     };
     this.poller = setTimeout(poll, this.opts.pollMs ?? 2000);
-    this.opts.say(`watching ${path.relative(process.cwd(), this.project.file) || this.project.file} (and .env); Ctrl-C ends the watch and leaves the boxes running`);
+    const file = path.relative(process.cwd(), this.project.file) || this.project.file;
+    this.emit({ type: 'watching', file: this.project.file, message: `watching ${file} (and .env); Ctrl-C ends the watch and leaves the boxes running` });
   }
 
   async stop(): Promise<void> {
@@ -89,7 +109,7 @@ export class Watcher {
 
   /** One thing at a time: an apply and a drift pass never overlap. */
   private enqueue(f: () => Promise<void>): Promise<void> {
-    this.busy = this.busy.then(f, f).catch((e) => this.opts.say(`error: ${(e as Error).message}`));
+    this.busy = this.busy.then(f, f).catch((e) => this.emit({ type: 'error', message: `error: ${(e as Error).message}` }));
     return this.busy;
   }
 
@@ -100,30 +120,30 @@ export class Watcher {
       const written = loadProject(this.project.file, this.opts);
       next = applyLock(written, readLock(lockPathOf(written)));
     } catch (e) {
-      this.opts.say(`the edit is not valid; the boxes stay as they are:\n${(e as Error).message}`);
+      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
       return;
     }
     if (next.name !== this.project.name) {
-      this.opts.say(`the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}`);
+      this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;
     }
     this.project = next;
-    for (const w of next.warnings) this.opts.say(`warning: ${w}`);
+    for (const w of next.warnings) this.emit({ type: 'warning', message: `warning: ${w}` });
     await this.converge('the project file changed');
   }
 
   private async converge(why: string): Promise<void> {
-    const lock = await lockProject(this.rt, this.project.name, this.opts.say);
+    const lock = await lockProject(this.rt, this.project.name, (message) => this.emit({ type: 'warning', message }));
     try {
       const o = await observe(this.rt, this.project.name);
       const p = plan(this.project, o.boxes, o.volumes, { removeOrphans: this.opts.removeOrphans });
       if (!p.changed) {
-        this.opts.say(`${why}: no changes`);
+        this.emit({ type: 'plan', why, plan: null, message: `${why}: no changes` });
         return;
       }
-      this.opts.say(`${why}:\n${renderPlan(p)}`);
+      this.emit({ type: 'plan', why, plan: p, message: `${why}:\n${renderPlan(p)}` });
       const r = await applyPlan(this.rt, this.project, p, { renderer: 'simple' });
-      this.opts.say(r.ok ? 'applied' : `applied with errors:\n${r.errors.map((e) => `  ${e.box}: ${e.message}`).join('\n')}`);
+      this.emit({ type: 'applied', ok: r.ok, errors: r.errors, message: r.ok ? 'applied' : `applied with errors:\n${r.errors.map((e) => `  ${e.box}: ${e.message}`).join('\n')}` });
     } finally {
       lock.release();
     }
@@ -152,12 +172,12 @@ export class Watcher {
         if (attempt && now < attempt.next) continue;
         const n = (attempt?.n ?? 0) + 1;
         this.attempts.set(spec.name, { n, next: now + backoffMs(n) });
-        this.opts.say(`${spec.name}: ${stopped ? 'was stopped' : `exited (${st.exit?.reason ?? 'unknown'}: ${st.exit?.detail ?? ''})`}; restart: ${spec.restart} → starting it (attempt ${n})`);
+        this.emit({ type: 'restarting', box: spec.name, attempt: n, message: `${spec.name}: ${stopped ? 'was stopped' : `exited (${st.exit?.reason ?? 'unknown'}: ${st.exit?.detail ?? ''})`}; restart: ${spec.restart} → starting it (attempt ${n})` });
         try {
           await this.rt.start(box.id); // the project's hook writes its LAN names and starts its command
-          this.opts.say(`${spec.name}: running again`);
+          this.emit({ type: 'restarted', box: spec.name, message: `${spec.name}: running again` });
         } catch (e) {
-          this.opts.say(`${spec.name}: could not start: ${(e as Error).message.split('\n')[0]}; next try in ${backoffMs(n) / 1000}s`);
+          this.emit({ type: 'restart-failed', box: spec.name, retryInMs: backoffMs(n), message: `${spec.name}: could not start: ${(e as Error).message.split('\n')[0]}; next try in ${backoffMs(n) / 1000}s` });
         }
         continue;
       }
@@ -169,8 +189,8 @@ export class Watcher {
           if (!attempt || now >= attempt.next) {
             const n = (attempt?.n ?? 0) + 1;
             this.attempts.set(spec.name, { n, next: now + backoffMs(n) });
-            this.opts.say(`${spec.name}: its command exited with status ${ps.exitCode}; restart: ${spec.restart} → starting it again (attempt ${n})`);
-            await startCommand(this.rt, box.id, spec.command).catch((e) => this.opts.say(`${spec.name}: ${(e as Error).message}`));
+            this.emit({ type: 'restarting', box: spec.name, attempt: n, message: `${spec.name}: its command exited with status ${ps.exitCode}; restart: ${spec.restart} → starting it again (attempt ${n})` });
+            await startCommand(this.rt, box.id, spec.command).catch((e) => this.emit({ type: 'error', message: `${spec.name}: ${(e as Error).message}` }));
           }
         } else if (ps?.running && attempt && now - (attempt.next - backoffMs(attempt.n)) > 60_000) {
           this.attempts.delete(spec.name); // up for a minute: the backoff starts over
@@ -181,7 +201,7 @@ export class Watcher {
         const r = await checkOnce(this.rt, box.id, spec.healthcheck);
         const prev = label?.health;
         const h = nextHealth(prev, r, spec.healthcheck, Date.parse(rec.startedAt ?? '') || now);
-        if (prev?.status !== h.status) this.opts.say(`${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}`);
+        if (prev?.status !== h.status) this.emit({ type: 'health', box: spec.name, status: h.status, output: h.output, message: `${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}` });
         await updateProjectLabel(this.rt, box.id, (l) => l && { ...l, health: h });
       }
       // The snapshot policy's `every`, decided as plan decides it.
@@ -190,10 +210,10 @@ export class Watcher {
         if (due.snapshot) {
           const snaps = this.rt.snapshots(box.id);
           await snaps.create(due.snapshot.name, { auto: true });
-          this.opts.say(`${spec.name}: snapshot ${due.snapshot.name} (${due.snapshot.why})`);
+          this.emit({ type: 'snapshot', box: spec.name, snapshot: due.snapshot.name, action: 'taken', message: `${spec.name}: snapshot ${due.snapshot.name} (${due.snapshot.why})` });
           for (const name of due.prune) {
             await snaps.remove(name);
-            this.opts.say(`${spec.name}: removed snapshot ${name} (beyond keep: ${spec.snapshots.keep})`);
+            this.emit({ type: 'snapshot', box: spec.name, snapshot: name, action: 'removed', message: `${spec.name}: removed snapshot ${name} (beyond keep: ${spec.snapshots.keep})` });
           }
         }
       }

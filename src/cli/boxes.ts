@@ -244,9 +244,9 @@ export const BOX_COMMANDS: Record<string, Command> = {
   },
 
   ps: {
-    usage: 'ps [-a] [--json] [--all-projects]',
+    usage: 'ps [-a] [-q] [--json] [--all-projects]',
     help: "list boxes (running and paused ones, or all with -a); inside a project folder, that project's",
-    opts: { all: { short: 'a', help: 'include boxes that are not running' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } },
+    opts: { all: { short: 'a', help: 'include boxes that are not running' }, quiet: { short: 'q', help: 'only their names' }, json: { help: 'print JSON' }, 'all-projects': { help: 'inside a project folder, list every box anyway' } },
     async run(cli: Cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'ps');
       // Inside a project (or with -p/-f), ps lists that project's boxes.
@@ -254,6 +254,10 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
       if (p.opts.json) {
         cli.out(JSON.stringify(boxes.map(shown), null, 2));
+        return 0;
+      }
+      if (p.opts.quiet) {
+        for (const b of boxes) cli.out(projectLabel(b)?.box && proj ? projectLabel(b)!.box : b.name);
         return 0;
       }
       const rows = boxes.map((b) => {

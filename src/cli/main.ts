@@ -2,7 +2,7 @@
 // errors (a BoxliteError's message names the thing and the fix; anything else is a bug, shown with its stack).
 import { BoxliteError } from '../core/errors.js';
 import { projectRuntime } from '../reconciler/project.js';
-import { helpFor, HelpRequested, UsageError } from './args.js';
+import { helpFor, HelpRequested, parseArgs, UsageError } from './args.js';
 import { stderr, stdout, type Cli, type Command, type ProjectContext } from './command.js';
 import { BOX_COMMANDS } from './boxes.js';
 import { STATE_COMMANDS } from './state.js';
@@ -10,6 +10,7 @@ import { IMAGE_COMMANDS } from './images.js';
 import { VOLUME_COMMANDS } from './volumes.js';
 import { HOST_COMMANDS } from './host.js';
 import { STATS_COMMANDS } from './stats.js';
+import { completionScript } from './completion.js';
 import { PROJECT_COMMANDS, globalOptions, installNameResolver } from './project.js';
 
 const COMMANDS: Record<string, Command> = {
@@ -21,6 +22,16 @@ const COMMANDS: Record<string, Command> = {
   doctor: HOST_COMMANDS.doctor,
   ...VOLUME_COMMANDS,
   ...PROJECT_COMMANDS,
+  completion: {
+    usage: 'completion bash|zsh',
+    help: 'print a shell completion script: eval "$(boxlite completion bash)"',
+    opts: {},
+    async run({ out }, args, spec) {
+      const p = parseArgs(args, spec, -1, 'completion');
+      out(completionScript(p.positionals[0], COMMANDS));
+      return 0;
+    },
+  },
 };
 
 function usage(): string {

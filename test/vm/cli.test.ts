@@ -1,8 +1,9 @@
 // The CLI as a user drives it: run with --rm, exit codes, stdin, an OCI image's config, an interactive terminal.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { cleanupHome, cli, makeOciLayout, makeRootfs, testHome } from '../helpers.js';
 import { CLI } from '../paths.js';
 
@@ -158,5 +159,28 @@ describe("the command line: what is boxlite's and what is the box's", () => {
     expect(both.code).toBe(125);
     expect(both.stderr).toContain('-d and --rm cannot go together');
     expect((await cli(home, ['rm', '-f', 'server'])).code).toBe(0);
+  });
+});
+
+describe('shell completion', () => {
+  it('bash completes commands, the options of the command typed, and box names; zsh loads the same', async () => {
+    expect((await cli(home, ['create', '--name', 'completed', rootfs])).code).toBe(0); // recorded, not booted
+    const script = (await cli(home, ['completion', 'bash'])).stdout;
+    // The script calls `boxlite` as an installed one is called.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-bin-'));
+    fs.writeFileSync(path.join(bin, 'boxlite'), `#!/bin/sh\nexec '${process.execPath}' '${CLI}' "$@"\n`, { mode: 0o755 });
+    const complete = (words: string[]) =>
+      execFileSync('bash', ['-c', `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _boxlite; printf '%s\\n' "\${COMPREPLY[@]}"`], {
+        env: { ...process.env, BOXLITE_HOME: home, PATH: `${bin}:${process.env.PATH}` },
+      }).toString().trim().split('\n');
+    expect(complete(['boxlite', 'sta'])).toEqual(['start', 'stats']);
+    expect(complete(['boxlite', 'exec', '--de'])).toEqual(['--detach']);
+    expect(complete(['boxlite', 'start', 'comp'])).toEqual(['completed']);
+    expect((await cli(home, ['completion', 'zsh'])).stdout).toContain('bashcompinit');
+    const none = await cli(home, ['completion']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('boxlite completion bash');
+    expect((await cli(home, ['rm', 'completed'])).code).toBe(0);
+    fs.rmSync(bin, { recursive: true, force: true });
   });
 });

@@ -47,33 +47,38 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, fixe
 }
 
 /** Where boxlite's options end: own (options and fixed positionals), after (fixed positionals given after `--`),
- *  rest (the box's command line). Unknown options stay in own, for the parser to refuse. */
+ *  rest (the box's command line). A value given as the next argument is joined to its option (--name=V, -tV) so
+ *  that it is taken whatever it looks like (-t -5), as getopt does. Unknown options stay, for the parser to refuse. */
 function split(argv: string[], spec: Record<string, OptionSpec>, fixed: number): { own: string[]; after: string[]; rest: string[] } {
   const byShort = new Map(Object.values(spec).filter((s) => s.short).map((s) => [s.short!, s]));
+  const own: string[] = [];
   let positionals = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
       const more = argv.slice(i + 1);
       const need = fixed < 0 ? more.length : Math.max(0, fixed - positionals);
-      return { own: argv.slice(0, i), after: more.slice(0, need), rest: more.slice(need) };
+      return { own, after: more.slice(0, need), rest: more.slice(need) };
     }
     if (a.startsWith('--') && a.length > 2) {
-      if (!a.includes('=') && spec[a.slice(2)]?.value) i++; // its value is the next argument
+      own.push(!a.includes('=') && spec[a.slice(2)]?.value && i + 1 < argv.length ? `${a}=${argv[++i]}` : a);
     } else if (a.startsWith('-') && a.length > 1) {
       // Clustered short flags (-it); the last may take a value, given in the same argument (-eK=V) or the next.
+      let joined = a;
       for (let j = 1; j < a.length; j++) {
         if (!byShort.get(a[j])?.value) continue;
-        if (j === a.length - 1) i++;
+        if (j === a.length - 1 && i + 1 < argv.length) joined = a + argv[++i];
         break;
       }
+      own.push(joined);
     } else {
       // Past the fixed positionals, the rest is the command line for the box, its options included.
-      if (fixed >= 0 && positionals === fixed) return { own: argv.slice(0, i), after: [], rest: argv.slice(i) };
+      if (fixed >= 0 && positionals === fixed) return { own, after: [], rest: argv.slice(i) };
       positionals++;
+      own.push(a);
     }
   }
-  return { own: argv, after: [], rest: [] };
+  return { own, after: [], rest: [] };
 }
 
 /** util.parseArgs's errors, said the way boxlite says them. */

@@ -50,11 +50,13 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, fixe
  *  rest (the box's command line). A value given as the next argument is joined to its option (--name=V, -tV) so
  *  that it is taken whatever it looks like (-t -5), as getopt does. Unknown options stay, for the parser to refuse. */
 function split(argv: string[], spec: Record<string, OptionSpec>, fixed: number): { own: string[]; after: string[]; rest: string[] } {
-  const byShort = new Map(Object.values(spec).filter((s) => s.short).map((s) => [s.short!, s]));
+  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([name, s]) => [s.short!, { name, ...s }]));
   const own: string[] = [];
   let positionals = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    // Past the fixed positionals everything is the box's command line, its options included (docker's rule).
+    if (fixed > 0 && positionals === fixed) return { own, after: [], rest: argv.slice(a === '--' ? i + 1 : i) };
     if (a === '--') {
       const more = argv.slice(i + 1);
       const need = fixed < 0 ? more.length : Math.max(0, fixed - positionals);
@@ -63,17 +65,19 @@ function split(argv: string[], spec: Record<string, OptionSpec>, fixed: number):
     if (a.startsWith('--') && a.length > 2) {
       own.push(!a.includes('=') && spec[a.slice(2)]?.value && i + 1 < argv.length ? `${a}=${argv[++i]}` : a);
     } else if (a.startsWith('-') && a.length > 1) {
-      // Clustered short flags (-it); the last may take a value, given in the same argument (-eK=V) or the next.
-      let joined = a;
-      for (let j = 1; j < a.length; j++) {
-        if (!byShort.get(a[j])?.value) continue;
-        if (j === a.length - 1 && i + 1 < argv.length) joined = a + argv[++i];
-        break;
+      // Clustered short flags (-it); the last may take a value, given in the same argument (-eK=V) or the next
+      // (joined as --name=V: an empty value stays a value).
+      let j = 1;
+      while (j < a.length && byShort.has(a[j]) && !byShort.get(a[j])!.value) j++;
+      const valued = j < a.length ? byShort.get(a[j]) : undefined;
+      if (!valued?.value) own.push(a);
+      else {
+        if (j > 1) own.push(a.slice(0, j));
+        if (j + 1 < a.length) own.push(`--${valued.name}=${a.slice(j + 1)}`);
+        else if (i + 1 < argv.length) own.push(`--${valued.name}=${argv[++i]}`);
+        else own.push(`-${a[j]}`); // the parser says the value is missing
       }
-      own.push(joined);
     } else {
-      // Past the fixed positionals, the rest is the command line for the box, its options included.
-      if (fixed >= 0 && positionals === fixed) return { own, after: [], rest: argv.slice(i) };
       positionals++;
       own.push(a);
     }

@@ -19,6 +19,8 @@ describe('parseArgs', () => {
     ['no command', ['src'], 1, { opts: {}, positionals: ['src'], rest: [] }],
     ["the command's -h and --help are its own", ['box', 'ls', '-h', '--help'], 1, { opts: {}, positionals: ['box'], rest: ['ls', '-h', '--help'] }],
     ['-h after -- is the command\'s', ['-i', 'box', '--', 'df', '-h'], 1, { opts: { interactive: true }, positionals: ['box'], rest: ['df', '-h'] }],
+    ["options after the box are the command's", ['box', '--name', 'x', '-e', 'K=V', '-h'], 1, { opts: {}, positionals: ['box'], rest: ['--name', 'x', '-e', 'K=V', '-h'] }],
+    ['an empty value is a value', ['-e', '', 'box', 'id'], 1, { opts: { env: [''] }, positionals: ['box'], rest: ['id'] }],
     ['a value that looks like an option is still a value', ['-e', '-x', '--name', '--rm', 'src'], 1, { opts: { env: ['-x'], name: '--rm' }, positionals: ['src'], rest: [] }],
     ['a value that looks like the command is still a value', ['--name', 'x', '-e', 'A=1', 'src', 'cmd'], 1, { opts: { name: 'x', env: ['A=1'] }, positionals: ['src'], rest: ['cmd'] }],
   ];

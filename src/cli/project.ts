@@ -98,6 +98,7 @@ async function watchUntilInterrupted(cli: Cli, project: Project, removeOrphans: 
   const w = await project.watch({
     say: (l) => cli.out(`[${new Date().toTimeString().slice(0, 8)}] ${l}`),
     removeOrphans,
+    renderer: 'simple',
     pollMs: Number(process.env.BOXLITE_WATCH_POLL_MS) || undefined,
   });
   await new Promise<void>((resolve) => {
@@ -200,7 +201,9 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
     opts: { ...PROJECT_OPTS, update: { help: 'resolve references already locked again (take moved tags)' } },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'lock');
-      const r = await open(cli, context(cli, p.opts)).lock({ update: !!p.opts.update });
+      const ctx = context(cli, p.opts);
+      const project = Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked: 'ignore' });
+      const r = await project.lock({ update: !!p.opts.update });
       for (const i of r.images) cli.out(`${i.reference}: ${i.digest} (${i.change})`);
       for (const ref of r.removed) cli.out(`${ref}: no box uses it any more (removed)`);
       if (!r.images.length) cli.out('no image references to lock (folders and OCI layouts are not locked)');

@@ -11,6 +11,9 @@ import type { ProjectSpec } from '../spec/types.js';
 
 export const LOCK_FILE = 'boxlite.lock';
 const FORMAT = 1;
+const MAX_LOCK_BYTES = 4 << 20;
+/** The platform boxes run (QEMU's x86_64 guests): a lock made for another one would not boot here. */
+const BOX_PLATFORM = 'linux/amd64';
 
 export interface LockedImage {
   digest: string;
@@ -32,14 +35,18 @@ const lockable = (image: string) => !path.isAbsolute(image) && !image.includes('
 
 /** The lock beside the project file, checked; null when there is none. */
 export function readLock(file: string): ProjectLock | null {
+  const bad = (why: string) => new InvalidOptionError(`${file}: ${why}; write it again with 'boxlite lock --update'`);
   let text: string;
   try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw bad('not a regular file');
+    if (st.size > MAX_LOCK_BYTES) throw bad(`larger than ${MAX_LOCK_BYTES >> 20} MiB`);
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
+    if (e instanceof InvalidOptionError) throw e;
+    throw bad(`cannot be read (${(e as Error).message})`);
   }
-  const bad = (why: string) => new InvalidOptionError(`${file}: ${why}; write it again with 'boxlite lock --update'`);
   let lock: ProjectLock;
   try {
     lock = JSON.parse(text);
@@ -66,7 +73,10 @@ export function applyLock(spec: ProjectSpec, lock: ProjectLock | null, opts: { l
   const boxes = { ...spec.boxes };
   for (const [name, b] of Object.entries(spec.boxes)) {
     if (!lockable(b.image)) continue;
-    const pin = lock.images[b.image];
+    const pin = Object.hasOwn(lock.images, b.image) ? lock.images[b.image] : undefined;
+    if (pin && pin.platform !== BOX_PLATFORM) {
+      throw new InvalidOptionError(`${file} pins box ${name}'s image ${b.image} for ${pin.platform}, but boxes run ${BOX_PLATFORM}: run 'boxlite lock --update' on this host`);
+    }
     if (!pin) {
       if (opts.locked) throw new InvalidOptionError(`--locked: box ${name}'s image ${b.image} is not in ${file}: run 'boxlite lock' (and commit it)`);
       continue;
@@ -87,12 +97,20 @@ export interface LockResult {
  *  locked keep their digest; references no box uses any more leave the lock. */
 export async function writeLock(rt: Runtime, spec: ProjectSpec, opts: { update?: boolean; kernel?: string; say?: (m: string) => void } = {}): Promise<LockResult> {
   const file = lockPathOf(spec);
-  const old = readLock(file);
+  let old: ProjectLock | null;
+  try {
+    old = readLock(file);
+  } catch (e) {
+    // --update writes the lock afresh, so a broken one is no obstacle; without it, say how.
+    if (!opts.update) throw e;
+    opts.say?.(`boxlite: ${(e as Error).message.replace(/; write it again.*$/, '')}: writing it afresh`);
+    old = null;
+  }
   const refs = [...new Set(Object.values(spec.boxes).map((b) => b.image).filter(lockable))].sort();
   const images: ProjectLock['images'] = {};
   const result: LockResult = { file, images: [], removed: Object.keys(old?.images ?? {}).filter((r) => !refs.includes(r)) };
   for (const ref of refs) {
-    const before = old?.images[ref];
+    const before = old && Object.hasOwn(old.images, ref) ? old.images[ref] : undefined;
     if (before && !opts.update) {
       images[ref] = before;
       result.images.push({ reference: ref, digest: before.digest, change: 'kept' });

@@ -24,8 +24,8 @@ export interface ProjectOptions extends LoadOptions {
   runtime?: Runtime;
   /** One-line notices: warnings of the file, waiting for another process's lock, policy snapshots. */
   say?: (m: string) => void;
-  /** Every image reference must be pinned by boxlite.lock (up --locked). */
-  locked?: boolean;
+  /** Every image reference must be pinned by boxlite.lock (up --locked); 'ignore': the file as written (lock). */
+  locked?: boolean | 'ignore';
 }
 
 export interface UpOptions {
@@ -77,6 +77,7 @@ export class Project {
     readonly runtime: Runtime,
     private readonly say: (m: string) => void,
     private readonly ownsRuntime: boolean,
+    private readonly locked: boolean,
   ) {}
 
   /** Finds, reads and validates the project file (a SpecError lists every problem with file:line:col). */
@@ -86,8 +87,8 @@ export class Project {
     const written = loadProject(findProjectFile({ file: o.file, dir: o.dir }), o);
     for (const w of written.warnings) say(`boxlite: warning: ${w}`);
     // A locked reference runs its locked digest: a tag moved since changes nothing until the lock is updated.
-    const spec = applyLock(written, readLock(lockPathOf(written)), { locked: o.locked });
-    return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime);
+    const spec = o.locked === 'ignore' ? written : applyLock(written, readLock(lockPathOf(written)), { locked: o.locked });
+    return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime, o.locked === true);
   }
 
   /** Writes boxlite.lock beside the file: each image reference's digest (pulled to learn it); update re-resolves
@@ -141,8 +142,8 @@ export class Project {
    *  onEvent gets each event typed (plan, applied, restarting, health, snapshot, idle…); say gets its line. */
   async watch(opts: Omit<WatchOptions, keyof LoadOptions> = {}): Promise<Watcher> {
     const { Watcher } = await import('./watch.js');
-    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name });
-    w.start();
+    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name, locked: this.locked });
+    await w.start();
     return w;
   }
 

@@ -9,7 +9,7 @@ import type { IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
-import { applyLock, lockPathOf, readLock } from './lock.js';
+import { applyLock, LOCK_FILE, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
 import { plan, policyDue, renderPlan, type Plan } from './plan.js';
 import { lockProject, observe } from './names.js';
@@ -38,6 +38,10 @@ export interface WatchOptions extends LoadOptions {
   /** How often the boxes are looked at. */
   pollMs?: number;
   removeOrphans?: boolean;
+  /** up --locked: an edit must keep every image pinned by boxlite.lock. */
+  locked?: boolean;
+  /** listr2's renderer for an edit's apply: silent (default) or simple (lines, as the CLI shows them). */
+  renderer?: 'simple' | 'silent';
 }
 
 /** Whether a policy brings back a box (or command) that stopped: `stopped` says it was stopped by a person. */
@@ -73,14 +77,20 @@ export class Watcher {
     this.idle = rt.idlePauser((message) => this.emit({ type: 'idle', message }));
   }
 
+  /** A listener that throws must not stop a converge or a restart half way. */
   private emit(e: WatchEvent): void {
-    this.opts.onEvent?.(e);
-    this.opts.say?.(e.message);
+    try {
+      this.opts.onEvent?.(e);
+    } catch {}
+    try {
+      this.opts.say?.(e.message);
+    } catch {}
   }
 
-  /** Watches until stop(); the first apply has been done by the caller (boxlite up). */
-  start(): void {
-    const files = [this.project.file, path.join(this.project.dir, '.env')];
+  /** Watches until stop(); the first apply has been done by the caller (boxlite up). Resolves once the files
+   *  are watched: an edit made after that is seen. */
+  async start(): Promise<void> {
+    const files = [this.project.file, path.join(this.project.dir, '.env'), path.join(this.project.dir, LOCK_FILE)];
     this.watcher = chokidarWatch(files, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 } });
     const onChange = () => {
       if (this.timer) clearTimeout(this.timer);
@@ -94,6 +104,7 @@ export class Watcher {
       });
     };
     this.poller = setTimeout(poll, this.opts.pollMs ?? 2000);
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     const file = path.relative(process.cwd(), this.project.file) || this.project.file;
     this.emit({ type: 'watching', file: this.project.file, message: `watching ${file} (and .env); Ctrl-C ends the watch and leaves the boxes running` });
   }
@@ -118,7 +129,7 @@ export class Watcher {
     let next: ProjectSpec;
     try {
       const written = loadProject(this.project.file, this.opts);
-      next = applyLock(written, readLock(lockPathOf(written)));
+      next = applyLock(written, readLock(lockPathOf(written)), { locked: this.opts.locked });
     } catch (e) {
       this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
       return;
@@ -142,7 +153,7 @@ export class Watcher {
         return;
       }
       this.emit({ type: 'plan', why, plan: p, message: `${why}:\n${renderPlan(p)}` });
-      const r = await applyPlan(this.rt, this.project, p, { renderer: 'simple' });
+      const r = await applyPlan(this.rt, this.project, p, { renderer: this.opts.renderer ?? 'silent' });
       this.emit({ type: 'applied', ok: r.ok, errors: r.errors, message: r.ok ? 'applied' : `applied with errors:\n${r.errors.map((e) => `  ${e.box}: ${e.message}`).join('\n')}` });
     } finally {
       lock.release();

@@ -94,6 +94,18 @@ describe('boxlite.lock', () => {
       expect(bad.stderr).toContain('boxlite.lock: the entry for "x" has no valid digest');
       expect(bad.stderr).toContain("boxlite lock --update");
       expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      // The fix it names works: --update writes the lock afresh.
+      const fixed = await cli(home, ['lock', '--update'], { cwd: dir });
+      expect(fixed.code, fixed.stderr).toBe(0);
+      expect(fixed.stderr).toContain('writing it afresh');
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'boxlite.lock'), 'utf8')).images.x).toBeUndefined();
+      // A lock made for another platform would not boot here: refused, naming the fix.
+      const foreign = JSON.parse(good);
+      for (const v of Object.values(foreign.images) as { platform: string }[]) v.platform = 'linux/arm64';
+      fs.writeFileSync(path.join(dir, 'boxlite.lock'), JSON.stringify(foreign));
+      const arm = await cli(home, ['plan'], { cwd: dir });
+      expect(arm.code).toBe(1);
+      expect(arm.stderr).toContain("for linux/arm64, but boxes run linux/amd64: run 'boxlite lock --update' on this host");
     } finally {
       fs.writeFileSync(path.join(dir, 'boxlite.lock'), good);
     }

@@ -1,7 +1,7 @@
 // CodeBox: a SimpleBox for running Python, as BoxLite's SDK has it: run(code) returns what the code printed and
 // throws ExecError when it fails; installPackage(s) uses pip in the box.
 import * as fs from 'node:fs';
-import { ExecError } from '../core/errors.js';
+import { ExecError, InvalidOptionError } from '../core/errors.js';
 import { SimpleBox, type SimpleBoxOptions } from './simple-box.js';
 
 /** The box's python: python3 where there is one (Debian), else python (the python images). */
@@ -27,6 +27,8 @@ export class CodeBox extends SimpleBox {
   }
 
   async installPackages(...names: string[]): Promise<string> {
+    const bad = names.find((n) => typeof n !== 'string' || !n || n.startsWith('-'));
+    if (bad !== undefined) throw new InvalidOptionError(`installPackages: ${JSON.stringify(bad)} is not a package name (names cannot be empty or start with '-')`);
     return this.python(['-m', 'pip', 'install', '--quiet', ...names], `pip install ${names.join(' ')}`);
   }
 

@@ -71,14 +71,16 @@ const NOT_HERE: Record<string, string> = {
 /** BoxLite's option shapes turned into create's; anything unknown or without a counterpart is refused by name. */
 export function createOptions(o: SimpleBoxOptions): CreateOptions {
   for (const k of Object.keys(o)) {
-    if (NOT_HERE[k]) throw new InvalidOptionError(`SimpleBox option "${k}": ${NOT_HERE[k]}; remove it`);
+    if (Object.hasOwn(NOT_HERE, k)) throw new InvalidOptionError(`SimpleBox option "${k}": ${NOT_HERE[k]}; remove it`);
     if (!KNOWN.has(k)) throw new InvalidOptionError(`SimpleBox: unknown option "${k}" (known: ${[...KNOWN].join(', ')})`);
   }
   if (!o.image === !o.rootfsPath) throw new InvalidOptionError('SimpleBox: give image (a reference, a root filesystem folder or an OCI layout) or rootfsPath, one of them');
   if (o.diskSizeGb !== undefined && o.diskSizeMib !== undefined) throw new InvalidOptionError('SimpleBox: give diskSizeGb or diskSizeMib, not both');
   const volumes: VolumeMount[] = [];
   const binds: BindMount[] = [...(o.binds ?? [])];
+  if (o.volumes !== undefined && !Array.isArray(o.volumes)) throw new InvalidOptionError('SimpleBox option volumes must be a list of { hostPath, guestPath, readOnly } or { volume, target, readOnly }');
   for (const v of o.volumes ?? []) {
+    if (typeof v !== 'object' || v === null) throw new InvalidOptionError(`SimpleBox option volumes: ${JSON.stringify(v)} is not { hostPath, guestPath, readOnly } or { volume, target, readOnly }`);
     if ('hostPath' in v) binds.push({ hostPath: v.hostPath, target: v.guestPath, readOnly: !!v.readOnly });
     else volumes.push({ volume: v.volume, target: v.target, readOnly: !!v.readOnly });
   }
@@ -89,9 +91,13 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
     network = o.network.mode === 'enabled' ? 'default' : 'none';
   } else network = o.network;
   // Objects become create's "[HOST_IP:]HOST_PORT:BOX_PORT[/udp]" (host port 0: chosen at start).
-  const ports = (o.ports ?? []).map((p) =>
-    typeof p === 'string' ? p : `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort ?? 0}:${p.guestPort}${p.protocol === 'udp' ? '/udp' : ''}`,
-  );
+  if (o.ports !== undefined && !Array.isArray(o.ports)) throw new InvalidOptionError('SimpleBox option ports must be a list of "HOST:BOX" strings or { hostPort, guestPort, protocol }');
+  const ports = o.ports?.map((p) => {
+    if (typeof p === 'string') return p;
+    if (typeof p !== 'object' || p === null) throw new InvalidOptionError(`SimpleBox option ports: ${JSON.stringify(p)} is not a port spec or { hostPort, guestPort, protocol }`);
+    if (p.protocol !== undefined && p.protocol !== 'tcp' && p.protocol !== 'udp') throw new InvalidOptionError(`SimpleBox option ports: protocol ${JSON.stringify(p.protocol)} is not "tcp" or "udp"`);
+    return `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort ?? 0}:${p.guestPort}${p.protocol === 'udp' ? '/udp' : ''}`;
+  });
   const source = o.rootfsPath ? { rootfs: o.rootfsPath } : { image: o.image };
   return {
     ...source,
@@ -105,7 +111,7 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
     hostname: o.hostname,
     ...(volumes.length ? { volumes } : {}),
     ...(binds.length ? { binds } : {}),
-    ports,
+    ...(ports ? { ports } : {}),
     network,
     dns: o.dns,
     pull: o.pull,
@@ -114,40 +120,42 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
 
 /** What exec takes besides the command: BoxLite's { cwd, user, timeoutSecs } and boxlite's ExecOptions. */
 export type SimpleExecOptions = ExecOptions & { input?: string | Buffer; timeoutSecs?: number };
-const EXEC_KEYS = new Set(['cwd', 'user', 'timeoutSecs', 'timeoutMs', 'input', 'env', 'stdin', 'tty', 'rows', 'cols', 'countsAsUse']);
 
-/** exec's call forms: exec(cmd, ...args), exec(cmd, ...args, env) and exec(cmd, args, env, opts) as BoxLite has
- *  them, and exec(cmd, args, opts). A lone trailing object is options when every key is an option's name, else env. */
+/** exec's call forms, BoxLite's: exec(cmd, ...args), exec(cmd, ...args, env), exec(cmd, args, env) and
+ *  exec(cmd, args, env, opts). An object in the env place is always the environment, whatever its keys: options
+ *  come only in the last place, so data can never become an option (a user, stdin). */
 export function execCall(rest: unknown[]): { args: string[]; opts: SimpleExecOptions } {
-  const bad = (i: number) => new InvalidOptionError(`exec: argument ${i + 2} must be a string, a list of strings or an object`);
-  let env: Record<string, string> | undefined;
-  let opts: SimpleExecOptions = {};
-  const trailing = (o: unknown, i: number) => {
-    if (o === undefined) return;
-    if (typeof o !== 'object' || o === null || Array.isArray(o)) throw bad(i);
-    if (Object.keys(o).length && Object.keys(o).every((k) => EXEC_KEYS.has(k))) opts = o as SimpleExecOptions;
-    else env = o as Record<string, string>;
+  const bad = (i: number, what: string) => new InvalidOptionError(`exec: argument ${i + 2} must be ${what}`);
+  const object = (o: unknown, i: number, what: string) => {
+    if (o === undefined || o === null) return undefined;
+    if (typeof o !== 'object' || Array.isArray(o)) throw bad(i, what);
+    return o;
   };
   let args: string[];
+  let env: Record<string, string> | undefined;
+  let opts: SimpleExecOptions = {};
   if (Array.isArray(rest[0])) {
-    args = rest[0].map(String);
     if (rest.length > 3) throw new InvalidOptionError('exec: too many arguments: exec(cmd, args, env, options)');
-    if (rest.length === 3) {
-      if (rest[1] !== undefined && (typeof rest[1] !== 'object' || rest[1] === null)) throw bad(1);
-      env = rest[1] as Record<string, string> | undefined;
-      if (rest[2] !== undefined && (typeof rest[2] !== 'object' || rest[2] === null)) throw bad(2);
-      opts = (rest[2] as SimpleExecOptions | undefined) ?? {};
-    } else trailing(rest[1], 1);
+    args = rest[0].map((a, i) => {
+      if (typeof a !== 'string') throw bad(0, `a list of strings (item ${i} is ${typeof a})`);
+      return a;
+    });
+    env = object(rest[1], 1, 'the environment, an object of strings (or undefined)') as Record<string, string> | undefined;
+    opts = (object(rest[2], 2, 'the options, an object') as SimpleExecOptions | undefined) ?? {};
   } else {
     const last = rest.length && typeof rest[rest.length - 1] !== 'string' ? rest.length - 1 : rest.length;
     args = rest.slice(0, last).map((a, i) => {
-      if (typeof a !== 'string') throw bad(i);
+      if (typeof a !== 'string') throw bad(i, 'a string');
       return a;
     });
-    if (last < rest.length) trailing(rest[last], last);
+    if (last < rest.length) env = object(rest[last], last, 'a string, or the environment as the last argument') as Record<string, string> | undefined;
   }
+  for (const [k, v] of Object.entries(env ?? {})) if (typeof v !== 'string') throw new InvalidOptionError(`exec: environment variable ${k} must be a string (got ${typeof v})`);
   const { timeoutSecs, ...own } = opts;
-  return { args, opts: { ...own, ...(timeoutSecs !== undefined ? { timeoutMs: timeoutSecs * 1000 } : {}), ...(env ? { env: { ...own.env, ...env } } : {}) } };
+  if (timeoutSecs !== undefined && !(Number.isFinite(timeoutSecs) && timeoutSecs >= 0.001 && timeoutSecs * 1000 <= 0xffffffff)) {
+    throw new InvalidOptionError(`exec: timeoutSecs must be a number of seconds from 0.001 to ${Math.floor(0xffffffff / 1000)} (got ${timeoutSecs})`);
+  }
+  return { args, opts: { ...own, ...(timeoutSecs !== undefined ? { timeoutMs: Math.round(timeoutSecs * 1000) } : {}), ...(env ? { env: { ...own.env, ...env } } : {}) } };
 }
 
 /** info() as BoxLite shapes it, with boxlite's record beside it. */
@@ -181,6 +189,8 @@ export class SimpleBox implements AsyncDisposable {
   private box: Box | null = null;
   private starting: Promise<Box> | null = null;
   private lastMetrics: BoxMetrics | null = null;
+  /** Whether this object made its box (reuseExisting may find one it did not: that one is never removed). */
+  private made = false;
   protected readonly runtime: Runtime;
   private readonly ownsRuntime: boolean;
   private readonly create: CreateOptions;
@@ -198,7 +208,10 @@ export class SimpleBox implements AsyncDisposable {
     this.starting ??= (async () => {
       let box: Box | undefined;
       if (this.opts.reuseExisting && this.opts.name) box = this.runtime.list().some((r) => r.name === this.opts.name) ? this.runtime.get(this.opts.name) : undefined;
-      box ??= await this.runtime.create(this.create);
+      if (!box) {
+        box = await this.runtime.create(this.create);
+        this.made = true;
+      }
       this.box = box;
       const state = box.info().state;
       if (state !== 'running') await box.start();
@@ -225,8 +238,9 @@ export class SimpleBox implements AsyncDisposable {
   }
 
   /** Runs a command to completion: exec('ls', '-l'), exec('sh', '-c', 'echo $X', { X: '1' }),
-   *  exec('pwd', [], undefined, { cwd: '/tmp', timeoutSecs: 30 }) or exec('ls', ['-l'], { cwd: '/tmp' }). */
+   *  exec('pwd', [], undefined, { cwd: '/tmp', timeoutSecs: 30 }). */
   async exec(cmd: string, ...rest: (string | string[] | Record<string, string> | SimpleExecOptions | undefined)[]): Promise<ExecResult> {
+    if (typeof cmd !== 'string' || !cmd) throw new InvalidOptionError('exec: the command must be a non-empty string');
     const { args, opts } = execCall(rest);
     const box = await this.start();
     if (box.info().state !== 'running') await box.start(); // stopped by someone else meanwhile
@@ -293,12 +307,13 @@ export class SimpleBox implements AsyncDisposable {
     };
   }
 
-  /** Stops the box; with autoRemove (the default) it is removed too, and a later exec makes a new one. */
+  /** Stops the box; with autoRemove (the default) a box this object made is removed too, and a later exec makes
+   *  a new one. A box found by reuseExisting is only stopped. */
   async stop(): Promise<void> {
     if (this.starting) await this.starting.catch(() => {});
     const box = this.box;
     if (!box) return;
-    if (this.autoRemove) {
+    if (this.autoRemove && this.made) {
       await box.remove({ force: true });
       this.box = null;
       this.starting = null;

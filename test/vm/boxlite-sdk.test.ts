@@ -61,11 +61,15 @@ describe("BoxLite's SimpleBox programs", () => {
       out.push(pwdResult.stdout);
       const who = await box.exec('id', ['-un'], { HOME: '/x' }, { user: 'app' });
       out.push(who.stdout);
+      // An object in the env place is the env, whatever its keys: data never becomes an option.
+      const data = await box.exec('sh', '-c', 'echo $user; id -un', { user: 'app' });
+      out.push(data.stdout);
+      await expect(box.exec('true', [], undefined, { timeoutSecs: -1 })).rejects.toThrow('timeoutSecs must be a number of seconds');
       // A failing command is a result, not an exception (BoxLite's exec does not throw on exit status).
       const failed = await box.exec('sh', '-c', 'echo no >&2; exit 3');
       expect([failed.exitCode, failed.stderr]).toEqual([3, 'no\n']);
     }
-    expect(out).toEqual(['Hello!\n', 'custom-value\n', '/tmp\n', 'app\n']);
+    expect(out).toEqual(['Hello!\n', 'custom-value\n', '/tmp\n', 'app\n', 'app\nroot\n']);
     expect(rt.list()).toEqual([]); // disposal stopped it, and autoRemove removed it
   });
 
@@ -120,6 +124,9 @@ describe("BoxLite's SimpleBox programs", () => {
     expect(() => new SimpleBox({ image, network: { mode: 'on' } } as never)).toThrow('network.mode must be "enabled" or "disabled"');
     expect(() => new SimpleBox({})).toThrow('give image');
     expect(() => new SimpleBox({ image }).id).toThrow('no box yet');
+    expect(() => new SimpleBox({ image, constructor: 1 } as never)).toThrow('SimpleBox: unknown option "constructor"');
+    expect(() => new SimpleBox({ image, ports: [{ guestPort: 80, protocol: 'sctp' }] } as never)).toThrow('protocol "sctp" is not "tcp" or "udp"');
+    expect(() => new SimpleBox({ image, volumes: [null] } as never)).toThrow('SimpleBox option volumes');
   });
 });
 

@@ -25,7 +25,7 @@ describe('SimpleBox', () => {
       expect(hi).toEqual({ exitCode: 0, stdout: 'hi\n', stderr: '', signal: null, timedOut: false });
       const env = await box.exec('sh', ['-c', 'echo $MODE $(pwd) $(nproc)']);
       expect(env.stdout).toBe('sdk /tmp 2\n');
-      const withOpts = await box.exec('sh', ['-c', 'cat; pwd'], { input: 'in ', cwd: '/' });
+      const withOpts = await box.exec('sh', ['-c', 'cat; pwd'], undefined, { input: 'in ', cwd: '/' });
       expect(withOpts.stdout).toBe('in /\n');
 
       const ex = await box.spawn(['sh', '-c', 'read line; echo got:$line; echo oops >&2; exit 4'], { stdin: true });
@@ -37,7 +37,7 @@ describe('SimpleBox', () => {
       expect(await ex.wait()).toEqual({ exitCode: 4, signal: null, timedOut: false });
       expect([out, err]).toEqual(['got:abc\n', 'oops\n']);
 
-      await expect(box.exec('sleep', '10', { timeoutMs: 500 })).rejects.toThrow(TimeoutError);
+      await expect(box.exec('sleep', ['10'], undefined, { timeoutMs: 500 })).rejects.toThrow(TimeoutError);
       id = box.id;
       expect(rt.get(id!).info().state).toBe('running');
     }

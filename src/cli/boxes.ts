@@ -257,7 +257,11 @@ export const BOX_COMMANDS: Record<string, Command> = {
         return 0;
       }
       if (p.opts.quiet) {
-        for (const b of boxes) cli.out(projectLabel(b)?.box && proj ? projectLabel(b)!.box : b.name);
+        // A project's live box by its name in the project (how it is addressed there); others, retired ones included, by their own.
+        for (const b of boxes) {
+          const l = projectLabel(b);
+          cli.out(proj && l && !l.retiredAt ? l.box : b.name);
+        }
         return 0;
       }
       const rows = boxes.map((b) => {

@@ -26,7 +26,9 @@ export interface StatsRow {
 
 function row(box: Box, now: BoxMetrics, before: BoxMetrics | undefined): StatsRow {
   const dt = before ? (now.at - before.at) / 1000 : 0;
-  const cpuPercent = now.vmm && before?.vmm && dt > 0 ? ((now.vmm.cpuSeconds - before.vmm.cpuSeconds) / dt) * 100 : null;
+  // A VMM restarted between readings has less CPU time than before: no figure rather than a negative one.
+  const used = now.vmm && before?.vmm ? now.vmm.cpuSeconds - before.vmm.cpuSeconds : -1;
+  const cpuPercent = used >= 0 && dt > 0 ? (used / dt) * 100 : null;
   return { name: box.name, id: box.id, state: now.state, cpuPercent, metrics: now };
 }
 
@@ -59,25 +61,38 @@ export const STATS_COMMANDS: Record<string, Command> = {
     async run(cli: Cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'stats');
       const interval = parseIntOpt(p.opts.interval, '--interval') ?? 2;
-      if (interval < 1) throw new UsageError(`--interval must be 1 second or more (got ${interval})`);
+      if (interval < 1 || interval > 3600) throw new UsageError(`--interval must be 1 to 3600 seconds (got ${interval})`);
       const named = p.positionals.map((ref) => cli.rt.get(ref));
       const project = named.length ? undefined : contextProjectName(cli.project);
-      const boxes = () =>
-        named.length ? named : cli.rt.list().filter((b) => b.state === 'running' && (!project || projectLabel(b)?.project === project)).map((b) => cli.rt.get(b.id));
+      const liveBoxes = () => cli.rt.list().filter((b) => b.state === 'running' && (!project || projectLabel(b)?.project === project)).map((b) => cli.rt.get(b.id));
+      const boxes = () => (named.length ? named : liveBoxes());
       const live = !p.opts['no-stream'] && !p.opts.json && process.stdout.isTTY;
       let before = new Map<string, BoxMetrics>();
       let stop = false;
-      const onInt = () => (stop = true);
+      let wake = () => {};
+      const onInt = () => {
+        stop = true;
+        wake();
+      };
       process.once('SIGINT', onInt);
+      // A box removed while stats runs leaves the table (a named one is reported once).
+      const read = async (b: Box) => b.metrics().catch((e) => {
+        if (named.length) cli.err(`boxlite: ${b.id}: ${(e as Error).message}`);
+        return null;
+      });
       try {
         // The first reading has no CPU % yet: a second one, a moment later, gives it (as docker stats does).
-        const first = await Promise.all(boxes().map(async (b) => [b.id, await b.metrics()] as const));
-        before = new Map(first);
+        const first = await Promise.all(boxes().map(async (b) => [b.id, await read(b)] as const));
+        before = new Map(first.filter((f): f is [string, BoxMetrics] => !!f[1]));
         for (let n = 0; !stop; n++) {
-          await new Promise((r) => setTimeout(r, n === 0 ? 1000 : interval * 1000));
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, n === 0 ? 1000 : interval * 1000);
+            wake = () => (clearTimeout(t), r());
+          });
           if (stop) break;
-          const list = boxes();
-          const rows = await Promise.all(list.map(async (b) => row(b, await b.metrics(), before.get(b.id))));
+          const list = named.length ? named : liveBoxes();
+          const read2 = await Promise.all(list.map(async (b) => ({ b, m: await read(b) })));
+          const rows = read2.filter((x) => x.m).map(({ b, m }) => row(b, m!, before.get(b.id)));
           before = new Map(rows.map((r) => [r.id, r.metrics]));
           if (p.opts.json) cli.out(JSON.stringify(rows));
           else {

@@ -59,7 +59,7 @@ export async function boxMetrics(ctx: RuntimeContext, id: string): Promise<BoxMe
   try {
     const u = await (await agentClient(ctx, id)).call<Usage>('guest', 'usage', {}, 10_000);
     m.guest = {
-      memUsedBytes: u.memTotalBytes - u.memAvailableBytes,
+      memUsedBytes: Math.max(0, u.memTotalBytes - u.memAvailableBytes), // the guest's word: never below zero
       memTotalBytes: u.memTotalBytes,
       processes: u.processes,
       diskReadBytes: u.diskReadBytes,

@@ -14,7 +14,7 @@ import type { DiskSpec, VmSpec } from '../vmm/engine.js';
 import type { AgentInfo } from '../vmm/agent-client.js';
 import { loadAssets } from './assets.js';
 import { reservePorts } from './ports.js';
-import { diskPath, ensureDisk } from './disks.js';
+import { diskPath, dropTopAliases, ensureDisk } from './disks.js';
 import { createTop, isEmptyTop } from './layers.js';
 import { dropTemplate, findTemplate, lockTemplate, takeTemplate, templateKey } from './templates.js';
 import { InitStalled, connectAgent } from './channel.js';
@@ -172,6 +172,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
   const box = await confine(ctx, rec, { assets, disk, volumes: vols.disks.map((d) => d.path), kvm: accel.accel === 'kvm' });
   for (let attempt = 1; ; attempt++) {
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
+    dropTopAliases(dir); // names only the last run's VM used
     try {
       if (net) await startPasst({ dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as });
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });

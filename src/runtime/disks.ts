@@ -85,3 +85,17 @@ export async function recoverFreeze(dir: string, runningPid?: number): Promise<v
 }
 
 export { nextTop };
+
+/** A name of its own for a top QEMU moves onto while it runs (see freeze.ts); extra links to a box's tops,
+ *  dropped when its VM is not running (dropTopAliases). */
+export const topAlias = (dir: string) => path.join(ctlDir(dir), `top-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.qcow2`);
+
+export function dropTopAliases(dir: string): void {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(ctlDir(dir));
+  } catch {
+    return;
+  }
+  for (const n of names) if (/^top-[0-9a-z-]+\.qcow2$/.test(n)) fs.rmSync(path.join(ctlDir(dir), n), { force: true });
+}

@@ -1,14 +1,14 @@
 // Freezing a box's disk into a layer others can share (clones, forks, warm-start templates), live when the box
-// runs: either its file system is frozen by the agent while the VM moves onto a new top, or (with its memory) the
-// VM's CPUs stop for the move and the save. A killed CLI leaves disk.next.qcow2, which the box's next start
-// settles (see disks.ts recoverFreeze).
+// runs: its file system is frozen by the agent while the VM moves onto a new top (and, with its memory, until
+// that is saved too). A killed CLI leaves disk.next.qcow2, which the box's next start settles (disks.ts
+// recoverFreeze).
 import * as fs from 'node:fs';
 import { renameDurable } from '../util/fs.js';
 import { failpoint } from '../util/failpoint.js';
 import { BoxStateError } from '../core/errors.js';
 import { runDir } from '../vmm/engine.js';
 import { backingChain, createTop, isEmptyTop, isLayer, newLayerPath } from './layers.js';
-import { diskPath, nextTop, ROOT_DISK } from './disks.js';
+import { diskPath, nextTop, ROOT_DISK, topAlias } from './disks.js';
 import { agentClient } from './channel.js';
 import { isRunning } from './status.js';
 import { prepareForSave } from './memory.js';
@@ -48,16 +48,25 @@ export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: strin
     // Its VMM runs as the owner of its run folder (its own uid, when jailed by root).
     const owner = fs.statSync(runDir(dir));
     fs.chownSync(next, owner.uid, owner.gid);
+    // QEMU opens the new top under a name of its own that outlives this freeze: when a later freeze makes this top
+    // a backing file, QEMU reopens it read-only by that name, and disk.next.qcow2 will be another file by then.
+    const alias = topAlias(dir);
+    fs.linkSync(next, alias);
     if (memory) {
       await prepareForSave(ctx, rec.id);
-      // The CPUs stop, the disk moves onto its new top, the memory is saved, the CPUs go on: one instant for all.
-      await ctx.engine.saveState(dir, `${memory}.part`, { switchDiskTop: { disk: ROOT_DISK, file: next }, resume: true });
+      // One instant for the disk and the memory: the file system stays frozen from before the disk moves onto its
+      // new top until the memory is saved, so the guest writes nothing in between (a restore thaws it). The move
+      // is not made with the CPUs stopped: QEMU 7.2 then cannot take its disk back after the save.
+      await withFrozenFs(ctx, rec.id, async () => {
+        await ctx.engine.switchDiskTop(dir, ROOT_DISK, alias);
+        await ctx.engine.saveState(dir, `${memory}.part`, { resume: true });
+      });
       renameDurable(`${memory}.part`, memory);
       failpoint('fork:saved');
     } else {
       await withFrozenFs(ctx, rec.id, async () => {
         failpoint('clone:frozen');
-        await ctx.engine.switchDiskTop(dir, ROOT_DISK, next);
+        await ctx.engine.switchDiskTop(dir, ROOT_DISK, alias);
         failpoint('clone:switched');
       });
     }

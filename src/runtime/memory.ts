@@ -111,6 +111,8 @@ export async function prepareForSave(ctx: RuntimeContext, id: string): Promise<v
 export async function restoredGuest(client: AgentClient, hostname: string, lan?: { address: string; mac: string }): Promise<void> {
   const lanFields = lan ? { lanAddress: `${lan.address}/24`, lanMac: lan.mac } : {};
   await client.call('guest', 'restored', { unixMs: Date.now(), entropy: randomBytes(64), hostname, ...lanFields }, 30_000);
+  // A fork's or a template's memory was saved with its file system frozen (freeze.ts).
+  await client.call('guest', 'thaw', {}, 30_000);
 }
 
 /** What a start of a paused box does: continue a VM a pause left alive, or restore the saved state, or (a pause

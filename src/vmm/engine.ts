@@ -47,8 +47,6 @@ export interface VmSpec {
 export interface SaveOptions {
   /** Take an internal snapshot of this disk. */
   snapshotDisk?: { disk: number; name: string };
-  /** Move this disk onto a new top (an existing qcow2 over its current file): the old one is the instant's. */
-  switchDiskTop?: { disk: number; file: string };
   /** Continue the VM afterwards (a memory snapshot, a fork); otherwise it stays stopped (a pause). */
   resume?: boolean;
 }

@@ -249,7 +249,12 @@ export class QemuEngine implements VmEngine {
   }
 
   async switchDiskTop(dir: string, disk: number, file: string): Promise<void> {
-    await this.qmp(dir, 'blockdev-snapshot-sync', { device: driveId(disk), 'snapshot-file': file, format: 'qcow2', mode: 'existing' }, 30_000);
+    const conn = await QmpConnection.open(qmpSocket(dir), 5000, this.peerPid(dir));
+    try {
+      await switchTop(conn, disk, file);
+    } finally {
+      conn.close();
+    }
   }
 
   async pause(dir: string): Promise<void> {
@@ -272,6 +277,7 @@ export class QemuEngine implements VmEngine {
     fs.rmSync(sock, { force: true });
     const out = fs.createWriteStream(file, { mode: 0o600 });
     const written = new Promise<void>((resolve, reject) => out.on('close', resolve).on('error', reject));
+    written.catch(() => {}); // awaited on success; after a failure the file is abandoned, and so is its error
     let bytes = 0;
     const pid = this.peerPid(dir);
     let taken = false;
@@ -297,9 +303,6 @@ export class QemuEngine implements VmEngine {
       stopped = true;
       // One instant for the disk and the memory: what the disk needs happens while the CPUs are stopped.
       if (opts.snapshotDisk) await conn.execute('blockdev-snapshot-internal-sync', { device: driveId(opts.snapshotDisk.disk), name: opts.snapshotDisk.name }, 30_000);
-      if (opts.switchDiskTop) {
-        await conn.execute('blockdev-snapshot-sync', { device: driveId(opts.switchDiskTop.disk), 'snapshot-file': opts.switchDiskTop.file, format: 'qcow2', mode: 'existing' }, 30_000);
-      }
       // The default bandwidth cap (128 MiB/s) would make a save of a large guest needlessly slow.
       await conn.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
       await conn.execute('migrate', { uri: `unix:${sock}` });
@@ -358,5 +361,23 @@ async function migrationDone(conn: QmpConnection, what: string): Promise<void> {
     if (st.status === 'completed') return;
     if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`${what} the VM's state failed: ${st['error-desc'] ?? st.status}`);
     await sleep(20);
+  }
+}
+
+/** Puts the disk onto `file` (a qcow2 over the disk's current file) while the VM runs. The new top is added as a
+ *  named node and made the overlay of the current one (blockdev-add + blockdev-snapshot): after the older
+ *  blockdev-snapshot-sync, QEMU 7.2 can no longer save the VM's state (bdrv_inactivate_all fails), so a box that
+ *  was cloned or forked live could not be paused. */
+async function switchTop(conn: QmpConnection, disk: number, file: string): Promise<void> {
+  const blocks = await conn.execute<{ device: string; inserted?: { 'node-name': string } }[]>('query-block');
+  const top = blocks.find((b) => b.device === driveId(disk))?.inserted?.['node-name'];
+  if (!top) throw new Error(`the VM has no disk ${driveId(disk)}`);
+  const node = `top-${disk}-${Date.now().toString(36)}`;
+  await conn.execute('blockdev-add', { driver: 'qcow2', 'node-name': node, discard: 'unmap', file: { driver: 'file', filename: file, discard: 'unmap' }, backing: null }, 30_000);
+  try {
+    await conn.execute('blockdev-snapshot', { node: top, overlay: node }, 30_000);
+  } catch (e) {
+    await conn.execute('blockdev-del', { 'node-name': node }).catch(() => {});
+    throw e;
   }
 }

@@ -165,7 +165,20 @@ describe('fork', () => {
     expect(a).toMatch(/[0-9a-f]{2}/);
     expect(a).not.toBe(b);
     expect(JSON.parse((await cli(home, ['inspect', 'fk-1'])).stdout).source.origin).toBe('forked from mem');
-    expect((await cli(home, ['rm', '-f', 'fk-1', 'fk-2'])).code).toBe(0);
+    // The source, its disk moved onto a new top while it ran, still pauses and continues, and so does a fork.
+    for (const name of ['mem', 'fk-1']) {
+      const p = await cli(home, ['pause', name]);
+      expect(p.code, p.stderr).toBe(0);
+      expect((await cli(home, ['resume', name])).code).toBe(0);
+    }
+    expect(await sh('cat /dev/shm/mark /root/f')).toBe('source-two\nsource-two\n');
+    // A second live freeze of the same box (a clone): the top of the first is reopened read-only by its own name.
+    expect((await cli(home, ['clone', 'mem', 'cl'])).code).toBe(0);
+    await sh('echo source-three > /root/f; sync');
+    expect(await sh('cat /root/f')).toBe('source-three\n');
+    expect((await cli(home, ['start', 'cl'])).code).toBe(0);
+    expect((await cli(home, ['exec', 'cl', 'cat', '/root/f'])).stdout).toBe('source-two\n');
+    expect((await cli(home, ['rm', '-f', 'fk-1', 'fk-2', 'cl'])).code).toBe(0);
   });
 
   it('a box that is not running cannot be forked, and says what to do', async () => {

@@ -39,6 +39,11 @@ describe('warm start', () => {
     expect(await lastBoot('a1')).toContain('boxlite-init: started');
     expect(templates()).toHaveLength(1);
     await sh('a1', 'echo only-a1 > /root/mine; sync');
+    // Its disk was moved onto a new top while it ran (the template keeps the old one): it still pauses and continues.
+    const p = await cli(home, ['pause', 'a1']);
+    expect(p.code, p.stderr).toBe(0);
+    expect((await cli(home, ['resume', 'a1'])).code).toBe(0);
+    expect(await sh('a1', 'cat /root/mine')).toBe('only-a1\n');
   });
 
   it('the next one continues from the template: no boot, yet its own name, disk, clock and random numbers', async () => {

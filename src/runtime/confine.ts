@@ -49,7 +49,14 @@ export async function confine(ctx: RuntimeContext, rec: BoxRecord, opts: { asset
   // Only boxlite writes ctl/; the VMM may open what is in it (traverse only).
   const ctl = ensureDir(ctlDir(dir), 0o711);
   fs.chmodSync(ctl, 0o711);
-  if (!ctx.jail) return { netSocket: path.join(run, 'net.sock') };
+  if (!ctx.jail) {
+    // A box that ran jailed before: what its VMM's own uid owned is the caller's again (passt, root without
+    // capabilities here, could not make its socket in a run folder of another uid).
+    if (process.getuid?.() === 0) {
+      for (const f of [run, opts.disk, ...opts.volumes]) if (fs.lstatSync(f).uid !== 0) fs.lchownSync(f, 0, 0);
+    }
+    return { netSocket: path.join(run, 'net.sock') };
+  }
   const probe = probeJail();
   if (probe.problem) throw new BootError(`box ${rec.name} cannot start jailed: ${probe.problem}; or set BOXLITE_JAIL=off to run boxes unconfined (see 'boxlite doctor')`);
   const as = probe.root ? await vmmIdentity(ctx, rec) : undefined;

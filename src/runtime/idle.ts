@@ -12,6 +12,8 @@ import { boxStatus } from './status.js';
 import { activeFile } from './activity.js';
 import type { RuntimeContext } from './context.js';
 
+const PORT_FREED_MS = 15_000;
+
 export class IdlePauser {
   /** Per box: the traffic last seen and when it last changed. */
   private seen = new Map<string, { bytes: number; at: number }>();
@@ -64,7 +66,17 @@ export class IdlePauser {
     this.listeners.set(id, servers);
     for (const p of (rec.ports ?? []).filter((q) => q.protocol === 'tcp' && q.hostPort)) {
       const server = net.createServer((conn) => void this.wake(id, name, conn, p.hostIp, p.hostPort));
-      server.on('error', (e) => this.say(`${name}: cannot listen on ${p.hostIp}:${p.hostPort} while it is paused (${e.message}): a connection there will not wake it`));
+      // The box's network helper is told to end with its VM, but may hold the port a moment longer: try again.
+      const deadline = Date.now() + PORT_FREED_MS;
+      const current = () => this.listeners.get(id) === servers; // not woken (or stopped) meanwhile
+      server.on('error', (e: NodeJS.ErrnoException) => {
+        if (!current()) return;
+        if (e.code === 'EADDRINUSE' && Date.now() < deadline) {
+          setTimeout(() => current() && server.listen({ port: p.hostPort, host: p.hostIp, exclusive: true }), 100);
+          return;
+        }
+        this.say(`${name}: cannot listen on ${p.hostIp}:${p.hostPort} while it is paused (${e.message}): a connection there will not wake it`);
+      });
       server.listen({ port: p.hostPort, host: p.hostIp, exclusive: true });
       servers.push(server);
     }

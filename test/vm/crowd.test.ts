@@ -37,5 +37,5 @@ describe('a crowd of boxes', () => {
     expect(names.map((r) => r.stdout.trim())).toEqual(Array.from({ length: BOXES }, (_, i) => `b${i}`));
     // One template for all of them: one box booted, the rest continued from it.
     expect(fs.readdirSync(path.join(home, 'templates')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
-  });
+  }, 900_000); // 20 boots' worth of work on 2 cores, beside another test file: the up alone may take minutes
 });

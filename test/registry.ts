@@ -205,8 +205,10 @@ export function debianPythonLayer(): Buffer {
       execFileSync('debootstrap', ['--variant=minbase', '--include=python3,python3-venv', 'bookworm', root, 'http://deb.debian.org/debian'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 15 * 60_000 });
       // The apt caches are not part of an image.
       execFileSync('sh', ['-c', 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*', 'sh', root]);
-      execFileSync('tar', ['-C', root, '--numeric-owner', '--xattrs', '-cf', `${file}.part`, '.']);
-      fs.renameSync(`${file}.part`, file);
+      // Two test files may build it at once on a fresh machine: each writes its own part, the last rename wins.
+      const part = `${file}.part-${process.pid}`;
+      execFileSync('tar', ['-C', root, '--numeric-owner', '--xattrs', '-cf', part, '.']);
+      fs.renameSync(part, file);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -225,7 +227,13 @@ export function debianLayout(): string {
   fs.mkdirSync(tmp, { recursive: true });
   const l = new Layout(tmp);
   l.finish([l.image({ layers: [layer], config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['bash'] } })]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
+  // Another test file may have finished one meanwhile and be reading it: keep that one, never remove it.
+  try {
+    if (fs.existsSync(path.join(dir, 'index.json'))) throw new Error('made meanwhile');
+    fs.rmSync(dir, { recursive: true, force: true }); // a partial one from a killed run
+    fs.renameSync(tmp, dir);
+  } catch {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
   return dir;
 }

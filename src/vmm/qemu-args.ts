@@ -56,7 +56,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push('-drive', `if=none,id=${driveId(i)},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''},cache=writeback,discard=unmap`);
     args.push('-device', `virtio-blk-device,drive=${driveId(i)}${d.serial ? `,serial=${d.serial}` : ''}`);
   });
-  // The guest reports the memory it freed; QEMU gives it back to the host (and a saved state skips it).
+  // The guest may report memory it freed, for QEMU to give back to the host (measured: an idle guest's RAM still
+  // stays resident under TCG; see the README's Measured).
   args.push('-device', 'virtio-balloon-device,free-page-reporting=on');
   return args;
 }

@@ -90,10 +90,10 @@ function supervisorPid(dir: string): number | null {
 
 // The supervisor runs QEMU (in its jail) and waits for it, with the console file open as fd 4 and bwrap's status
 // going to jail.json (both in the box's folder, which the VMM cannot write); meanwhile a loop of its own keeps the
-// console under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1). After
+// console under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1, which appears whole). After
 // QEMU, it records the exit status, then ends the box's helpers (those still running as themselves).
 const SUPERVISOR_SCRIPT =
-  `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1 && : > $c; done ) & ` +
+  `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done ) & ` +
   '"$@" 3>jail.json 4>>console.log; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 

@@ -1,4 +1,4 @@
-// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs.
+// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULTS } from '../core/defaults.js';
@@ -14,6 +14,8 @@ import { contextProjectName } from './project.js';
 import { LayerBars } from './progress.js';
 import { printTable } from './table.js';
 import { describeJail, jailWanted, probeJail } from '../vmm/jail.js';
+import { eventCounts } from '../vmm/egress/events.js';
+import type { EgressEvent } from '../runtime/egress-events.js';
 import type { Cli, Command } from './command.js';
 
 const BOX_OPTS: Record<string, OptionSpec> = {
@@ -27,6 +29,8 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   pull: { value: true, help: 'pull the image: missing (default), always, never' },
   publish: { short: 'p', value: true, multiple: true, help: 'forward a host port: [HOST_IP:]HOST_PORT:BOX_PORT[/udp], or BOX_PORT (host port chosen); host IP 127.0.0.1 unless given' },
   network: { value: true, help: 'default (outbound NAT and DNS) or none (loopback only)' },
+  'net-allow': { value: true, multiple: true, help: 'allow outbound to a domain, *.domain, IP or CIDR, optionally :PORT[/udp]; any allow rule denies everything else' },
+  'net-deny': { value: true, multiple: true, help: 'deny outbound to a domain, *.domain, IP or CIDR, optionally :PORT[/udp]' },
   dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
   volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume (NAME:/path[:ro]) or a host folder or file (/host/path:/path[:ro], ./rel:/path)' },
 };
@@ -60,6 +64,7 @@ function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
     ports: (o.publish as string[] | undefined) ?? [],
     network: o.network as CreateOptions['network'],
     dns: o.dns as string[] | undefined,
+    egress: { allow: (o['net-allow'] as string[] | undefined) ?? [], deny: (o['net-deny'] as string[] | undefined) ?? [] },
     onPullProgress: new LayerBars().update,
     name: o.name as string | undefined,
     env: parseEnv(o.env as string[] | undefined),
@@ -294,7 +299,8 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
       const metrics = await box.metrics();
       const jail = describeJail(jailWanted(), probeJail());
-      out(JSON.stringify({ ...shown(info), networkStats, metrics, dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
+      const denied = info.options.egress ? eventCounts(rt.home.boxDir(box.id)) : undefined;
+      out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
       return 0;
     },
   },
@@ -332,6 +338,25 @@ export const BOX_COMMANDS: Record<string, Command> = {
       if (p.opts.follow) await follow(file);
       return 0;
     },
+  },
+};
+
+function formatEvent(e: EgressEvent): string {
+  return `${e.time}  ${e.box}  denied ${e.kind} ${e.protocol} ${e.destination}  (${e.rule})`;
+}
+
+export const EVENTS_COMMAND: Command = {
+  usage: 'events [-f] [--json] BOX',
+  help: "what a box's outbound policy denied: connections, datagrams and DNS names",
+  opts: { follow: { short: 'f', help: 'keep printing new events (until Ctrl-C)' }, json: { help: 'one JSON object per line' } },
+  async run({ rt, out }, args, spec) {
+    const p = parseArgs(args, spec, -1, 'events');
+    if (p.positionals.length !== 1) throw new UsageError('events: name one BOX');
+    const box = rt.get(p.positionals[0]);
+    const ac = new AbortController();
+    process.once('SIGINT', () => ac.abort());
+    for await (const e of box.events({ follow: !!p.opts.follow, signal: ac.signal })) out(p.opts.json ? JSON.stringify(e) : formatEvent(e));
+    return 0;
   },
 };
 

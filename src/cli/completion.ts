@@ -4,7 +4,7 @@ import { UsageError } from './args.js';
 import type { Command } from './command.js';
 
 /** Commands whose positionals are boxes. */
-const TAKES_BOXES = ['start', 'stop', 'restart', 'rm', 'exec', 'pause', 'resume', 'inspect', 'port', 'logs', 'stats', 'fork', 'clone', 'export', 'resize', 'snapshot', 'cp'];
+const TAKES_BOXES = ['start', 'stop', 'restart', 'rm', 'exec', 'pause', 'resume', 'inspect', 'port', 'logs', 'events', 'stats', 'fork', 'clone', 'export', 'resize', 'snapshot', 'cp'];
 
 function bash(commands: Record<string, Command>): string {
   const options = Object.entries(commands).map(([name, c]) => {

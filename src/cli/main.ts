@@ -4,7 +4,7 @@ import { BoxliteError } from '../core/errors.js';
 import { projectRuntime } from '../reconciler/project.js';
 import { helpFor, HelpRequested, parseArgs, UsageError } from './args.js';
 import { stderr, stdout, type Cli, type Command, type ProjectContext } from './command.js';
-import { BOX_COMMANDS } from './boxes.js';
+import { BOX_COMMANDS, EVENTS_COMMAND } from './boxes.js';
 import { STATE_COMMANDS } from './state.js';
 import { IMAGE_COMMANDS } from './images.js';
 import { VOLUME_COMMANDS } from './volumes.js';
@@ -17,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   setup: HOST_COMMANDS.setup,
   ...IMAGE_COMMANDS,
   ...BOX_COMMANDS,
+  events: EVENTS_COMMAND,
   ...STATE_COMMANDS,
   ...STATS_COMMANDS,
   doctor: HOST_COMMANDS.doctor,

@@ -244,7 +244,7 @@ async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: Li
     say('booting');
     await limit(() => rt.start(id!));
   } else if (b.action === 'update') {
-    await rt.reconfigure(id!, { env: opts.env, workingDir: opts.workingDir, user: opts.user });
+    await rt.reconfigure(id!, { env: opts.env, workingDir: opts.workingDir, user: opts.user, egress: opts.egress });
     await finish(id!);
   }
 

@@ -36,6 +36,7 @@ export function runtimeOptions(project: ProjectSpec, spec: BoxSpec): Required<Om
     network: spec.network,
     ports: spec.ports,
     dns: spec.dns,
+    egress: spec.egress ?? { allow: [], deny: [] },
     env: spec.env,
     workingDir: spec.workingDir,
     user: spec.user,

@@ -5,7 +5,8 @@
 // field group, because the groups differ in what a change costs:
 //   recreate  image, setup               a new disk: the old one is lost unless a snapshot policy keeps it
 //   restart   cpus, memory, ports, network, dns, volumes, command, disk (grow)   fixed when the VM boots
-//   live      env, working_dir, user, healthcheck, restart, depends_on, snapshots   read when used
+//   live      env, working_dir, user, network rules, healthcheck, restart, depends_on, snapshots   read when used
+//             (network rules restart the box when they are its first or its last: its traffic changes path)
 import { createHash } from 'node:crypto';
 import type { BoxSpec, ProjectSpec } from '../spec/types.js';
 import type { BoxState, SnapshotInfo } from '../runtime/types.js';
@@ -17,12 +18,12 @@ export const FIELD_GROUPS = {
   recreate: ['image', 'setup'],
   disk: ['diskMib'],
   restart: ['cpus', 'memoryMib', 'ports', 'network', 'dns', 'volumes', 'command'],
-  live: ['env', 'workingDir', 'user', 'healthcheck', 'restart', 'dependsOn', 'snapshots'],
+  live: ['env', 'workingDir', 'user', 'egress', 'healthcheck', 'restart', 'dependsOn', 'snapshots'],
 } as const satisfies Record<string, readonly (keyof BoxSpec)[]>;
 export type FieldGroup = keyof typeof FIELD_GROUPS;
 
 /** The names used in boxlite.yaml, for messages. */
-const YAML_NAMES: Record<string, string> = { memoryMib: 'memory', diskMib: 'disk', workingDir: 'working_dir', dependsOn: 'depends_on' };
+const YAML_NAMES: Record<string, string> = { memoryMib: 'memory', diskMib: 'disk', workingDir: 'working_dir', dependsOn: 'depends_on', egress: 'network rules' };
 
 function stable(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
@@ -120,6 +121,10 @@ function describeValue(field: string, v: unknown): string {
   if (field === 'memoryMib' || field === 'diskMib') return formatMib(v as number);
   if (field === 'ports') return (v as BoxSpec['ports']).map(formatPort).join(', ').replace(/:\?->/g, ':auto->') || '(none)';
   if (field === 'command' || field === 'setup') return JSON.stringify(v);
+  if (field === 'egress') {
+    const e = v as NonNullable<BoxSpec['egress']>;
+    return [...e.allow.map((r) => `allow ${r}`), ...e.deny.map((r) => `deny ${r}`)].join(', ');
+  }
   if (field === 'volumes') return (v as BoxSpec['volumes']).map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`).join(', ') || '(none)';
   if (field === 'healthcheck') {
     const h = v as NonNullable<BoxSpec['healthcheck']>;
@@ -241,8 +246,10 @@ export function plan(project: ProjectSpec, observed: ObservedBox[], volumes: Obs
       }
       if (shrink) notes.push(`disks only grow (${formatMib(applied.diskMib)} → ${formatMib(spec.diskMib)}): a smaller disk means a new box`);
     } else {
-      const restartChanges = diffFields(applied, spec, [...FIELD_GROUPS.disk, ...FIELD_GROUPS.restart]);
-      const liveChanges = diffFields(applied, spec, FIELD_GROUPS.live);
+      // The first network rules, or the removal of the last, change the path the box's traffic takes: a restart.
+      const egressFlip = !!applied.egress !== !!spec.egress;
+      const restartChanges = diffFields(applied, spec, [...FIELD_GROUPS.disk, ...FIELD_GROUPS.restart, ...(egressFlip ? (['egress'] as const) : [])]);
+      const liveChanges = diffFields(applied, spec, FIELD_GROUPS.live.filter((f) => !(egressFlip && f === 'egress')));
       const volumeGrows = spec.volumes.filter((m) => m.type === 'volume' && grown.has(m.source)).map((m) => m.source);
       changes = [...restartChanges, ...liveChanges];
       if (restartChanges.length || volumeGrows.length) {

@@ -31,6 +31,8 @@ export const HOST_PACKAGES: { pkg: string; file: string; why: string }[] = [
   { pkg: 'e2fsprogs', file: '/usr/sbin/mkfs.ext4', why: 'builds ext4 file systems (init image, image bases, box disks) and fixes owners with debugfs' },
   { pkg: 'passt', file: '/usr/bin/passt', why: "each box's network: outbound NAT and DNS, port forwards, no path to the host's loopback" },
   { pkg: 'zstd', file: '/usr/bin/zstd', why: 'decompresses zstd image layers (Node 20 has no zstd)' },
+  { pkg: 'nftables', file: '/usr/sbin/nft', why: "the redirects inside the network namespace of a box with an outbound policy, which send all its traffic to its egress gateway" },
+  { pkg: 'iproute2', file: '/usr/sbin/ip', why: "sets up that namespace's links and routes" },
   { pkg: 'bubblewrap', file: '/usr/bin/bwrap', why: "the jail of each box's VMM and file sharing helpers: a file system view of their own, namespaces, seccomp" },
 ];
 

@@ -2,11 +2,13 @@
 // that stalls before init is booted once more; any other failure stops everything that was started and reports
 // the reason with the guest console's last lines.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { AGENT_PORTS } from '../core/protocol.js';
 import { GUEST_NET } from '../core/network.js';
 import { BootError, BoxStateError, QemuMissingError } from '../core/errors.js';
 import { noteAccel } from '../vmm/accel.js';
 import { startPasst } from '../vmm/passt.js';
+import { startEgress } from '../vmm/egress/gateway.js';
 import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
 import { stopHelpers } from '../vmm/helpers.js';
@@ -174,7 +176,9 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     dropTopAliases(dir); // names only the last run's VM used
     try {
-      if (net) await startPasst({ dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as });
+      const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as };
+      if (net && rec.options.egress) await startEgress({ dir, box: rec.name, policy: rec.options.egress, passt, netDir: path.dirname(box.netSocket) });
+      else if (net) await startPasst(passt);
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {
       stopHelpers(dir);

@@ -11,7 +11,10 @@ import { stopHelpers } from '../vmm/helpers.js';
 import { collectLayers, dependentsOf } from './layers.js';
 import { unconfine } from './confine.js';
 import { ensureDisk } from './disks.js';
-import { asCreateOptions, LIVE_FIELDS, validateOptions, type Reconfigure } from './options.js';
+import { asCreateOptions, EGRESS_FIELD, LIVE_FIELDS, validateOptions, type Reconfigure } from './options.js';
+import { reloadEgress } from '../vmm/egress/gateway.js';
+
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 import { boxStatus, isRunning } from './status.js';
 import { agentClient } from './channel.js';
 import { dropClient, withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
@@ -102,13 +105,18 @@ export async function reconfigureBox(ctx: RuntimeContext, id: string, change: Re
   await withBoxLock(ctx, id, async () => {
     const rec = ctx.records.get(id);
     const given = Object.entries(change).filter(([, v]) => v !== undefined);
-    const bootTime = given.map(([k]) => k).filter((k) => !LIVE_FIELDS.has(k));
-    if (bootTime.length && boxStatus(ctx, rec).state === 'running') {
+    const running = boxStatus(ctx, rec).state === 'running';
+    const merged = validateOptions({ ...asCreateOptions(rec.name, rec.options), ...Object.fromEntries(given) });
+    // A policy changes in place when the box's gateway runs; adding the first rules or removing the last needs a
+    // restart, since only then does its network go through (or around) a gateway.
+    const egressLive = running && !!rec.options.egress && !!merged.egress;
+    const bootTime = given.map(([k]) => k).filter((k) => !LIVE_FIELDS.has(k) && !(k === EGRESS_FIELD && (egressLive || sameJson(rec.options.egress, merged.egress))));
+    if (bootTime.length && running) {
       throw new BoxStateError(`box ${rec.name} is running: ${bootTime.join(', ')} can only change while it is stopped ('boxlite stop ${rec.name}')`);
     }
-    const merged = validateOptions({ ...asCreateOptions(rec.name, rec.options), ...Object.fromEntries(given) });
     for (const m of merged.volumes ?? []) ctx.volumes.get(m.volume);
     await ctx.records.update(id, (r) => ({ ...r, options: merged }));
+    if (egressLive && !sameJson(rec.options.egress, merged.egress)) await reloadEgress(ctx.home.boxDir(id), merged.egress!);
   });
 }
 

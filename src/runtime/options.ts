@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { DEFAULTS, MAX_CPUS, MIN_DISK_MIB, MIN_MEMORY_MIB } from '../core/defaults.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { checkPorts, formatPort, parseDns, parsePort, type NetworkMode, type PortMapping } from '../core/network.js';
+import { hasPolicy, parsePolicy, type EgressPolicy } from '../core/egress.js';
 import type { LayerProgress } from './images/index.js';
 import type { BindMount, BoxOptions, Label, LanConfig, VolumeMount } from './types.js';
 
@@ -23,6 +24,9 @@ export interface CreateOptions {
   ports?: (string | PortMapping)[];
   /** DNS servers for the box; default: the host's resolver, through the network helper. */
   dns?: string[];
+  /** Outbound policy: rules like "api.example.com", "*.github.com", "203.0.113.0/24:443". Any allow rule makes the
+   *  box deny-by-default. Changes on a running box that already has a policy apply at once. */
+  egress?: Partial<EgressPolicy>;
   name?: string;
   cpus?: number;
   memoryMib?: number;
@@ -44,9 +48,11 @@ export interface CreateOptions {
 }
 
 /** What can change on an existing box: boot-time settings only while it is stopped. */
-export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan' | 'binds'>>;
+export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'egress' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan' | 'binds'>>;
 /** Read at each exec, so they change on a running box. */
 export const LIVE_FIELDS = new Set(['env', 'workingDir', 'user']);
+/** Applied to a running box by its egress gateway, when it has one (a box without a policy has none until it restarts). */
+export const EGRESS_FIELD = 'egress';
 
 const MOUNT_POINT = /^\/[^\s,]*$/;
 const HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
@@ -82,6 +88,8 @@ export function validateOptions(o: CreateOptions): BoxOptions {
   if (network === 'none' && ports.length) throw new InvalidOptionError(`a box with network "none" cannot publish ports (${ports.map(formatPort).join(', ')})`);
   checkPorts(ports, o.name ?? 'new box');
   const dns = parseDns(o.dns ?? []);
+  const egress = parsePolicy(o.egress);
+  if (network === 'none' && hasPolicy(egress)) throw new InvalidOptionError('a box with network "none" reaches nothing, so it takes no allow or deny rules: remove them or the network setting');
   const volumes = (o.volumes ?? []).map((m) => ({ volume: m.volume, target: mountPoint(m.target, `volume ${m.volume}`), readOnly: !!m.readOnly }));
   const binds = (o.binds ?? []).map((b) => {
     if (!path.isAbsolute(b.hostPath)) throw new InvalidOptionError(`host path "${b.hostPath}" must be absolute`);
@@ -98,6 +106,7 @@ export function validateOptions(o: CreateOptions): BoxOptions {
   if (o.hostname !== undefined && !HOSTNAME.test(o.hostname)) throw new InvalidOptionError(`host name "${o.hostname}" is invalid: use letters, digits and '-'`);
   return {
     cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns,
+    ...(hasPolicy(egress) ? { egress } : {}),
     ...(volumes.length ? { volumes } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.lan && network !== 'none' ? { lan: { ...o.lan } } : {}),
@@ -109,6 +118,6 @@ export function validateOptions(o: CreateOptions): BoxOptions {
 export function asCreateOptions(name: string, o: BoxOptions): CreateOptions {
   return {
     cpus: o.cpus, memoryMib: o.memoryMib, diskSizeMib: o.diskSizeMib, env: o.env, workingDir: o.workingDir, user: o.user,
-    network: o.network, ports: o.ports, dns: o.dns, volumes: o.volumes, hostname: o.hostname, lan: o.lan, binds: o.binds, name,
+    network: o.network, ports: o.ports, dns: o.dns, egress: o.egress, volumes: o.volumes, hostname: o.hostname, lan: o.lan, binds: o.binds, name,
   };
 }

@@ -39,6 +39,8 @@ export type { BoxStatus } from './status.js';
 export type { StopOptions } from './lifecycle.js';
 export type { StartOptions } from './boot.js';
 export type { NetworkStats } from './exec.js';
+import { boxEvents, type EgressEvent, type EventsOptions } from './egress-events.js';
+export type { EgressEvent, EventsOptions } from './egress-events.js';
 export type { CreateOptions, Reconfigure } from './options.js';
 
 /** Policy run around box operations, whoever calls them: see reconciler/hooks.ts for a project's. */
@@ -345,6 +347,10 @@ export class Box {
   }
   consolePath(): string {
     return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));
+  }
+  /** What its outbound policy denied (connections, datagrams, DNS names); with follow, also what comes next. */
+  events(opts?: EventsOptions): AsyncGenerator<EgressEvent> {
+    return boxEvents(this.runtime.home.boxDir(this.id), opts);
   }
   /** Copies a host file or folder into the box (into boxPath when it is a folder, else as boxPath). */
   copyIn(hostPath: string, boxPath: string): Promise<void> {

@@ -8,6 +8,7 @@ import { SpecError, suggest, type SpecProblem } from './errors.js';
 import { keyOffset, nodeAt, showPath, type Problem } from './explain.js';
 import { parseDurationMs, parseSizeMib } from '../core/units.js';
 import { checkPorts, parseDns, parsePort } from '../core/network.js';
+import { hasPolicy, parseRule } from '../core/egress.js';
 import { DEFAULT_VOLUME_MIB, DEFAULTS, MIN_DISK_MIB, MIN_MEMORY_MIB, MIN_VOLUME_MIB } from '../core/defaults.js';
 import { HEALTH_DEFAULTS, type BoxSpec, type MountSpec, type ProjectSpec } from './types.js';
 
@@ -70,7 +71,13 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
     } else for (const [k, v] of Object.entries(b.env ?? {})) env[k] = String(v);
 
     const ports = ((b.ports ?? []) as (string | number)[]).map((p, i) => guard(P('ports', i), () => parsePort(String(p)))).filter((p) => p !== undefined);
-    if (b.network === 'none' && ports.length) at(P('ports'), 'a box with network "none" cannot publish ports: remove them or the network setting');
+    // network: default | none, or {mode, allow, deny}
+    const netObj = b.network && typeof b.network === 'object' ? b.network : undefined;
+    const mode: 'default' | 'none' = (netObj ? netObj.mode : b.network) ?? 'default';
+    const rules = (kind: 'allow' | 'deny') => ((netObj?.[kind] ?? []) as unknown[]).map((r, i) => guard(P('network', kind, i), () => parseRule(String(r)).text)).filter((r) => r !== undefined);
+    const egress = { allow: rules('allow'), deny: rules('deny') };
+    if (mode === 'none' && hasPolicy(egress)) at(P('network'), 'a box with network mode "none" reaches nothing, so it takes no allow or deny rules: remove them or the mode');
+    if (mode === 'none' && ports.length) at(P('ports'), 'a box with network "none" cannot publish ports: remove them or the network setting');
     guard(P('ports'), () => checkPorts(ports, bn));
     const dns = guard(P('dns'), () => parseDns(b.dns ?? [])) ?? [];
 
@@ -142,7 +149,8 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
       env,
       workingDir: b.working_dir ?? '',
       user: b.user ?? '',
-      network: b.network ?? 'default',
+      network: mode,
+      ...(hasPolicy(egress) ? { egress } : {}),
       dns,
       volumes: mounts,
       ports,

@@ -1,5 +1,6 @@
 // The typed, normalised project: what boxlite.yaml means once parsed, interpolated, validated and defaulted.
 import type { PortMapping, NetworkMode } from '../core/network.js';
+import type { EgressPolicy } from '../core/egress.js';
 export { DEFAULT_VOLUME_MIB } from '../core/defaults.js';
 
 export type RestartPolicy = 'no' | 'on-failure' | 'always' | 'unless-stopped';
@@ -35,6 +36,8 @@ export interface BoxSpec {
   workingDir: string;
   user: string;
   network: NetworkMode;
+  /** Outbound rules (absent when the box has none). */
+  egress?: EgressPolicy;
   dns: string[];
   volumes: MountSpec[];
   ports: PortMapping[];

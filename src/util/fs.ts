@@ -24,7 +24,8 @@ export function renameDurable(from: string, to: string): void {
 /** Writes a file so that readers see either the old or the new content, never a torn one. */
 export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = fs.openSync(tmp, 'w', mode);
+  // 'wx': a symlink planted at the temporary name (in a folder a jailed helper owns) is never followed.
+  const fd = fs.openSync(tmp, 'wx', mode);
   try {
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);

@@ -1,0 +1,155 @@
+// A box's outbound policy: rules as users write them ("api.example.com", "*.github.com", "10.1.2.0/24:443",
+// "9.9.9.9:53/udp") and the decision for one connection. Pure: the gateway process (src/vmm/egress) asks it.
+import { InvalidOptionError } from './errors.js';
+
+export interface EgressPolicy {
+  allow: string[];
+  deny: string[];
+}
+
+export type Protocol = 'tcp' | 'udp';
+
+export interface EgressRule {
+  text: string;
+  kind: 'domain' | 'wildcard' | 'cidr';
+  /** The domain (lower case; for a wildcard, the part after "*."), or the network address. */
+  host: string;
+  /** For cidr rules: network and mask as 32-bit numbers. */
+  net?: number;
+  mask?: number;
+  port?: number;
+  /** Absent: both. */
+  protocol?: Protocol;
+}
+
+export const RULE_FORMS = '"api.example.com", "*.example.com", "203.0.113.7", "203.0.113.0/24", each optionally with ":443" or ":53/udp"';
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+export const ipToNumber = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+export const isIpv4 = (s: string) => IPV4.test(s);
+
+export function parseRule(text: string): EgressRule {
+  const bad = (why: string) => new InvalidOptionError(`network rule "${text}": ${why}; accepted forms: ${RULE_FORMS}`);
+  if (typeof text !== 'string' || !text.trim()) throw bad('it is empty');
+  const m = /^([^:/]+(?:\/\d{1,2})?)(?::(\d{1,5})(?:\/(tcp|udp))?)?$/.exec(text.trim().toLowerCase());
+  if (!m) throw bad('it is malformed');
+  const [, hostPart, portText, proto] = m;
+  let port: number | undefined;
+  if (portText !== undefined) {
+    port = Number(portText);
+    if (port < 1 || port > 65535) throw bad(`port ${port} is out of range (1–65535)`);
+  }
+  const base = { text: text.trim(), ...(port !== undefined ? { port } : {}), ...(proto ? { protocol: proto as Protocol } : {}) };
+  const slash = hostPart.indexOf('/');
+  const addr = slash < 0 ? hostPart : hostPart.slice(0, slash);
+  if (IPV4.test(addr)) {
+    const bits = slash < 0 ? 32 : Number(hostPart.slice(slash + 1));
+    if (bits > 32) throw bad(`prefix /${bits} is longer than 32`);
+    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+    return { ...base, kind: 'cidr', host: hostPart, net: (ipToNumber(addr) & mask) >>> 0, mask };
+  }
+  if (slash >= 0) throw bad(`"${addr}" is not an IPv4 address, so it takes no prefix`);
+  if (/^[\d.]+$/.test(addr)) throw bad(`"${addr}" is not a valid IPv4 address`);
+  const wildcard = addr.startsWith('*.');
+  const domain = wildcard ? addr.slice(2) : addr;
+  if (domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) {
+    throw bad(`"${addr}" is not a domain name${addr.includes('*') ? ' (a wildcard is allowed only as the first label, "*.")' : ''}`);
+  }
+  return { ...base, kind: wildcard ? 'wildcard' : 'domain', host: domain };
+}
+
+/** Checks every rule, so a policy is refused whole before anything uses it. */
+export function parsePolicy(p: Partial<EgressPolicy> | undefined): EgressPolicy {
+  const list = (v: unknown, what: string): string[] => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) throw new InvalidOptionError(`network ${what} must be a list of rules (${RULE_FORMS})`);
+    return v.map((r) => parseRule(String(r)).text);
+  };
+  return { allow: list(p?.allow, 'allow'), deny: list(p?.deny, 'deny') };
+}
+
+export const hasPolicy = (p: EgressPolicy | undefined): p is EgressPolicy => !!p && (p.allow.length > 0 || p.deny.length > 0);
+
+/** Whether a domain (or wildcard) rule covers a name: "*.example.com" covers names below example.com, not itself. */
+export function ruleCoversName(r: EgressRule, name: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  if (r.kind === 'domain') return n === r.host;
+  if (r.kind === 'wildcard') return n.endsWith(`.${r.host}`);
+  return false;
+}
+
+const SPECIAL: [string, string][] = [
+  ['0.0.0.0/8', 'this network'],
+  ['10.0.0.0/8', 'a private range'],
+  ['100.64.0.0/10', 'a shared (carrier NAT) range'],
+  ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local and cloud metadata'],
+  ['172.16.0.0/12', 'a private range'],
+  ['192.168.0.0/16', 'a private range'],
+  ['224.0.0.0/3', 'multicast and reserved'],
+];
+const SPECIAL_RULES = SPECIAL.map(([c, why]) => ({ rule: parseRule(c), why }));
+
+/** Why an address is closed unless an address rule names it (private, link-local, the host's own), else null. */
+export function specialAddress(ip: string, hostAddresses: Set<string>): string | null {
+  if (hostAddresses.has(ip)) return "the host's own address";
+  const n = ipToNumber(ip);
+  return SPECIAL_RULES.find((s) => ((n & s.rule.mask!) >>> 0) === s.rule.net)?.why ?? null;
+}
+
+export interface Destination {
+  ip: string;
+  port: number;
+  protocol: Protocol;
+  /** Names whose DNS answers (to this box, still within their TTL) gave this address. */
+  names: string[];
+}
+
+export interface Decision {
+  allowed: boolean;
+  /** The rule that decided, or a short reason ("no allow rule matches"). */
+  rule: string;
+}
+
+function matches(r: EgressRule, d: Destination): boolean {
+  if (r.port !== undefined && r.port !== d.port) return false;
+  if (r.protocol !== undefined && r.protocol !== d.protocol) return false;
+  if (r.kind === 'cidr') return ((ipToNumber(d.ip) & r.mask!) >>> 0) === r.net;
+  return d.names.some((n) => ruleCoversName(r, n));
+}
+
+/** Compiled once per policy: the gateway decides every connection with it. */
+export class PolicyMatcher {
+  readonly allow: EgressRule[];
+  readonly deny: EgressRule[];
+  constructor(policy: EgressPolicy, private hostAddresses: Set<string> = new Set()) {
+    this.allow = policy.allow.map(parseRule);
+    this.deny = policy.deny.map(parseRule);
+  }
+
+  decide(d: Destination): Decision {
+    const denied = this.deny.find((r) => matches(r, d));
+    if (denied) return { allowed: false, rule: `deny ${denied.text}` };
+    // Private, link-local and the host's own addresses open only to a rule that names the address itself: a DNS
+    // answer for an allowed name cannot lead a box there (rebinding).
+    const special = specialAddress(d.ip, this.hostAddresses);
+    if (special) {
+      const named = this.allow.find((r) => r.kind === 'cidr' && matches(r, d));
+      return named ? { allowed: true, rule: `allow ${named.text}` } : { allowed: false, rule: `${special} (closed unless an allow rule names the address)` };
+    }
+    if (this.allow.length === 0) return { allowed: true, rule: 'no allow rules' };
+    const allowed = this.allow.find((r) => matches(r, d));
+    return allowed ? { allowed: true, rule: `allow ${allowed.text}` } : { allowed: false, rule: 'no allow rule matches' };
+  }
+
+  /** Whether the box's DNS may answer a name: not when a deny rule covers it, nor (with allow rules) when none does. */
+  decideName(name: string): Decision {
+    const denied = this.deny.find((r) => ruleCoversName(r, name));
+    if (denied) return { allowed: false, rule: `deny ${denied.text}` };
+    if (this.allow.length === 0) return { allowed: true, rule: 'no allow rules' };
+    const allowed = this.allow.find((r) => ruleCoversName(r, name));
+    return allowed ? { allowed: true, rule: `allow ${allowed.text}` } : { allowed: false, rule: 'no allow rule names it' };
+  }
+}

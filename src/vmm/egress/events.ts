@@ -1,0 +1,71 @@
+// What the egress gateway reports: one JSON line per denial (a connection, a datagram, a DNS name) in the box's
+// folder. The gateway holds the file open from before it gives up root, so it never needs to reach the home again;
+// the guest decides how often it is denied, so the file is capped: past the cap the older half is dropped.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface EgressEvent {
+  time: string;
+  box: string;
+  kind: 'connection' | 'datagram' | 'dns';
+  action: 'deny';
+  /** The rule or reason that decided. */
+  rule: string;
+  /** address:port, or the name asked for. */
+  destination: string;
+  protocol: 'tcp' | 'udp' | 'dns';
+}
+
+export const eventsFile = (dir: string) => path.join(dir, 'events.jsonl');
+export const EVENTS_CAP = 1024 * 1024;
+
+export class EventWriter {
+  private size: number;
+  constructor(private fd: number, private cap = EVENTS_CAP) {
+    this.size = fs.fstatSync(fd).size;
+  }
+
+  write(e: EgressEvent): void {
+    const line = Buffer.from(JSON.stringify(e) + '\n');
+    if (this.size + line.length > this.cap) this.dropOlderHalf();
+    fs.writeSync(this.fd, line);
+    this.size += line.length;
+  }
+
+  private dropOlderHalf(): void {
+    const all = Buffer.alloc(this.size);
+    const n = fs.readSync(this.fd, all, 0, this.size, 0);
+    let from = all.indexOf(0x0a, Math.floor(n / 2));
+    from = from < 0 ? n : from + 1;
+    const kept = all.subarray(from, n);
+    fs.ftruncateSync(this.fd, 0);
+    fs.writeSync(this.fd, kept); // the file is opened for appending: this lands at its start
+    this.size = kept.length;
+  }
+}
+
+export function readEvents(dir: string): EgressEvent[] {
+  let text = '';
+  try {
+    text = fs.readFileSync(eventsFile(dir), 'utf8');
+  } catch {
+    return [];
+  }
+  const out: EgressEvent[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    try {
+      out.push(JSON.parse(line) as EgressEvent);
+    } catch {
+      // a line cut by a crash mid-write: skipped
+    }
+  }
+  return out;
+}
+
+/** Denials so far, by kind (for inspect). */
+export function eventCounts(dir: string): Record<EgressEvent['kind'], number> {
+  const counts = { connection: 0, datagram: 0, dns: 0 };
+  for (const e of readEvents(dir)) if (e.kind in counts) counts[e.kind]++;
+  return counts;
+}

@@ -1,0 +1,109 @@
+// The egress gateway of a box with an outbound policy: a helper process (detached, like passt) that runs the box's
+// passt inside a network namespace whose only way out is the gateway itself, and lets through what the policy
+// allows — TCP connections and UDP datagrams it makes again from the host, DNS names it resolves and pins to the
+// addresses their answers gave. Everything it denies becomes an event (events.ts). The policy is re-read on SIGHUP,
+// so a change applies to a running box; connections it no longer allows are cut.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compiledModule } from '../../util/package-root.js';
+import type { EgressPolicy } from '../../core/egress.js';
+import type { PortMapping } from '../../core/network.js';
+import { helperPid, startHelper, stopHelper } from '../helpers.js';
+import type { JailIdentity } from '../jail.js';
+import { PASST, passtArgs, passtLog, type PasstSpec } from '../passt.js';
+import { writeFileAtomic } from '../../util/fs.js';
+import { signal } from '../../util/proc.js';
+
+const NAME = 'egress';
+export const GATEWAY_MARK = '--boxlite-egress';
+export const egressLog = (dir: string) => path.join(dir, 'egress.log');
+/** In the folder the box's uid owns (the home may be closed to it): the gateway re-reads it on SIGHUP. */
+export const policyFile = (netDir: string) => path.join(netDir, 'egress-policy.json');
+
+export interface GatewayConfig {
+  box: string;
+  policy: EgressPolicy;
+  policyFile: string;
+  /** DNS servers the gateway asks; empty: the host's (from /etc/resolv.conf). */
+  upstream: string[];
+  /** TCP forwards: the gateway listens on the host port and reaches passt's listener inside the namespace. */
+  forwards: PortMapping[];
+  passt: { command: string; args: string[]; log: string; socket: string };
+  as: JailIdentity | null;
+}
+
+export interface EgressSpec {
+  dir: string;
+  box: string;
+  policy: EgressPolicy;
+  passt: PasstSpec;
+  netDir: string;
+}
+
+export function egressPid(dir: string): number | null {
+  return helperPid(dir, NAME);
+}
+
+export function stopEgress(dir: string): void {
+  stopHelper(dir, NAME);
+}
+
+/** Starts the gateway (and, inside its namespace, the box's passt); resolves once both are ready. */
+export async function startEgress(s: EgressSpec): Promise<number> {
+  if (!fs.existsSync(PASST)) throw new Error(`passt is not installed (${PASST}): run 'boxlite setup' (Debian package passt)`);
+  const root = process.getuid?.() === 0;
+  const tcp = s.passt.ports.filter((p) => p.protocol === 'tcp');
+  // Inside the namespace passt listens on its loopback, at the host port's number; the gateway carries each
+  // connection from the host port there.
+  const inner = passtArgs({ ...s.passt, ports: tcp.map((p) => ({ ...p, hostIp: '127.0.0.1' })) });
+  // Not root: the gateway runs as root of a user namespace of its own, where passt must be told to stay that uid.
+  const args = root ? inner : ['--runas', '0:0', ...inner];
+  writeFileAtomic(policyFile(s.netDir), JSON.stringify(s.policy) + '\n', 0o644);
+  writeFileAtomic(netDirFile(s.dir), s.netDir, 0o600);
+  fs.writeFileSync(passtLog(s.dir), '', { mode: 0o600 });
+  const config: GatewayConfig = {
+    box: s.box,
+    policy: s.policy,
+    policyFile: policyFile(s.netDir),
+    upstream: s.passt.dns,
+    forwards: tcp,
+    passt: { command: PASST, args, log: passtLog(s.dir), socket: s.passt.socket ?? path.join(s.dir, 'net.sock') },
+    as: s.passt.runAs ?? null,
+  };
+  const main = [process.execPath, compiledModule(fileURLToPath(import.meta.url)).replace(/gateway\.js$/, 'gateway-main.js'), GATEWAY_MARK, s.dir, JSON.stringify(config)];
+  return startHelper({
+    dir: s.dir,
+    name: NAME,
+    what: 'the egress gateway',
+    // A user namespace gives an unprivileged caller the right to make the network namespace and its rules.
+    command: root ? main[0] : 'unshare',
+    args: root ? main.slice(1) : ['--user', '--map-root-user', '--', ...main],
+    mark: `${GATEWAY_MARK}\0${s.dir}`,
+    log: egressLog(s.dir),
+    ready: { line: 'ready' },
+    timeoutMs: 30_000,
+  });
+}
+
+/** Where this run's gateway reads its policy (kept in the box's folder, which only boxlite writes). */
+const netDirFile = (dir: string) => path.join(dir, 'egress-netdir');
+
+/** The policy text the gateway has applied, written back by it after each (re)load. */
+export const appliedFile = (netDir: string) => path.join(netDir, 'egress-policy.applied');
+
+/** A new policy for a running box: written where its gateway reads it; resolves once the gateway applies it. */
+export async function reloadEgress(dir: string, policy: EgressPolicy): Promise<boolean> {
+  const pid = egressPid(dir);
+  if (!pid) return false;
+  const netDir = fs.readFileSync(netDirFile(dir), 'utf8');
+  const text = JSON.stringify(policy) + '\n';
+  writeFileAtomic(policyFile(netDir), text, 0o644);
+  signal(pid, 'SIGHUP');
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+    try {
+      if (fs.readFileSync(appliedFile(netDir), 'utf8') === text) return true;
+    } catch {}
+  }
+  throw new Error(`the egress gateway (pid ${pid}) did not apply the new policy within 10 s: see ${egressLog(dir)}`);
+}

@@ -39,7 +39,11 @@ export function explain(errors: ErrorObject[], doc: Document, problem: Problem):
   // than the others' "wrong type"; when none did, the oneOf's own description says what was expected.
   const byPath = new Map<string, ErrorObject[]>();
   for (const e of errors) byPath.set(e.instancePath, [...(byPath.get(e.instancePath) ?? []), e]);
-  const branchTypeFail = (e: ErrorObject) => e.keyword === 'type' || (e.keyword === 'pattern' && e.schemaPath.includes('oneOf'));
+  // A branch that failed its type check fails everything else there too (an enum, say): that says nothing more.
+  const branch = (e: ErrorObject) => /^(.*\/(?:oneOf|anyOf)\/\d+)\//.exec(e.schemaPath)?.[1];
+  const typeFailed = new Set(errors.filter((e) => e.keyword === 'type' && branch(e)).map((e) => `${branch(e)}|${e.instancePath}`));
+  const branchTypeFail = (e: ErrorObject) =>
+    e.keyword === 'type' || (e.keyword === 'pattern' && e.schemaPath.includes('oneOf')) || typeFailed.has(`${branch(e)}|${e.instancePath}`);
   const kept: ErrorObject[] = [];
   for (const e of errors) {
     if (e.keyword === 'oneOf' || e.keyword === 'anyOf') {

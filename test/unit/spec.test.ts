@@ -24,6 +24,7 @@ function problems(text: string, env: Record<string, string> = {}) {
   throw new Error('the file was accepted');
 }
 
+const RULES = 'accepted forms: "api.example.com", "*.example.com", "203.0.113.7", "203.0.113.0/24", each optionally with ":443" or ":53/udp"';
 const box = (extra: string) => `boxes:\n  web:\n    image: debian:12\n${extra}`;
 
 // [what, file text, the problems expected: "line:col path: message"]
@@ -48,6 +49,13 @@ const malformed: [string, string, string[]][] = [
   ['a pause of a box with host folders', box('    pause_after: 10m\n    volumes: ["./src:/work"]\n'), ['4:18 boxes.web.pause_after: box web mounts host folders, whose state cannot be saved (virtiofs), so it cannot be paused: drop pause_after or the host folders']],
   ['an unknown network', box('    network: host\n'), ['4:14 boxes.web.network: expected one of default, none; got "host"']],
   ['a port out of range', box('    ports: ["8080:80", "99999:80"]\n'), ['4:24 boxes.web.ports[1]: "99999:80": host port 99999 is out of range (1–65535)']],
+  ['a malformed network rule', box('    network:\n      allow: [api.example.com, "api..example.com:443"]\n'), [`5:32 boxes.web.network.allow[1]: network rule "api..example.com:443": "api..example.com" is not a domain name; ${RULES}`]],
+  ['a CIDR prefix past 32', box('    network:\n      deny: ["10.0.0.0/33"]\n'), [`5:14 boxes.web.network.deny[0]: network rule "10.0.0.0/33": prefix /33 is longer than 32; ${RULES}`]],
+  ['a port out of range in a rule', box('    network:\n      allow: ["*.example.com:70000"]\n'), [`5:15 boxes.web.network.allow[0]: network rule "*.example.com:70000": port 70000 is out of range (1–65535); ${RULES}`]],
+  ['a wildcard in the middle', box('    network:\n      allow: ["api.*.example.com"]\n'), [`5:15 boxes.web.network.allow[0]: network rule "api.*.example.com": "api.*.example.com" is not a domain name (a wildcard is allowed only as the first label, "*."); ${RULES}`]],
+  ['rules with network mode none', box('    network:\n      mode: none\n      allow: [api.example.com]\n'), ['5:7 boxes.web.network: a box with network mode "none" reaches nothing, so it takes no allow or deny rules: remove them or the mode']],
+  ['rules that are not a list', box('    network:\n      allow: api.example.com\n'), ['5:14 boxes.web.network.allow: expected a list, got "api.example.com"']],
+  ['a misspelt network key', box('    network:\n      alow: [api.example.com]\n'), ['5:7 boxes.web.network.alow: unknown key "alow" (did you mean "allow"?)']],
   ['ports with network none', box('    network: none\n    ports: ["8080:80"]\n'), ['5:12 boxes.web.ports: a box with network "none" cannot publish ports: remove them or the network setting']],
   [
     'one host port in two boxes',

@@ -9,6 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeRootfs, scaled, waitUntil, type CliResult } from '../helpers.js';
 import { CLI, TEST_ASSETS_HOME } from '../paths.js';
+import { startEgressHosts } from '../egress-host.js';
 
 const USER = 'boxlite-test';
 let uid: number;
@@ -67,6 +68,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   await cliAs(['rm', '-f', 'mine']).catch(() => {});
+  await cliAs(['rm', '-f', 'policed']).catch(() => {});
   await cliAs(['volume', 'rm', 'notes']).catch(() => {});
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -119,4 +121,24 @@ describe('as a normal user', () => {
       throw new Error(`${(e as Error).message}\nstill running:\n${left().join('\n')}`);
     });
   }, scaled(400_000));
+
+  it('an outbound policy holds for a box of a normal user: its gateway runs as them, in a user namespace', async () => {
+    const eh = await startEgressHosts();
+    try {
+      const create = await cliAs(['create', '--name', 'policed', '-m', '192', '--disk', '128', '--dns', eh.dns, '--net-allow', `${eh.ips[0]}:8080`, path.join(root, 'rootfs')]);
+      expect(create.code, create.stderr).toBe(0);
+      const start = await cliAs(['start', 'policed']);
+      expect(start.code, start.stderr).toBe(0);
+      const r = await cliAs(['exec', 'policed', 'sh', '-c', `timeout 8 wget -qO- http://${eh.ips[0]}:8080/; timeout 8 wget -qO- http://${eh.ips[1]}:8080/ 2>/dev/null || echo denied`]);
+      expect(r.stdout, r.stderr).toBe(`host ${eh.ips[0]}\ndenied\n`);
+      const events = await cliAs(['events', '--json', 'policed']);
+      expect(events.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ destination: `${eh.ips[1]}:8080`, kind: 'connection' })]);
+      const gateway = execFileSync('ps', ['-o', 'pid=,uid=,args=', '-e']).toString().split('\n').find((l) => l.includes('--boxlite-egress') && l.includes(home));
+      expect(gateway).toBeDefined();
+      expect(Number(gateway!.trim().split(/\s+/)[1])).toBe(uid);
+      expect((await cliAs(['rm', '-f', 'policed'])).code).toBe(0);
+    } finally {
+      eh.stop();
+    }
+  }, scaled(300_000));
 });

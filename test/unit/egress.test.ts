@@ -1,0 +1,155 @@
+// Outbound policy without VMs: rule parsing, the decision for a destination, and the wire formats the gateway
+// reads from a guest (IPv4/UDP, DNS) fed malformed and hostile input; the capped events file.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parsePolicy, parseRule, PolicyMatcher, type Destination } from '../../src/core/egress.js';
+import { InvalidOptionError } from '../../src/core/errors.js';
+import { buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
+import { EventWriter, readEvents, type EgressEvent } from '../../src/vmm/egress/events.js';
+
+describe('rules', () => {
+  it.each([
+    ['api.example.com', { kind: 'domain', host: 'api.example.com' }],
+    ['API.Example.com:443', { kind: 'domain', host: 'api.example.com', port: 443 }],
+    ['*.github.com', { kind: 'wildcard', host: 'github.com' }],
+    ['203.0.113.7', { kind: 'cidr', host: '203.0.113.7', mask: 0xffffffff }],
+    ['203.0.113.9/24:53/udp', { kind: 'cidr', host: '203.0.113.9/24', port: 53, protocol: 'udp', net: ((203 << 24) | (113 << 8)) >>> 0, mask: 0xffffff00 }],
+    ['0.0.0.0/0:443/tcp', { kind: 'cidr', mask: 0, net: 0, port: 443, protocol: 'tcp' }],
+  ])('%s', (text, want) => expect(parseRule(text)).toMatchObject(want));
+
+  it.each([
+    ['', 'it is empty'],
+    ['api..example.com', 'is not a domain name'],
+    ['api.*.com', 'a wildcard is allowed only as the first label'],
+    ['10.0.0.0/33', 'prefix /33 is longer than 32'],
+    ['999.1.1.1', 'is not a valid IPv4 address'],
+    ['example.com:0', 'port 0 is out of range'],
+    ['example.com:80/icmp', 'it is malformed'],
+    ['api.example.com/24', 'is not an IPv4 address, so it takes no prefix'],
+    ['-bad.example.com', 'is not a domain name'],
+  ])('refuses %j: %s', (text, why) => {
+    expect(() => parseRule(text)).toThrow(InvalidOptionError);
+    expect(() => parseRule(text)).toThrow(why);
+  });
+
+  it('refuses a policy whose rules are not a list', () => {
+    expect(() => parsePolicy({ allow: 'x.com' as never })).toThrow('network allow must be a list of rules');
+  });
+});
+
+describe('decisions', () => {
+  const host = new Set(['192.0.2.2']);
+  const m = new PolicyMatcher({ allow: ['api.example.com:443', '*.cdn.example.com', '203.0.113.0/24:80', '10.1.2.3', '9.9.9.9:53/udp'], deny: ['203.0.113.66', 'bad.cdn.example.com'] }, host);
+  const d = (ip: string, port: number, names: string[] = [], protocol: 'tcp' | 'udp' = 'tcp'): Destination => ({ ip, port, protocol, names });
+  it.each([
+    ['a CIDR rule, on its port', d('203.0.113.5', 80), true, 'allow 203.0.113.0/24:80'],
+    ['a CIDR rule, on another port', d('203.0.113.5', 81), false, 'no allow rule matches'],
+    ['a deny rule inside an allowed CIDR', d('203.0.113.66', 80), false, 'deny 203.0.113.66'],
+    ['a domain rule, at an address its answer gave', d('198.51.100.1', 443, ['api.example.com']), true, 'allow api.example.com:443'],
+    ['a domain rule, at an address no answer gave', d('198.51.100.1', 443), false, 'no allow rule matches'],
+    ['a domain rule, on another port', d('198.51.100.1', 80, ['api.example.com']), false, 'no allow rule matches'],
+    ['a wildcard, below its domain', d('198.51.100.2', 8443, ['img.cdn.example.com']), true, 'allow *.cdn.example.com'],
+    ['a wildcard, its domain itself', d('198.51.100.2', 8443, ['cdn.example.com']), false, 'no allow rule matches'],
+    ['a denied name beside an allowed wildcard', d('198.51.100.2', 8443, ['bad.cdn.example.com']), false, 'deny bad.cdn.example.com'],
+    ['a private address an allowed name resolved to', d('10.0.0.5', 443, ['api.example.com']), false, 'a private range (closed unless an allow rule names the address)'],
+    ['a private address an address rule names', d('10.1.2.3', 5432), true, 'allow 10.1.2.3'],
+    ['cloud metadata', d('169.254.169.254', 80, ['api.example.com']), false, 'link-local and cloud metadata (closed unless an allow rule names the address)'],
+    ["the host's own address", d('192.0.2.2', 443, ['api.example.com']), false, "the host's own address (closed unless an allow rule names the address)"],
+    ['UDP where the rule says UDP', d('9.9.9.9', 53, [], 'udp'), true, 'allow 9.9.9.9:53/udp'],
+    ['TCP where the rule says UDP', d('9.9.9.9', 53, [], 'tcp'), false, 'no allow rule matches'],
+  ])('%s', (_what, dest, allowed, rule) => expect(m.decide(dest)).toEqual({ allowed, rule }));
+
+  it('a deny-only policy allows the rest of the outside, but not private ranges', () => {
+    const deny = new PolicyMatcher({ allow: [], deny: ['*.ads.example'] });
+    expect(deny.decide(d('198.51.100.9', 443)).allowed).toBe(true);
+    expect(deny.decide(d('198.51.100.9', 443, ['x.ads.example'])).allowed).toBe(false);
+    expect(deny.decide(d('172.20.0.1', 443)).allowed).toBe(false);
+    expect(deny.decideName('x.ads.example')).toEqual({ allowed: false, rule: 'deny *.ads.example' });
+    expect(deny.decideName('example.org').allowed).toBe(true);
+  });
+
+  it('names: only those a rule covers are resolved when there are allow rules', () => {
+    expect(m.decideName('API.example.com.')).toEqual({ allowed: true, rule: 'allow api.example.com:443' });
+    expect(m.decideName('x.cdn.example.com').allowed).toBe(true);
+    expect(m.decideName('bad.cdn.example.com')).toEqual({ allowed: false, rule: 'deny bad.cdn.example.com' });
+    expect(m.decideName('example.com')).toEqual({ allowed: false, rule: 'no allow rule names it' });
+  });
+});
+
+/** A DNS query for name (type A). */
+function query(name: string, id = 0x1234): Buffer {
+  const labels = name.split('.').flatMap((l) => [Buffer.from([l.length]), Buffer.from(l)]);
+  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+}
+
+describe('wire', () => {
+  it('round-trips a UDP datagram, and refuses truncated, fragmented or lying ones', () => {
+    const p = buildUdp4({ src: '198.51.100.1', dst: '10.77.0.1', srcPort: 53, dstPort: 40000, payload: Buffer.from('hello') });
+    expect(parseUdp4(p)).toMatchObject({ src: '198.51.100.1', dst: '10.77.0.1', srcPort: 53, dstPort: 40000, payload: Buffer.from('hello') });
+    expect(parseUdp4(p.subarray(0, 24))).toBeNull(); // shorter than its total length says
+    const lying = Buffer.from(p);
+    lying.writeUInt16BE(200, 24); // a UDP length past the packet
+    expect(parseUdp4(lying)).toBeNull();
+    const frag = Buffer.from(p);
+    frag.writeUInt16BE(0x2000, 6); // more fragments
+    expect(parseUdp4(frag)).toBeNull();
+    const ihl = Buffer.from(p);
+    ihl[0] = 0x4f; // a header longer than the packet
+    expect(parseUdp4(ihl)).toBeNull();
+    expect(parseUdp4(Buffer.alloc(3))).toBeNull();
+  });
+
+  it('reads a query, answers no-such-name for it, and refuses garbage', () => {
+    const q = query('Api.Example.com');
+    expect(parseDnsQuery(q)).toMatchObject({ id: 0x1234, name: 'api.example.com', type: 1 });
+    const r = dnsRefusal(q, parseDnsQuery(q)!);
+    expect(r.readUInt16BE(0)).toBe(0x1234);
+    expect(r.readUInt16BE(2) & 0x800f).toBe(0x8003); // a response, NXDOMAIN
+    expect(r.readUInt16BE(6)).toBe(0);
+    expect(parseDnsQuery(Buffer.alloc(5))).toBeNull();
+    expect(parseDnsQuery(q.subarray(0, q.length - 3))).toBeNull();
+    const two = Buffer.from(q);
+    two.writeUInt16BE(2, 4);
+    expect(parseDnsQuery(two)).toBeNull();
+  });
+
+  it('survives compression loops and pointers past the end', () => {
+    const loop = Buffer.concat([Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([0xc0, 12, 0, 1, 0, 1])]);
+    expect(parseDnsQuery(loop)).toBeNull();
+    const far = Buffer.concat([Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([0xc0, 0xff, 0, 1, 0, 1])]);
+    expect(parseDnsQuery(far)).toBeNull();
+  });
+
+  it('reads the A records of an answer, past a CNAME, with their TTLs', () => {
+    const q = query('www.example.com');
+    const head = Buffer.from(q);
+    head.writeUInt16BE(0x8180, 2);
+    head.writeUInt16BE(2, 6);
+    const cname = Buffer.from([0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 30, 0, 2, 0xc0, 16]);
+    const a = Buffer.from([0xc0, 16, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 198, 51, 100, 7]);
+    expect(parseDnsAnswers(Buffer.concat([head, cname, a]))).toEqual({ id: 0x1234, question: 'www.example.com', answers: [{ address: '198.51.100.7', ttl: 300 }] });
+    const short = Buffer.concat([head, cname, a.subarray(0, 13)]);
+    expect(parseDnsAnswers(short)).toBeNull();
+    expect(parseDnsAnswers(q)).toBeNull(); // a query is no answer
+  });
+});
+
+describe('events file', () => {
+  it('drops the older half past its cap, keeping whole lines', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-events-'));
+    const fd = fs.openSync(path.join(dir, 'events.jsonl'), 'a+');
+    const w = new EventWriter(fd, 4096);
+    const e = (i: number): EgressEvent => ({ time: new Date(i).toISOString(), box: 'b', kind: 'connection', action: 'deny', rule: 'no allow rule matches', destination: `198.51.100.1:${i}`, protocol: 'tcp' });
+    for (let i = 1; i <= 200; i++) w.write(e(i));
+    fs.closeSync(fd);
+    expect(fs.statSync(path.join(dir, 'events.jsonl')).size).toBeLessThanOrEqual(4096);
+    const kept = readEvents(dir);
+    expect(kept.length).toBeGreaterThan(10);
+    expect(kept.at(-1)).toEqual(e(200));
+    const ports = kept.map((k) => Number(k.destination.split(':')[1]));
+    expect(ports).toEqual(ports.map((_, i) => ports[0] + i)); // contiguous, newest last
+    fs.rmSync(dir, { recursive: true });
+  });
+});

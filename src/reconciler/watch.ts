@@ -5,7 +5,7 @@
 // last good project stays in force. stop() ends the watch and leaves the boxes running.
 import * as path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import type { IdlePauser, Runtime } from '../runtime/runtime.js';
+import type { EgressEvent, IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
@@ -27,7 +27,8 @@ export type WatchEvent =
   | { type: 'restarted'; box: string; message: string }
   | { type: 'restart-failed'; box: string; retryInMs: number; message: string }
   | { type: 'health'; box: string; status: string; output?: string; message: string }
-  | { type: 'snapshot'; box: string; snapshot: string; action: 'taken' | 'removed'; message: string };
+  | { type: 'snapshot'; box: string; snapshot: string; action: 'taken' | 'removed'; message: string }
+  | { type: 'denied'; box: string; event: EgressEvent; message: string };
 
 export interface WatchOptions extends LoadOptions {
   /** One line per event. */
@@ -70,6 +71,8 @@ export class Watcher {
   private stopped = false;
   private attempts = new Map<string, { n: number; next: number }>();
   private nextHealthAt = new Map<string, number>();
+  /** Per box id: how far its denial events have been reported. */
+  private denialCursor = new Map<string, number>();
   private idle: IdlePauser;
 
   constructor(private readonly rt: Runtime, project: ProjectSpec, private readonly opts: WatchOptions) {
@@ -192,7 +195,13 @@ export class Watcher {
         }
         continue;
       }
-      // Running: the command, then health, then the snapshot policy.
+      // Running: its outbound denials, the command, then health, then the snapshot policy.
+      if (rec.options.egress) {
+        const handle = this.rt.get(box.id);
+        const seen = handle.eventsSince(this.denialCursor.get(box.id) ?? -1);
+        this.denialCursor.set(box.id, seen.cursor);
+        for (const e of seen.events) this.emit({ type: 'denied', box: spec.name, event: e, message: `${spec.name}: denied ${e.kind} to ${e.destination} (${e.rule})` });
+      }
       const label = projectLabel(rec);
       if (spec.command && label?.command) {
         const ps = await this.rt.processState(box.id, label.command.execId).catch(() => null);

@@ -48,3 +48,33 @@ export async function* boxEvents(dir: string, opts: EventsOptions = {}): AsyncGe
     }
   }
 }
+
+/** Events appended since a cursor (a byte offset; start with the file's size for "from now on"), and the next
+ *  cursor. A cursor past the end (the gateway dropped the older half) starts over from the top. */
+export function eventsSince(dir: string, cursor: number): { events: EgressEvent[]; cursor: number } {
+  const file = eventsFile(dir);
+  let size = 0;
+  try {
+    size = fs.statSync(file).size;
+  } catch {
+    return { events: [], cursor: 0 };
+  }
+  const from = cursor > size ? 0 : cursor;
+  if (from === size) return { events: [], cursor: size };
+  const buf = Buffer.alloc(size - from);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, buf, 0, buf.length, from);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const text = buf.toString();
+  const end = text.lastIndexOf('\n') + 1; // a line still being written waits for the next call
+  const events: EgressEvent[] = [];
+  for (const l of text.slice(0, end).split('\n')) {
+    try {
+      if (l) events.push(JSON.parse(l) as EgressEvent);
+    } catch {}
+  }
+  return { events, cursor: from + Buffer.byteLength(text.slice(0, end)) };
+}

@@ -39,7 +39,7 @@ export type { BoxStatus } from './status.js';
 export type { StopOptions } from './lifecycle.js';
 export type { StartOptions } from './boot.js';
 export type { NetworkStats } from './exec.js';
-import { boxEvents, type EgressEvent, type EventsOptions } from './egress-events.js';
+import { boxEvents, eventsSince, type EgressEvent, type EventsOptions } from './egress-events.js';
 export type { EgressEvent, EventsOptions } from './egress-events.js';
 export type { CreateOptions, Reconfigure } from './options.js';
 
@@ -351,6 +351,11 @@ export class Box {
   /** What its outbound policy denied (connections, datagrams, DNS names); with follow, also what comes next. */
   events(opts?: EventsOptions): AsyncGenerator<EgressEvent> {
     return boxEvents(this.runtime.home.boxDir(this.id), opts);
+  }
+  /** Denials since a cursor (-1: none, only the cursor of now), for pollers such as `up --watch`. */
+  eventsSince(cursor: number): { events: EgressEvent[]; cursor: number } {
+    const dir = this.runtime.home.boxDir(this.id);
+    return cursor < 0 ? { events: [], cursor: eventsSince(dir, Number.MAX_SAFE_INTEGER).cursor } : eventsSince(dir, cursor);
   }
   /** Copies a host file or folder into the box (into boxPath when it is a folder, else as boxPath). */
   copyIn(hostPath: string, boxPath: string): Promise<void> {

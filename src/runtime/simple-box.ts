@@ -10,6 +10,7 @@ import type { ExecOptions, ExecResult, Execution } from './execution.js';
 import type { BindMount, BoxRecord, VolumeMount } from './types.js';
 import type { BoxMetrics } from './metrics.js';
 import type { NetworkMode } from '../core/network.js';
+import { parsePolicy } from '../core/egress.js';
 
 /** A host folder or file in the box, as BoxLite writes it. */
 export interface HostVolume {
@@ -44,7 +45,10 @@ export interface SimpleBoxOptions {
   binds?: BindMount[];
   ports?: (string | PortForward)[];
   /** boxlite's 'default' | 'none', or BoxLite's { mode: 'enabled' | 'disabled' }. */
+  /** With allowNet (BoxLite's outbound allow-list: domains, *.domains, IPs, CIDRs, each with an optional :port). */
   network?: NetworkMode | { mode: 'enabled' | 'disabled'; allowNet?: string[] };
+  /** boxlite's outbound policy: allow and deny rules. */
+  egress?: CreateOptions['egress'];
   dns?: string[];
   pull?: CreateOptions['pull'];
   /** Remove the box when it stops (default true, as BoxLite). */
@@ -58,7 +62,7 @@ export interface SimpleBoxOptions {
   runtime?: Runtime;
 }
 
-const KNOWN = new Set(['image', 'rootfsPath', 'name', 'cpus', 'memoryMib', 'diskSizeGb', 'diskSizeMib', 'env', 'workingDir', 'user', 'hostname', 'volumes', 'binds', 'ports', 'network', 'dns', 'pull', 'autoRemove', 'keep', 'reuseExisting', 'detach', 'runtime']);
+const KNOWN = new Set(['image', 'rootfsPath', 'name', 'cpus', 'memoryMib', 'diskSizeGb', 'diskSizeMib', 'env', 'workingDir', 'user', 'hostname', 'volumes', 'binds', 'ports', 'network', 'egress', 'dns', 'pull', 'autoRemove', 'keep', 'reuseExisting', 'detach', 'runtime']);
 /** BoxLite options with no counterpart here yet: refused by name rather than silently ignored. */
 const NOT_HERE: Record<string, string> = {
   secrets: 'secrets at the network boundary are not available in this boxlite yet',
@@ -85,8 +89,10 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
     else volumes.push({ volume: v.volume, target: v.target, readOnly: !!v.readOnly });
   }
   let network: NetworkMode | undefined;
+  let allow: string[] = [];
   if (typeof o.network === 'object' && o.network !== null) {
-    if (o.network.allowNet?.length) throw new InvalidOptionError('SimpleBox option network.allowNet: outbound allow-lists are not available in this boxlite yet; remove it (the box reaches every address) or use mode: "disabled"');
+    if (o.network.allowNet !== undefined && !Array.isArray(o.network.allowNet)) throw new InvalidOptionError('SimpleBox option network.allowNet must be a list of rules ("api.example.com", "*.example.com", "203.0.113.0/24:443")');
+    allow = o.network.allowNet ?? [];
     if (o.network.mode !== 'enabled' && o.network.mode !== 'disabled') throw new InvalidOptionError(`SimpleBox option network.mode must be "enabled" or "disabled" (got ${JSON.stringify(o.network.mode)})`);
     network = o.network.mode === 'enabled' ? 'default' : 'none';
   } else network = o.network;
@@ -113,6 +119,8 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
     ...(binds.length ? { binds } : {}),
     ...(ports ? { ports } : {}),
     network,
+    // BoxLite's allowNet is the allow list; boxlite's own egress option adds deny rules.
+    egress: parsePolicy({ allow: [...allow, ...(o.egress?.allow ?? [])], deny: o.egress?.deny ?? [] }),
     dns: o.dns,
     pull: o.pull,
   };

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupHome, makeOciLayout, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import { debianLayout, push, startRegistry, type Registry } from '../registry.js';
 import { CodeBox, ExecError, InvalidOptionError, SimpleBox, type Runtime } from '../../src/index.js';
+import { createOptions } from '../../src/runtime/simple-box.js';
 
 let home: string;
 let reg: Registry;
@@ -119,7 +120,9 @@ describe("BoxLite's SimpleBox programs", () => {
   it('unknown options and those with no counterpart here are refused by name', () => {
     expect(() => new SimpleBox({ image, memoryMB: 512 } as never)).toThrow(InvalidOptionError);
     expect(() => new SimpleBox({ image, memoryMB: 512 } as never)).toThrow('SimpleBox: unknown option "memoryMB"');
-    expect(() => new SimpleBox({ image, network: { mode: 'enabled', allowNet: ['api.openai.com'] } })).toThrow('network.allowNet');
+    expect(() => new SimpleBox({ image, network: { mode: 'enabled', allowNet: ['api..openai.com'] } })).toThrow('network rule "api..openai.com"');
+    expect(() => new SimpleBox({ image, network: { mode: 'enabled', allowNet: 'api.openai.com' } } as never)).toThrow('network.allowNet must be a list');
+    expect(createOptions({ image, network: { mode: 'enabled', allowNet: ['api.openai.com', '*.github.com:443'] } }).egress).toEqual({ allow: ['api.openai.com', '*.github.com:443'], deny: [] });
     expect(() => new SimpleBox({ image, secrets: [] } as never)).toThrow('SimpleBox option "secrets"');
     expect(() => new SimpleBox({ image, network: { mode: 'on' } } as never)).toThrow('network.mode must be "enabled" or "disabled"');
     expect(() => new SimpleBox({})).toThrow('give image');

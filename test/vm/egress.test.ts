@@ -6,7 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from '../helpers.js';
+import { Project, type WatchEvent } from '../../src/index.js';
 import { startEgressHosts, type EgressHosts } from '../egress-host.js';
 import type { Box, EgressEvent, Runtime } from '../../src/runtime/runtime.js';
 
@@ -21,8 +24,8 @@ const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/li
 const udpCmd = (ip: string) => `${BOX_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(String(m));process.exit(0)});s.send('ping',7,'${ip}');setTimeout(()=>{console.log('no answer');process.exit(0)},3000)"`;
 
 /** The body, or "failed" (busybox wget's -T crashes; timeout bounds it instead). */
-async function fetch(url: string): Promise<string> {
-  const r = await box.exec(['sh', '-c', `timeout 8 wget -qO- ${url} 2>&1 || echo failed`]);
+async function fetch(url: string, from: Box = box): Promise<string> {
+  const r = await from.exec(['sh', '-c', `timeout 8 wget -qO- ${url} 2>&1 || echo failed`]);
   return r.stdout.trim();
 }
 const events = async (): Promise<EgressEvent[]> => {
@@ -164,5 +167,40 @@ describe('outbound policy', () => {
     expect(await fetch(`http://${eh.ips[3]}:8080/`)).toMatch(/failed|reset/); // no longer allowed
     expect(box.info().pid).toBe(pid);
     expect(box.info().network).toBe('ok');
+  });
+});
+
+describe('a project box with network rules', () => {
+  it('plans a rule edit as an update in place; the watch applies it live and reports denials', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-egress-project-'));
+    const file = path.join(dir, 'boxlite.yaml');
+    const yaml = (allowed: string) =>
+      `name: eg\nboxes:\n  app:\n    image: ${rootfs}\n    memory: 192MiB\n    disk: 128MiB\n    dns: ["${eh.dns}"]\n    network:\n      allow: ["${allowed}:8080"]\n`;
+    fs.writeFileSync(file, yaml(eh.ips[3]));
+    const project = Project.load({ file, runtime: rt });
+    try {
+      expect((await project.up({ wait: true })).ok).toBe(true);
+      const app = rt.get('eg.app');
+      expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toBe(`host ${eh.ips[3]}`);
+      const pid = app.info().pid;
+      const events: WatchEvent[] = [];
+      const watcher = await project.watch({ onEvent: (e) => events.push(e), pollMs: 300 });
+      try {
+        fs.writeFileSync(file, yaml(eh.ips[4]));
+        await waitUntil(() => events.some((e) => e.type === 'applied'), 'the watch applying the edit', 120_000);
+        const planned = events.find((e) => e.type === 'plan');
+        expect(planned?.type === 'plan' && planned.plan?.boxes.map((b) => [b.box, b.action, b.changes.map((c) => c.field)])).toEqual([['app', 'update', ['network rules']]]);
+        expect(await fetch(`http://${eh.ips[4]}:8080/`, app)).toBe(`host ${eh.ips[4]}`);
+        expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toMatch(/failed|reset/);
+        await waitUntil(() => events.some((e) => e.type === 'denied'), 'the watch reporting the denial', 60_000);
+        expect(events.find((e) => e.type === 'denied')).toMatchObject({ box: 'app', event: { destination: `${eh.ips[3]}:8080` }, message: `app: denied connection to ${eh.ips[3]}:8080 (no allow rule matches)` });
+        expect(app.info().pid).toBe(pid);
+      } finally {
+        await watcher.stop();
+      }
+    } finally {
+      await project.down({ remove: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

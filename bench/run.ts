@@ -3,7 +3,7 @@
 //   start     see start.ts: floor, cold start, exec round trip, stop, memory
 //   memory    see memory.ts: warm start, pause/resume, forks, an idle box's resident memory
 //   jail      see start.ts: the same box started jailed and unjailed
-//   network   see network.ts      state   see state.ts      project   see project.ts      images   see images.ts
+//   network   see network.ts      egress   see egress.ts      state   see state.ts      project   see project.ts      images   see images.ts
 // BENCH_ONLY=state,network runs only those sections; BENCH_RUNS sets the repetitions of the start section.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,6 +14,7 @@ import { loadAssets } from '../src/runtime/assets.js';
 import { jailBench, startBench } from './start.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
+import { egressBench } from './egress.js';
 import { stateBench } from './state.js';
 import { projectBench } from './project.js';
 import { memoryBench } from './memory.js';
@@ -44,6 +45,7 @@ async function main(): Promise<number> {
     ['jail', () => jailBench(home, rootfs, runs)],
     ['memory', () => memoryBench(rt, image, runs)],
     ['network', () => networkBench(rt, rootfs)],
+    ['egress', () => egressBench(rt, rootfs)],
     ['state', () => stateBench(rt, rootfs)],
     ['project', () => projectBench(home, image)],
     ['images', () => imageBench(mainHome, Number(process.env.BENCH_IMAGE_RUNS ?? 3))],

@@ -128,6 +128,21 @@ describe('outbound policy', () => {
     expect(await deniedTo(`${eh.ips[4]}:7`)).toEqual([expect.objectContaining({ kind: 'datagram', protocol: 'udp' })]);
   });
 
+  it('answers DNS sent to any server itself, and survives malformed DNS and datagrams from the guest', async () => {
+    // A query aimed at an address of the guest's choosing (nothing serves DNS there) is answered by the box's resolver.
+    const before = eh.queries()[`api.${zone}`] ?? 0;
+    const r = await box.exec(['sh', '-c', `nslookup api.${zone} ${eh.ips[5]} 2>&1; true`]);
+    expect(r.stdout).toContain(`Address: ${eh.ips[2]}`);
+    expect(eh.queries()[`api.${zone}`]).toBeGreaterThan(before); // asked upstream (A and AAAA)
+    // Garbage to the resolver (a compression loop, a truncated header) and to a denied address, then a normal request.
+    const junk = `const s=require('dgram').createSocket('udp4');const loop=Buffer.from([0,1,1,0,0,1,0,0,0,0,0,0,0xc0,12,0,1,0,1]);let n=0;const go=()=>{if(n++>=50)return s.close();s.send(n%2?loop:Buffer.from([1,2,3]),53,'${eh.ips[5]}',()=>s.send(Buffer.alloc(1400,n),9,'${eh.ips[4]}',go))};go()`;
+    await box.exec(['sh', '-c', `${BOX_NODE} -e "${junk}"`]);
+    expect(await fetch(`http://${eh.ips[3]}:8080/`)).toBe(`host ${eh.ips[3]}`);
+    expect(box.info().network).toBe('ok');
+    // 50 datagrams to one denied flow make one event, not 50.
+    expect((await deniedTo(`${eh.ips[4]}:9`)).length).toBe(1);
+  });
+
   it('still serves its port forward from the host', async () => {
     const body = await new Promise<string>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: '/', timeout: 10_000 }, (res) => {

@@ -80,23 +80,39 @@ export function ruleCoversName(r: EgressRule, name: string): boolean {
   return false;
 }
 
+/** Never opened, whatever a rule says: the gateway connects from the host, where these are the host's own. */
+const CLOSED: [string, string][] = [
+  ['0.0.0.0/8', 'this network (never opened)'],
+  ['127.0.0.0/8', "the host's loopback (never opened)"],
+];
 const SPECIAL: [string, string][] = [
-  ['0.0.0.0/8', 'this network'],
   ['10.0.0.0/8', 'a private range'],
   ['100.64.0.0/10', 'a shared (carrier NAT) range'],
-  ['127.0.0.0/8', 'loopback'],
   ['169.254.0.0/16', 'link-local and cloud metadata'],
   ['172.16.0.0/12', 'a private range'],
   ['192.168.0.0/16', 'a private range'],
   ['224.0.0.0/3', 'multicast and reserved'],
 ];
-const SPECIAL_RULES = SPECIAL.map(([c, why]) => ({ rule: parseRule(c), why }));
+const compile = (list: [string, string][]) => list.map(([c, why]) => ({ rule: parseRule(c), why }));
+const CLOSED_RULES = compile(CLOSED);
+const SPECIAL_RULES = compile(SPECIAL);
+const inRange = (n: number, r: EgressRule) => ((n & r.mask!) >>> 0) === r.net;
+
+export interface SpecialRange {
+  why: string;
+  /** The mask an address rule needs at least to open it: a rule as wide as 0.0.0.0/0 names no private range. */
+  mask: number;
+  never?: boolean;
+}
 
 /** Why an address is closed unless an address rule names it (private, link-local, the host's own), else null. */
-export function specialAddress(ip: string, hostAddresses: Set<string>): string | null {
-  if (hostAddresses.has(ip)) return "the host's own address";
+export function specialAddress(ip: string, hostAddresses: Set<string>): SpecialRange | null {
   const n = ipToNumber(ip);
-  return SPECIAL_RULES.find((s) => ((n & s.rule.mask!) >>> 0) === s.rule.net)?.why ?? null;
+  const closed = CLOSED_RULES.find((s) => inRange(n, s.rule));
+  if (closed) return { why: closed.why, mask: 0xffffffff, never: true };
+  if (hostAddresses.has(ip)) return { why: "the host's own address", mask: 0xffffffff };
+  const s = SPECIAL_RULES.find((x) => inRange(n, x.rule));
+  return s ? { why: s.why, mask: s.rule.mask! } : null;
 }
 
 export interface Destination {
@@ -124,7 +140,10 @@ function matches(r: EgressRule, d: Destination): boolean {
 export class PolicyMatcher {
   readonly allow: EgressRule[];
   readonly deny: EgressRule[];
-  constructor(policy: EgressPolicy, private hostAddresses: Set<string> = new Set()) {
+  constructor(
+    readonly policy: EgressPolicy,
+    private hostAddresses: Set<string> = new Set(),
+  ) {
     this.allow = policy.allow.map(parseRule);
     this.deny = policy.deny.map(parseRule);
   }
@@ -135,9 +154,11 @@ export class PolicyMatcher {
     // Private, link-local and the host's own addresses open only to a rule that names the address itself: a DNS
     // answer for an allowed name cannot lead a box there (rebinding).
     const special = specialAddress(d.ip, this.hostAddresses);
+    if (special?.never) return { allowed: false, rule: special.why };
     if (special) {
-      const named = this.allow.find((r) => r.kind === 'cidr' && matches(r, d));
-      return named ? { allowed: true, rule: `allow ${named.text}` } : { allowed: false, rule: `${special} (closed unless an allow rule names the address)` };
+      // Named: by an address rule no wider than the range itself (the host's own address: by itself).
+      const named = this.allow.find((r) => r.kind === 'cidr' && (r.mask! & special.mask) >>> 0 === special.mask && matches(r, d));
+      return named ? { allowed: true, rule: `allow ${named.text}` } : { allowed: false, rule: `${special.why} (closed unless an allow rule names the address)` };
     }
     if (this.allow.length === 0) return { allowed: true, rule: 'no allow rules' };
     const allowed = this.allow.find((r) => matches(r, d));

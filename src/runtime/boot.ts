@@ -2,7 +2,6 @@
 // that stalls before init is booted once more; any other failure stops everything that was started and reports
 // the reason with the guest console's last lines.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { AGENT_PORTS } from '../core/protocol.js';
 import { GUEST_NET } from '../core/network.js';
 import { BootError, BoxStateError, QemuMissingError } from '../core/errors.js';
@@ -177,7 +176,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
     dropTopAliases(dir); // names only the last run's VM used
     try {
       const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as };
-      if (net && rec.options.egress) await startEgress({ dir, box: rec.name, policy: rec.options.egress, passt, netDir: path.dirname(box.netSocket) });
+      if (net && rec.options.egress) await startEgress({ dir, box: rec.name, policy: rec.options.egress, passt });
       else if (net) await startPasst(passt);
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {

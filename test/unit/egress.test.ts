@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy, parseRule, PolicyMatcher, type Destination } from '../../src/core/egress.js';
 import { InvalidOptionError } from '../../src/core/errors.js';
-import { buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
+import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
 import { EventWriter, readEvents, type EgressEvent } from '../../src/vmm/egress/events.js';
 
 describe('rules', () => {
@@ -61,6 +61,17 @@ describe('decisions', () => {
     ['TCP where the rule says UDP', d('9.9.9.9', 53, [], 'tcp'), false, 'no allow rule matches'],
   ])('%s', (_what, dest, allowed, rule) => expect(m.decide(dest)).toEqual({ allowed, rule }));
 
+  it('a broad address rule opens no special range: only a rule as narrow as the range; loopback never', () => {
+    const wide = new PolicyMatcher({ allow: ['0.0.0.0/0:443', '10.0.0.0/8', '192.0.2.2/32', '127.0.0.1'], deny: [] }, host);
+    expect(wide.decide(d('198.51.100.1', 443)).allowed).toBe(true);
+    expect(wide.decide(d('169.254.169.254', 443))).toEqual({ allowed: false, rule: 'link-local and cloud metadata (closed unless an allow rule names the address)' });
+    expect(wide.decide(d('172.16.0.1', 443)).allowed).toBe(false);
+    expect(wide.decide(d('10.9.9.9', 22))).toEqual({ allowed: true, rule: 'allow 10.0.0.0/8' });
+    expect(wide.decide(d('192.0.2.2', 22))).toEqual({ allowed: true, rule: 'allow 192.0.2.2/32' });
+    expect(wide.decide(d('127.0.0.1', 443))).toEqual({ allowed: false, rule: "the host's loopback (never opened)" });
+    expect(new PolicyMatcher({ allow: ['192.0.2.0/24'], deny: [] }, host).decide(d('192.0.2.2', 22)).allowed).toBe(false);
+  });
+
   it('a deny-only policy allows the rest of the outside, but not private ranges', () => {
     const deny = new PolicyMatcher({ allow: [], deny: ['*.ads.example'] });
     expect(deny.decide(d('198.51.100.9', 443)).allowed).toBe(true);
@@ -113,6 +124,28 @@ describe('wire', () => {
     const two = Buffer.from(q);
     two.writeUInt16BE(2, 4);
     expect(parseDnsQuery(two)).toBeNull();
+  });
+
+  it('refuses what is not a plain query of a host name: updates, answers in a query, dots or control bytes in a label', () => {
+    const update = query('api.example.com');
+    update[2] = 0x28; // opcode 5, UPDATE
+    expect(parseDnsQuery(update)).toBeNull();
+    const answered = query('api.example.com');
+    answered.writeUInt16BE(1, 6);
+    expect(parseDnsQuery(answered)).toBeNull();
+    const dotted = Buffer.concat([Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10]), Buffer.from('api.openai'), Buffer.from([3]), Buffer.from('com'), Buffer.from([0, 0, 1, 0, 1])]);
+    expect(parseDnsQuery(dotted)).toBeNull();
+    expect(parseDnsQuery(query('a\x1b]0;x\x07.example.com'))).toBeNull();
+    const edns = Buffer.from(query('api.example.com'));
+    edns.writeUInt16BE(1, 10); // one additional (EDNS) record is fine
+    expect(parseDnsQuery(edns)?.name).toBe('api.example.com');
+  });
+
+  it('rebuilds a query from the judged question alone', () => {
+    const q = parseDnsQuery(query('api.example.com', 7))!;
+    const rebuilt = buildDnsQuery(0xbeef, q);
+    expect(parseDnsQuery(rebuilt)).toMatchObject({ id: 0xbeef, name: 'api.example.com', type: 1, cls: 1 });
+    expect(rebuilt.length).toBe(query('api.example.com').length);
   });
 
   it('survives compression loops and pointers past the end', () => {

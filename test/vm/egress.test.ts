@@ -3,6 +3,7 @@
 // even when a DNS answer leads there; UDP; every denial an event (SDK, CLI, inspect); a policy edited on the
 // running box; port forwards still served.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -19,6 +20,7 @@ let rootfs: string;
 let eh: EgressHosts;
 let box: Box;
 let port: number;
+let udpPort: number;
 
 const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib /.boxlite/bin/node';
 const udpCmd = (ip: string) => `${BOX_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(String(m));process.exit(0)});s.send('ping',7,'${ip}');setTimeout(()=>{console.log('no answer');process.exit(0)},3000)"`;
@@ -57,16 +59,19 @@ beforeAll(async () => {
   rt = quietRuntime(home);
   rootfs = makeRootfs();
   port = await freePort();
+  udpPort = await freePort();
   box = await rt.create({
     rootfs,
     name: 'agent',
     memoryMib: 256,
     dns: [eh.dns],
-    ports: [`${port}:80`],
+    ports: [`${port}:80`, `${udpPort}:5353/udp`],
     egress: { allow: [`api.${zone}:8080`, `*.wild.${zone}`, `${eh.ips[3]}/32:8080`, `${eh.ips[3]}:7/udp`], deny: [`${eh.ips[1]}`] },
   });
   await box.start();
   await box.exec(['sh', '-c', 'mkdir -p /www && echo served-by-the-box > /www/index.html && httpd -p 80 -h /www']);
+  const echo = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(5353)`;
+  await box.exec(['sh', '-c', `(setsid ${BOX_NODE} -e "${echo}" </dev/null >/dev/null 2>&1 &); for i in $(seq 100); do netstat -lnu | grep -q ":5353 " && break; sleep 0.1; done`]);
 });
 
 afterAll(async () => {
@@ -143,7 +148,7 @@ describe('outbound policy', () => {
     expect((await deniedTo(`${eh.ips[4]}:9`)).length).toBe(1);
   });
 
-  it('still serves its port forward from the host', async () => {
+  it('still serves its TCP and UDP forwards from the host', async () => {
     const body = await new Promise<string>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: '/', timeout: 10_000 }, (res) => {
         let b = '';
@@ -152,6 +157,13 @@ describe('outbound policy', () => {
       }).on('error', reject);
     });
     expect(body).toBe('served-by-the-box\n');
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = dgram.createSocket('udp4');
+      const timer = setTimeout(() => (s.close(), reject(new Error('no UDP answer'))), 5000);
+      s.on('message', (m) => (clearTimeout(timer), s.close(), resolve(m.toString())));
+      s.send('over-the-relay', udpPort, '127.0.0.1');
+    });
+    expect(answer).toBe('over-the-relay');
   });
 
   it('shows denials in `boxlite events --json`, follows new ones with -f, and counts them in inspect', async () => {
@@ -189,14 +201,17 @@ describe('a project box with network rules', () => {
   it('plans a rule edit as an update in place; the watch applies it live and reports denials', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-egress-project-'));
     const file = path.join(dir, 'boxlite.yaml');
+    // A peer on the project's LAN, which its rules do not name: the LAN is its own NIC, outside the policy.
+    const peer = `  peer:\n    image: ${rootfs}\n    memory: 192MiB\n    disk: 128MiB\n    setup: ["mkdir -p /www && echo from-the-peer > /www/index.html"]\n    command: httpd -f -p 80 -h /www\n`;
     const yaml = (allowed: string) =>
-      `name: eg\nboxes:\n  app:\n    image: ${rootfs}\n    memory: 192MiB\n    disk: 128MiB\n    dns: ["${eh.dns}"]\n    network:\n      allow: ["${allowed}:8080"]\n`;
+      `name: eg\nboxes:\n  app:\n    image: ${rootfs}\n    memory: 192MiB\n    disk: 128MiB\n    dns: ["${eh.dns}"]\n    network:\n      allow: ["${allowed}:8080"]\n${peer}`;
     fs.writeFileSync(file, yaml(eh.ips[3]));
     const project = Project.load({ file, runtime: rt });
     try {
       expect((await project.up({ wait: true })).ok).toBe(true);
       const app = rt.get('eg.app');
       expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toBe(`host ${eh.ips[3]}`);
+      expect(await fetch('http://peer/', app)).toBe('from-the-peer');
       const pid = app.info().pid;
       const events: WatchEvent[] = [];
       const watcher = await project.watch({ onEvent: (e) => events.push(e), pollMs: 300 });
@@ -204,7 +219,7 @@ describe('a project box with network rules', () => {
         fs.writeFileSync(file, yaml(eh.ips[4]));
         await waitUntil(() => events.some((e) => e.type === 'applied'), 'the watch applying the edit', 120_000);
         const planned = events.find((e) => e.type === 'plan');
-        expect(planned?.type === 'plan' && planned.plan?.boxes.map((b) => [b.box, b.action, b.changes.map((c) => c.field)])).toEqual([['app', 'update', ['network rules']]]);
+        expect(planned?.type === 'plan' && planned.plan?.boxes.map((b) => [b.box, b.action, b.changes.map((c) => c.field)])).toEqual([['app', 'update', ['network rules']], ['peer', 'noop', []]]);
         expect(await fetch(`http://${eh.ips[4]}:8080/`, app)).toBe(`host ${eh.ips[4]}`);
         expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toMatch(/failed|reset/);
         await waitUntil(() => events.some((e) => e.type === 'denied'), 'the watch reporting the denial', 60_000);
@@ -217,5 +232,5 @@ describe('a project box with network rules', () => {
       await project.down({ remove: true });
       fs.rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 400_000);
 });

@@ -14,6 +14,8 @@ export interface EgressEvent {
   /** address:port, or the name asked for. */
   destination: string;
   protocol: 'tcp' | 'udp' | 'dns';
+  /** Denials left out just before this one (more than the gateway writes a second). */
+  suppressed?: number;
 }
 
 export const eventsFile = (dir: string) => path.join(dir, 'events.jsonl');

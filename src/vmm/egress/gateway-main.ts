@@ -6,14 +6,16 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { parsePolicy, PolicyMatcher, type Destination } from '../../core/egress.js';
+import { parsePolicy, PolicyMatcher, type Destination, type EgressPolicy } from '../../core/egress.js';
+import { peerCred } from '../peer.js';
 import { HELPERS_DIR } from '../helpers.js';
 import { EventWriter, eventsFile, type EgressEvent } from './events.js';
 import type { GatewayConfig } from './gateway.js';
 import { libc, originalDestination, sockaddrIn } from './libc.js';
 import type { FromNetns, ToNetns } from './netns.js';
-import { buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4, type Udp4 } from './wire.js';
-import { GATEWAY_MARK } from './gateway.js';
+import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4, type Udp4 } from './wire.js';
+import { randomInt } from 'node:crypto';
+import { controlSocket, GATEWAY_MARK } from './gateway.js';
 
 const MAX_CONNECTIONS = 1024;
 const MAX_FLOWS = 1024;
@@ -21,8 +23,12 @@ const FLOW_IDLE_MS = 180_000;
 const DNS_TIMEOUT_MS = 5_000;
 /** An answer with a TTL shorter than this still opens its addresses this long: a box must have time to connect. */
 const MIN_PIN_S = 2;
-/** The same denied datagram flow is reported once in this long. */
+/** Bounds on what a guest's DNS traffic can make the gateway hold. */
+const MAX_DNS_IN_FLIGHT = 256;
+const MAX_PINNED_NAMES = 65536;
+/** The same denial is reported once in this long. */
 const REPEAT_MS = 10_000;
+const MAX_EVENTS_PER_S = 100;
 
 const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
 
@@ -43,8 +49,25 @@ function resolvers(configured: string[]): string[] {
 
 async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   const events = new EventWriter(fs.openSync(eventsFile(dir), 'a+', 0o600));
-  const report = (e: Omit<EgressEvent, 'time' | 'box' | 'action'>) => events.write({ time: new Date().toISOString(), box: cfg.box, action: 'deny', ...e });
-  let matcher = new PolicyMatcher(parsePolicy(cfg.policy), hostAddresses());
+  // The guest decides how often it is denied: the same denial is reported once per REPEAT_MS, and at most
+  // MAX_EVENTS_PER_S are written a second; the next one written says how many were left out.
+  const recent = new Map<string, number>();
+  let second = 0;
+  let inSecond = 0;
+  let suppressed = 0;
+  const report = (e: Omit<EgressEvent, 'time' | 'box' | 'action'>) => {
+    const now = Date.now();
+    const key = `${e.kind}|${e.destination}|${e.rule}`;
+    if ((recent.get(key) ?? -Infinity) > now - REPEAT_MS) return;
+    if (recent.size >= MAX_FLOWS) recent.clear();
+    recent.set(key, now);
+    if (Math.floor(now / 1000) !== second) (second = Math.floor(now / 1000)), (inSecond = 0);
+    if (++inSecond > MAX_EVENTS_PER_S) return void suppressed++;
+    events.write({ time: new Date(now).toISOString(), box: cfg.box, action: 'deny', ...e, ...(suppressed ? { suppressed } : {}) });
+    suppressed = 0;
+  };
+  let hosts = hostAddresses();
+  let matcher = new PolicyMatcher(parsePolicy(cfg.policy), hosts);
   const upstream = resolvers(cfg.upstream);
 
   // Addresses the box's own DNS answers gave, per name, until their TTL runs out.
@@ -57,7 +80,21 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
     if (!names.size) pins.delete(ip);
     return [...names.keys()];
   };
+  let pinned = 0;
+  let inFlight = 0;
+  const sweepPins = () => {
+    const now = Date.now();
+    pinned = 0;
+    for (const [ip, names] of pins) {
+      for (const [n, until] of names) if (until < now) names.delete(n);
+      if (!names.size) pins.delete(ip);
+      pinned += names.size;
+    }
+  };
   const pin = (name: string, ip: string, ttl: number) => {
+    if (pinned >= MAX_PINNED_NAMES) sweepPins();
+    if (pinned >= MAX_PINNED_NAMES) return log(`more than ${MAX_PINNED_NAMES} names pinned: ${name} is not`);
+    pinned++;
     const names = pins.get(ip) ?? new Map<string, number>();
     names.set(name, Date.now() + Math.max(ttl, MIN_PIN_S) * 1000);
     pins.set(ip, names);
@@ -74,13 +111,14 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   fs.writeFileSync(path.join(dir, HELPERS_DIR, 'passt.pid'), `${ready.passtPid}\n${cfg.passt.socket}\n`, { mode: 0o600 });
 
   // TCP: every connection passt makes arrives here; the kernel says where it was going.
-  const open = new Set<{ inner: net.Socket; outer: net.Socket; d: Omit<Destination, 'names'> }>();
+  const open = new Set<{ inner: net.Socket; outer: net.Socket; d: Destination }>();
   const server = net.createServer({ pauseOnConnect: true }, (inner) => {
     const fd = (inner as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
     const dst = originalDestination(fd);
     if (!dst || open.size >= MAX_CONNECTIONS) return inner.resetAndDestroy();
-    const d = { ip: dst.ip, port: dst.port, protocol: 'tcp' as const };
-    const verdict = decide(d);
+    // The names are kept with the connection: a reload judges it by what opened it, not by pins that lapsed since.
+    const d = { ip: dst.ip, port: dst.port, protocol: 'tcp' as const, names: namesOf(dst.ip) };
+    const verdict = matcher.decide(d);
     if (!verdict.allowed) {
       report({ kind: 'connection', rule: verdict.rule, destination: `${dst.ip}:${dst.port}`, protocol: 'tcp' });
       return inner.resetAndDestroy();
@@ -123,8 +161,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   }
 
   // Other datagrams: read off the namespace's wire, made again from the host, replies written back in.
-  const flows = new Map<string, { sock: dgram.Socket; last: number }>();
-  const deniedFlows = new Map<string, number>();
+  const flows = new Map<string, { sock: dgram.Socket; last: number; dst: Destination }>();
   const inject = (u: Udp4) => {
     const p = buildUdp4(u);
     libc.sendto(ready.rawFd, p, p.length, 0, sockaddrIn(u.dst, 0), 16);
@@ -132,14 +169,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   const onDatagram = (u: Udp4) => {
     const key = `${u.srcPort}|${u.dst}:${u.dstPort}`;
     const verdict = decide({ ip: u.dst, port: u.dstPort, protocol: 'udp' });
-    if (!verdict.allowed) {
-      if ((deniedFlows.get(key) ?? 0) < Date.now() - REPEAT_MS) {
-        if (deniedFlows.size > MAX_FLOWS) deniedFlows.clear();
-        deniedFlows.set(key, Date.now());
-        report({ kind: 'datagram', rule: verdict.rule, destination: `${u.dst}:${u.dstPort}`, protocol: 'udp' });
-      }
-      return;
-    }
+    if (!verdict.allowed) return report({ kind: 'datagram', rule: verdict.rule, destination: `${u.dst}:${u.dstPort}`, protocol: 'udp' });
     let flow = flows.get(key);
     if (!flow) {
       if (flows.size >= MAX_FLOWS) {
@@ -152,7 +182,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
       sock.connect(u.dstPort, u.dst);
       sock.on('message', (m) => inject({ src: u.dst, dst: u.src, srcPort: u.dstPort, dstPort: u.srcPort, payload: m }));
       sock.on('error', () => (sock.close(), flows.delete(key)));
-      flow = { sock, last: 0 };
+      flow = { sock, last: 0, dst: { ip: u.dst, port: u.dstPort, protocol: 'udp' as const, names: namesOf(u.dst) } };
       flows.set(key, flow);
       const pending = u.payload;
       sock.once('connect', () => sock.send(pending));
@@ -162,6 +192,10 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   };
   setInterval(() => {
     for (const [k, f] of flows) if (f.last < Date.now() - FLOW_IDLE_MS) (f.sock.close(), flows.delete(k));
+    sweepPins();
+    // The host's addresses change (DHCP, a VPN): they stay closed as they come.
+    const now = hostAddresses();
+    if ([...now].some((a) => !hosts.has(a)) || now.size !== hosts.size) (hosts = now), (matcher = new PolicyMatcher(matcher.policy, hosts));
   }, 30_000).unref();
   const wire = fs.createReadStream('', { fd: ready.packetFd, highWaterMark: 65536 });
   wire.on('data', (p) => {
@@ -185,40 +219,75 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
       report({ kind: 'dns', rule: verdict.rule, destination: q.name, protocol: 'dns' });
       return toWorker({ kind: 'dns-reply', address: m.address, port: m.port, message: dnsRefusal(query, q) });
     }
+    if (inFlight >= MAX_DNS_IN_FLIGHT) return; // dropped: the guest's resolver asks again
+    // A query of our own making, with an ID of our own choosing, on a socket connected to the resolver: only its
+    // answer to this question is taken, and nothing but the judged question goes upstream.
+    const id = randomInt(0x10000);
     const sock = dgram.createSocket('udp4');
-    const timer = setTimeout(() => sock.close(), DNS_TIMEOUT_MS);
-    sock.on('message', (reply) => {
-      const a = parseDnsAnswers(reply);
-      if (!a || a.id !== q.id || a.question !== q.name) return;
+    inFlight++;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      inFlight--;
       clearTimeout(timer);
       sock.close();
+    };
+    const timer = setTimeout(finish, DNS_TIMEOUT_MS);
+    sock.on('message', (reply) => {
+      const a = parseDnsAnswers(reply);
+      if (!a || a.id !== id || a.question !== q.name) return;
+      finish();
       for (const ans of a.answers) pin(q.name, ans.address, ans.ttl);
+      reply.writeUInt16BE(q.id, 0);
       toWorker({ kind: 'dns-reply', address: m.address, port: m.port, message: reply });
     });
-    sock.on('error', () => (clearTimeout(timer), sock.close()));
-    sock.send(query, 53, upstream[0]);
+    sock.on('error', finish);
+    sock.connect(53, upstream[0], () => sock.send(buildDnsQuery(id, q)));
   });
 
-  const applied = path.join(path.dirname(cfg.policyFile), 'egress-policy.applied');
-  const markApplied = (text: string) => {
-    const tmp = `${applied}.${process.pid}`;
-    fs.rmSync(tmp, { force: true });
-    fs.writeFileSync(tmp, text, { flag: 'wx', mode: 0o644 });
-    fs.renameSync(tmp, applied);
+  // The control socket: a new policy, one JSON line, answered once applied. Only the user who started the
+  // gateway may speak to it (root, or that user): not the box's uid it runs as from here on.
+  const owner = process.getuid!();
+  const applyPolicy = (p: unknown) => {
+    const policy = (p as { policy?: EgressPolicy } | null)?.policy;
+    if (!policy || typeof policy !== 'object') throw new Error('the message holds no policy');
+    matcher = new PolicyMatcher(parsePolicy(policy), hosts);
+    // What the new policy closes is closed now, not when the connection ends.
+    for (const c of open) if (!matcher.decide(c.d).allowed) c.inner.resetAndDestroy();
+    for (const [k, f] of flows) if (!matcher.decide(f.dst).allowed) (f.sock.close(), flows.delete(k));
   };
-  markApplied(JSON.stringify(cfg.policy) + '\n');
-  process.on('SIGHUP', () => {
+  fs.rmSync(controlSocket(dir), { force: true });
+  const control = net.createServer((c) => {
     try {
-      const text = fs.readFileSync(cfg.policyFile, 'utf8');
-      matcher = new PolicyMatcher(parsePolicy(JSON.parse(text)), hostAddresses());
-      // What the new policy closes is closed now, not when the connection ends.
-      for (const c of open) if (!decide(c.d).allowed) c.inner.resetAndDestroy();
-      markApplied(text);
-      log('policy reloaded');
-    } catch (e) {
-      log(`policy not reloaded, the last one stays: ${(e as Error).message}`);
+      if (peerCred(c).uid !== owner) return c.destroy();
+    } catch {
+      return c.destroy();
     }
+    let buf = '';
+    let answered = false;
+    c.on('data', (d) => {
+      if (answered) return; // one policy per connection
+      buf += d;
+      if (buf.length > 1 << 20) return c.destroy();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      answered = true;
+      try {
+        applyPolicy(JSON.parse(buf.slice(0, nl)));
+        log('policy applied');
+        c.end('{"ok":true}\n');
+      } catch (e) {
+        c.end(JSON.stringify({ error: (e as Error).message }) + '\n');
+      }
+    });
+    c.on('error', () => c.destroy());
   });
+  await new Promise<void>((resolve, reject) => {
+    control.once('error', reject);
+    control.listen(controlSocket(dir), resolve);
+  });
+  fs.chmodSync(controlSocket(dir), 0o600);
   const quit = () => {
     try {
       process.kill(ready.passtPid, 'SIGTERM');

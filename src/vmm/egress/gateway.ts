@@ -1,9 +1,11 @@
 // The egress gateway of a box with an outbound policy: a helper process (detached, like passt) that runs the box's
 // passt inside a network namespace whose only way out is the gateway itself, and lets through what the policy
 // allows — TCP connections and UDP datagrams it makes again from the host, DNS names it resolves and pins to the
-// addresses their answers gave. Everything it denies becomes an event (events.ts). The policy is re-read on SIGHUP,
-// so a change applies to a running box; connections it no longer allows are cut.
+// addresses their answers gave. Everything it denies becomes an event (events.ts). A new policy comes over its
+// control socket (in the box's folder, which the VMM never sees), so a change applies to a running box;
+// connections it no longer allows are cut.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compiledModule } from '../../util/package-root.js';
@@ -12,19 +14,17 @@ import type { PortMapping } from '../../core/network.js';
 import { helperPid, startHelper, stopHelper } from '../helpers.js';
 import type { JailIdentity } from '../jail.js';
 import { PASST, passtArgs, passtLog, type PasstSpec } from '../passt.js';
-import { writeFileAtomic } from '../../util/fs.js';
-import { signal } from '../../util/proc.js';
+import { checkPeer } from '../peer.js';
 
 const NAME = 'egress';
 export const GATEWAY_MARK = '--boxlite-egress';
 export const egressLog = (dir: string) => path.join(dir, 'egress.log');
-/** In the folder the box's uid owns (the home may be closed to it): the gateway re-reads it on SIGHUP. */
-export const policyFile = (netDir: string) => path.join(netDir, 'egress-policy.json');
+/** Where the gateway takes a new policy: made before it gives up root, in the box's folder (not in its VMM's view). */
+export const controlSocket = (dir: string) => path.join(dir, 'egress.sock');
 
 export interface GatewayConfig {
   box: string;
   policy: EgressPolicy;
-  policyFile: string;
   /** DNS servers the gateway asks; empty: the host's (from /etc/resolv.conf). */
   upstream: string[];
   /** TCP forwards: the gateway listens on the host port and reaches passt's listener inside the namespace. */
@@ -38,7 +38,6 @@ export interface EgressSpec {
   box: string;
   policy: EgressPolicy;
   passt: PasstSpec;
-  netDir: string;
 }
 
 export function egressPid(dir: string): number | null {
@@ -59,13 +58,10 @@ export async function startEgress(s: EgressSpec): Promise<number> {
   const inner = passtArgs({ ...s.passt, ports: tcp.map((p) => ({ ...p, hostIp: '127.0.0.1' })) });
   // Not root: the gateway runs as root of a user namespace of its own, where passt must be told to stay that uid.
   const args = root ? inner : ['--runas', '0:0', ...inner];
-  writeFileAtomic(policyFile(s.netDir), JSON.stringify(s.policy) + '\n', 0o644);
-  writeFileAtomic(netDirFile(s.dir), s.netDir, 0o600);
   fs.writeFileSync(passtLog(s.dir), '', { mode: 0o600 });
   const config: GatewayConfig = {
     box: s.box,
     policy: s.policy,
-    policyFile: policyFile(s.netDir),
     upstream: s.passt.dns,
     forwards: tcp,
     passt: { command: PASST, args, log: passtLog(s.dir), socket: s.passt.socket ?? path.join(s.dir, 'net.sock') },
@@ -86,24 +82,36 @@ export async function startEgress(s: EgressSpec): Promise<number> {
   });
 }
 
-/** Where this run's gateway reads its policy (kept in the box's folder, which only boxlite writes). */
-const netDirFile = (dir: string) => path.join(dir, 'egress-netdir');
-
-/** The policy text the gateway has applied, written back by it after each (re)load. */
-export const appliedFile = (netDir: string) => path.join(netDir, 'egress-policy.applied');
-
-/** A new policy for a running box: written where its gateway reads it; resolves once the gateway applies it. */
+/** A new policy for a running box, applied by its gateway before this resolves; false when no gateway runs. */
 export async function reloadEgress(dir: string, policy: EgressPolicy): Promise<boolean> {
   const pid = egressPid(dir);
   if (!pid) return false;
-  const netDir = fs.readFileSync(netDirFile(dir), 'utf8');
-  const text = JSON.stringify(policy) + '\n';
-  writeFileAtomic(policyFile(netDir), text, 0o644);
-  signal(pid, 'SIGHUP');
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
-    try {
-      if (fs.readFileSync(appliedFile(netDir), 'utf8') === text) return true;
-    } catch {}
+  const sock = net.connect(controlSocket(dir));
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer in 10 s')), 10_000);
+      let buf = '';
+      sock.once('connect', () => {
+        try {
+          checkPeer(sock, pid, 'the egress gateway');
+        } catch (e) {
+          return reject(e);
+        }
+        sock.write(JSON.stringify({ policy }) + '\n');
+      });
+      sock.on('data', (d) => {
+        buf += d;
+        if (buf.includes('\n')) (clearTimeout(timer), resolve(buf.slice(0, buf.indexOf('\n'))));
+      });
+      sock.once('error', (e) => (clearTimeout(timer), reject(e)));
+      sock.once('close', () => (clearTimeout(timer), reject(new Error('it closed the connection'))));
+    });
+    const r = JSON.parse(reply) as { ok?: boolean; error?: string };
+    if (!r.ok) throw new Error(r.error ?? 'it refused the policy');
+    return true;
+  } catch (e) {
+    throw new Error(`the egress gateway (pid ${pid}) did not apply the new policy: ${(e as Error).message}; see ${egressLog(dir)}`);
+  } finally {
+    sock.destroy();
   }
-  throw new Error(`the egress gateway (pid ${pid}) did not apply the new policy within 10 s: see ${egressLog(dir)}`);
 }

@@ -64,6 +64,7 @@ export interface DnsQuestion {
   id: number;
   name: string;
   type: number;
+  cls: number;
   /** Offset just past the question. */
   end: number;
 }
@@ -88,18 +89,32 @@ function readName(m: Buffer, at: number): { name: string; next: number } | null 
       continue;
     }
     if (len > 63 || at + 1 + len > m.length) return null;
-    labels.push(m.subarray(at + 1, at + 1 + len).toString('latin1'));
+    const label = m.subarray(at + 1, at + 1 + len).toString('latin1');
+    // Host name characters only: a dot inside a label would be checked as one name and sent on as another, and
+    // control characters would reach the terminal of whoever reads the events.
+    if (!/^[A-Za-z0-9_-]+$/.test(label)) return null;
+    labels.push(label);
     at += 1 + len;
   }
   return null;
 }
 
-/** The one question of a query; null for anything else (responses, several questions, garbage). */
+/** The one question of a standard query; null for anything else (responses, updates and notifies, records
+ *  beyond the question but for one EDNS record, garbage). */
 export function parseDnsQuery(m: Buffer): DnsQuestion | null {
-  if (m.length < 12 || m[2] & 0x80 || m.readUInt16BE(4) !== 1) return null;
+  if (m.length < 12 || m[2] & 0xf8 || m.readUInt16BE(4) !== 1 || m.readUInt16BE(6) || m.readUInt16BE(8) || m.readUInt16BE(10) > 1) return null;
   const n = readName(m, 12);
-  if (!n || n.next + 4 > m.length) return null;
-  return { id: m.readUInt16BE(0), name: n.name, type: m.readUInt16BE(n.next), end: n.next + 4 };
+  if (!n || !n.name || n.next + 4 > m.length) return null;
+  return { id: m.readUInt16BE(0), name: n.name, type: m.readUInt16BE(n.next), cls: m.readUInt16BE(n.next + 2), end: n.next + 4 };
+}
+
+/** A fresh query for a checked question: what goes upstream is exactly what the policy judged. */
+export function buildDnsQuery(id: number, q: Pick<DnsQuestion, 'name' | 'type' | 'cls'>): Buffer {
+  const labels = q.name.split('.').flatMap((l) => [Buffer.from([l.length]), Buffer.from(l, 'latin1')]);
+  const tail = Buffer.alloc(5);
+  tail.writeUInt16BE(q.type, 1);
+  tail.writeUInt16BE(q.cls, 3);
+  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, tail]);
 }
 
 /** "No such name" for a query, as the box's resolver gives for names outside its policy. */
@@ -107,7 +122,7 @@ export function dnsRefusal(query: Buffer, q: DnsQuestion): Buffer {
   const r = Buffer.from(query.subarray(0, q.end));
   r.writeUInt16BE(0x8180 | (query.readUInt16BE(2) & 0x0100) | 3, 2); // response, RD copied, RA, NXDOMAIN
   r.writeUInt32BE(0x00010000, 4); // one question, no answers
-  r.writeUInt32BE(0, 8);
+  r.writeUInt32BE(0, 8); // no authority, no additional records (an EDNS record of the query is not echoed)
   return r;
 }
 

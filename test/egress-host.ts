@@ -7,6 +7,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { CA_NAME, LeafIssuer, makeBoxCa } from '../src/vmm/egress/certs.js';
+
+export const HTTPS_NAME = 'secure.egress.test';
 
 export interface EgressHosts {
   /** Outside-looking addresses; dns is the first one. */
@@ -15,6 +18,8 @@ export interface EgressHosts {
   /** The host's own end of the link (an address of the host). */
   hostIp: string;
   dns: string;
+  /** The CA of the HTTPS server at ips[0]:8443 (HTTPS_NAME). */
+  caFile: string;
   httpPort: number;
   udpPort: number;
   /** name → [address, ttl seconds]; names not listed get NXDOMAIN. */
@@ -28,12 +33,16 @@ const SERVER = `
 const http = require('node:http');
 const dgram = require('node:dgram');
 const fs = require('node:fs');
-const [namesFile, countFile, ...ips] = process.argv.slice(2);
+const https = require('node:https');
+const [namesFile, countFile, keyFile, certFile, ...ips] = process.argv.slice(2);
 const counts = {};
 let ready = 0;
-const up = () => ++ready === ips.length * 2 + 1 && console.log('ready');
+const up = () => ++ready === ips.length * 2 + 2 && console.log('ready');
+// /echo answers what arrived: the request line's URL and the headers.
+const serve = (ip) => (q, r) => (q.url.startsWith('/echo') ? r.end(JSON.stringify({ host: ip, url: q.url, headers: q.headers })) : r.end('host ' + ip + '\\n'));
+https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, serve(ips[0])).listen(8443, ips[0], up);
 for (const ip of ips) {
-  http.createServer((q, r) => r.end('host ' + ip + '\\n')).listen(8080, ip, up);
+  http.createServer(serve(ip)).listen(8080, ip, up);
   const u = dgram.createSocket('udp4');
   u.on('message', (m, r) => u.send('echo ' + m, r.port, r.address));
   u.bind(7, ip, up);
@@ -78,6 +87,13 @@ export async function startEgressHosts(): Promise<EgressHosts> {
   const namesFile = path.join(dir, 'names.json');
   const countFile = path.join(dir, 'counts.json');
   fs.writeFileSync(namesFile, '{}');
+  // HTTPS at the first address as secure.egress.test, with a CA of the test's own (the file `caFile`).
+  const ca = makeBoxCa('egress-test');
+  const leaf = new LeafIssuer(ca, `${CA_NAME} (egress-test)`);
+  const caFile = path.join(dir, 'ca.pem');
+  fs.writeFileSync(caFile, ca.certPem);
+  fs.writeFileSync(path.join(dir, 'key.pem'), leaf.keyPem);
+  fs.writeFileSync(path.join(dir, 'cert.pem'), leaf.certFor(HTTPS_NAME));
   const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
   let server: ChildProcess | undefined;
   const stop = () => {
@@ -95,7 +111,7 @@ export async function startEgressHosts(): Promise<EgressHosts> {
     sh(`ip netns exec ${ns} sh -c '${addrs} && ip link set ${nsIf} up && ip link set lo up'`);
     const script = path.join(dir, 'server.cjs');
     fs.writeFileSync(script, SERVER);
-    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, namesFile, countFile, ...ips, privateIp], { stdio: ['ignore', 'pipe', 'inherit'] });
+    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, namesFile, countFile, path.join(dir, 'key.pem'), path.join(dir, 'cert.pem'), ...ips, privateIp], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       server!.stdout!.once('data', () => resolve());
       server!.once('exit', (c) => reject(new Error(`the test hosts' servers exited (${c})`)));
@@ -105,6 +121,7 @@ export async function startEgressHosts(): Promise<EgressHosts> {
       privateIp,
       hostIp,
       dns: ips[0],
+      caFile,
       httpPort: 8080,
       udpPort: 7,
       setNames: (names) => {

@@ -31,6 +31,7 @@ const BOX_OPTS: Record<string, OptionSpec> = {
   network: { value: true, help: 'default (outbound NAT and DNS) or none (loopback only)' },
   'net-allow': { value: true, multiple: true, help: 'allow outbound to a domain, *.domain, IP or CIDR, optionally :PORT[/udp]; any allow rule denies everything else' },
   'net-deny': { value: true, multiple: true, help: 'deny outbound to a domain, *.domain, IP or CIDR, optionally :PORT[/udp]' },
+  secret: { value: true, multiple: true, help: 'NAME@HOST[,HOST]: the box sees a placeholder in $NAME, replaced in HTTP(S) requests to HOST by the value of $NAME here (read at each start, never stored)' },
   dns: { value: true, multiple: true, help: "a DNS server for the box (default: the host's resolver)" },
   volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume (NAME:/path[:ro]) or a host folder or file (/host/path:/path[:ro], ./rel:/path)' },
 };
@@ -56,6 +57,14 @@ export function parseVolumes(specs: string[] = []): Pick<CreateOptions, 'volumes
   return { ...(volumes.length ? { volumes } : {}), ...(binds.length ? { binds } : {}) };
 }
 
+/** --secret NAME@HOST[,HOST]: the value comes from $NAME of the process that starts the box, never from argv. */
+function parseSecretFlag(spec: string): NonNullable<CreateOptions['secrets']>[number] {
+  const at = spec.indexOf('@');
+  if (at <= 0 || at === spec.length - 1) throw new UsageError(`--secret "${spec}": expected NAME@HOST[,HOST] (the value is read from the environment variable NAME)`);
+  const name = spec.slice(0, at);
+  return { name, env: name, hosts: spec.slice(at + 1).split(',') };
+}
+
 function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
   const pull = o.pull as string | undefined;
   if (pull !== undefined && !['missing', 'always', 'never'].includes(pull)) throw new UsageError(`--pull must be missing, always or never (got "${pull}")`);
@@ -65,6 +74,7 @@ function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
     network: o.network as CreateOptions['network'],
     dns: o.dns as string[] | undefined,
     egress: { allow: (o['net-allow'] as string[] | undefined) ?? [], deny: (o['net-deny'] as string[] | undefined) ?? [] },
+    secrets: ((o.secret as string[] | undefined) ?? []).map(parseSecretFlag),
     onPullProgress: new LayerBars().update,
     name: o.name as string | undefined,
     env: parseEnv(o.env as string[] | undefined),

@@ -174,3 +174,56 @@ export class PolicyMatcher {
     return allowed ? { allowed: true, rule: `allow ${allowed.text}` } : { allowed: false, rule: 'no allow rule names it' };
   }
 }
+
+/** Where a secret's value comes from; the value itself is never recorded. */
+export type SecretSource = { env: string } | { file: string } | { sdk: true };
+
+export interface SecretRef {
+  name: string;
+  /** Domains or *.domains the value may be sent to. */
+  hosts: string[];
+  /** What the guest's environment holds in its place. */
+  placeholder: string;
+  source: SecretSource;
+}
+
+/** A secret as callers give it: its value directly (the SDK), or where to read it at each start. */
+export interface SecretInput {
+  name: string;
+  hosts: string[];
+  value?: string;
+  env?: string;
+  file?: string;
+  /** Kept by an existing box (its guest already has it). */
+  placeholder?: string;
+  /** An existing box's secret whose value its SDK program gives. */
+  sdk?: boolean;
+}
+
+const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** Checks secrets as create does; placeholders are made for new ones. */
+export function parseSecrets(list: unknown, makePlaceholder: (name: string) => string): SecretRef[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw new InvalidOptionError('secrets must be a list of { name, hosts, value | env | file }');
+  const seen = new Set<string>();
+  return list.map((s: SecretInput) => {
+    const what = `secret ${JSON.stringify(s?.name)}`;
+    if (typeof s?.name !== 'string' || !SECRET_NAME.test(s.name)) throw new InvalidOptionError(`${what}: a name is an environment variable name (letters, digits, '_'; not starting with a digit)`);
+    if (seen.has(s.name)) throw new InvalidOptionError(`${what} is given twice`);
+    seen.add(s.name);
+    if (!Array.isArray(s.hosts) || !s.hosts.length) throw new InvalidOptionError(`${what}: give the hosts it may be sent to (hosts: [api.example.com])`);
+    const hosts = s.hosts.map((h) => {
+      const r = parseRule(String(h));
+      if ((r.kind !== 'domain' && r.kind !== 'wildcard') || r.port !== undefined) throw new InvalidOptionError(`${what}: host "${h}" must be a domain or *.domain, without a port`);
+      return r.text.toLowerCase();
+    });
+    const sources = [s.value !== undefined, s.env !== undefined, s.file !== undefined, !!s.sdk].filter(Boolean).length;
+    if (sources !== 1) throw new InvalidOptionError(`${what}: give exactly one of value, env (a host environment variable) or file`);
+    if (s.value !== undefined && (typeof s.value !== 'string' || !s.value)) throw new InvalidOptionError(`${what}: its value must be a non-empty string`);
+    if (s.env !== undefined && (typeof s.env !== 'string' || !SECRET_NAME.test(s.env))) throw new InvalidOptionError(`${what}: env must name an environment variable of the host`);
+    if (s.file !== undefined && (typeof s.file !== 'string' || !s.file.startsWith('/'))) throw new InvalidOptionError(`${what}: file must be an absolute path`);
+    const source: SecretSource = s.env !== undefined ? { env: s.env } : s.file !== undefined ? { file: s.file } : { sdk: true };
+    return { name: s.name, hosts, placeholder: s.placeholder ?? makePlaceholder(s.name), source };
+  });
+}

@@ -37,6 +37,7 @@ export function runtimeOptions(project: ProjectSpec, spec: BoxSpec): Required<Om
     ports: spec.ports,
     dns: spec.dns,
     egress: spec.egress ?? { allow: [], deny: [] },
+    secrets: (spec.secrets ?? []).map((s) => ({ name: s.name, hosts: s.hosts, ...s.source })),
     env: spec.env,
     workingDir: spec.workingDir,
     user: spec.user,

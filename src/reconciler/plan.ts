@@ -18,7 +18,7 @@ export const FIELD_GROUPS = {
   recreate: ['image', 'setup'],
   disk: ['diskMib'],
   restart: ['cpus', 'memoryMib', 'ports', 'network', 'dns', 'volumes', 'command'],
-  live: ['env', 'workingDir', 'user', 'egress', 'healthcheck', 'restart', 'dependsOn', 'snapshots'],
+  live: ['env', 'workingDir', 'user', 'egress', 'secrets', 'healthcheck', 'restart', 'dependsOn', 'snapshots'],
 } as const satisfies Record<string, readonly (keyof BoxSpec)[]>;
 export type FieldGroup = keyof typeof FIELD_GROUPS;
 
@@ -121,6 +121,7 @@ function describeValue(field: string, v: unknown): string {
   if (field === 'memoryMib' || field === 'diskMib') return formatMib(v as number);
   if (field === 'ports') return (v as BoxSpec['ports']).map(formatPort).join(', ').replace(/:\?->/g, ':auto->') || '(none)';
   if (field === 'command' || field === 'setup') return JSON.stringify(v);
+  if (field === 'secrets') return (v as NonNullable<BoxSpec['secrets']>).map((s) => `${s.name} → ${s.hosts.join(',')} (from ${'env' in s.source ? `$${s.source.env}` : s.source.file})`).join(', ') || '(none)';
   if (field === 'egress') {
     const e = v as NonNullable<BoxSpec['egress']>;
     return [...e.allow.map((r) => `allow ${r}`), ...e.deny.map((r) => `deny ${r}`)].join(', ');
@@ -247,9 +248,11 @@ export function plan(project: ProjectSpec, observed: ObservedBox[], volumes: Obs
       if (shrink) notes.push(`disks only grow (${formatMib(applied.diskMib)} → ${formatMib(spec.diskMib)}): a smaller disk means a new box`);
     } else {
       // The first network rules, or the removal of the last, change the path the box's traffic takes: a restart.
-      const egressFlip = !!applied.egress !== !!spec.egress;
-      const restartChanges = diffFields(applied, spec, [...FIELD_GROUPS.disk, ...FIELD_GROUPS.restart, ...(egressFlip ? (['egress'] as const) : [])]);
-      const liveChanges = diffFields(applied, spec, FIELD_GROUPS.live.filter((f) => !(egressFlip && f === 'egress')));
+      const gateway = (b: Partial<BoxSpec>) => !!b.egress || !!b.secrets?.length;
+      const flip = gateway(applied) !== gateway(spec);
+      const boundary = (f: string) => f === 'egress' || f === 'secrets';
+      const restartChanges = diffFields(applied, spec, [...FIELD_GROUPS.disk, ...FIELD_GROUPS.restart, ...(flip ? (['egress', 'secrets'] as const) : [])]);
+      const liveChanges = diffFields(applied, spec, FIELD_GROUPS.live.filter((f) => !(flip && boundary(f))));
       const volumeGrows = spec.volumes.filter((m) => m.type === 'volume' && grown.has(m.source)).map((m) => m.source);
       changes = [...restartChanges, ...liveChanges];
       if (restartChanges.length || volumeGrows.length) {

@@ -7,7 +7,9 @@ import { GUEST_NET } from '../core/network.js';
 import { BootError, BoxStateError, QemuMissingError } from '../core/errors.js';
 import { noteAccel } from '../vmm/accel.js';
 import { startPasst } from '../vmm/passt.js';
-import { startEgress } from '../vmm/egress/gateway.js';
+import { configureEgress, startEgress } from '../vmm/egress/gateway.js';
+import { gatewaySettings } from './secrets.js';
+import { needsGateway } from './options.js';
 import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
 import { stopHelpers } from '../vmm/helpers.js';
@@ -171,13 +173,17 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
   const vols = volumeDisks(ctx, rec);
   const binds = rec.options.binds ?? [];
   const box = await confine(ctx, rec, { assets, disk, volumes: vols.disks.map((d) => d.path), kvm: accel.accel === 'kvm' });
+  // Secrets' values are read before anything starts: one that cannot be read fails the start, and says why.
+  const settings = net && needsGateway(rec.options) ? gatewaySettings(dir, rec) : null;
   for (let attempt = 1; ; attempt++) {
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     dropTopAliases(dir); // names only the last run's VM used
     try {
       const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as };
-      if (net && rec.options.egress) await startEgress({ dir, box: rec.name, policy: rec.options.egress, passt });
-      else if (net) await startPasst(passt);
+      if (net && settings) {
+        await startEgress({ dir, box: rec.name, policy: settings.policy, passt });
+        if (settings.secrets) await configureEgress(dir, settings);
+      } else if (net) await startPasst(passt);
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {
       stopHelpers(dir);

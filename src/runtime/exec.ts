@@ -1,5 +1,6 @@
 // Running things in a box through its agent: processes (started, attached to, waited for), and tar streams in
 // and out of its file system.
+import { secretEnv } from './secrets.js';
 import { PassThrough } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { ExecError, TimeoutError } from '../core/errors.js';
@@ -41,7 +42,7 @@ async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opt
     const i = kv.indexOf('=');
     if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
   }
-  Object.assign(env, rec.options.env, opts.env);
+  Object.assign(env, secretEnv(rec), rec.options.env, opts.env);
   try {
     const res = await client.call<{ execId: string; pid: number }>('execution', 'exec', {
       argv,

@@ -11,8 +11,9 @@ import { stopHelpers } from '../vmm/helpers.js';
 import { collectLayers, dependentsOf } from './layers.js';
 import { unconfine } from './confine.js';
 import { ensureDisk } from './disks.js';
-import { asCreateOptions, EGRESS_FIELD, LIVE_FIELDS, validateOptions, type Reconfigure } from './options.js';
-import { reloadEgress } from '../vmm/egress/gateway.js';
+import { asCreateOptions, EGRESS_FIELDS, LIVE_FIELDS, needsGateway, validateOptions, type Reconfigure } from './options.js';
+import { configureEgress } from '../vmm/egress/gateway.js';
+import { gatewaySettings, rememberValues } from './secrets.js';
 
 const sameJson = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 import { boxStatus, isRunning } from './status.js';
@@ -102,21 +103,29 @@ export async function removeBox(ctx: RuntimeContext, id: string, opts: { force?:
 
 /** Changes a box's settings. Boot-time ones (cpus, memory, network, ports, dns, volumes) need it stopped. */
 export async function reconfigureBox(ctx: RuntimeContext, id: string, change: Reconfigure): Promise<void> {
+  rememberValues(id, change.secrets);
   await withBoxLock(ctx, id, async () => {
     const rec = ctx.records.get(id);
     const given = Object.entries(change).filter(([, v]) => v !== undefined);
     const running = boxStatus(ctx, rec).state === 'running';
-    const merged = validateOptions({ ...asCreateOptions(rec.name, rec.options), ...Object.fromEntries(given) });
-    // A policy changes in place when the box's gateway runs; adding the first rules or removing the last needs a
-    // restart, since only then does its network go through (or around) a gateway.
-    const egressLive = running && !!rec.options.egress && !!merged.egress;
-    const bootTime = given.map(([k]) => k).filter((k) => !LIVE_FIELDS.has(k) && !(k === EGRESS_FIELD && (egressLive || sameJson(rec.options.egress, merged.egress))));
+    // A secret the box had keeps its placeholder: its guest's processes already hold it.
+    const had = new Map((rec.options.secrets ?? []).map((s) => [s.name, s.placeholder]));
+    if (change.secrets) change = { ...change, secrets: change.secrets.map((s) => ({ ...s, placeholder: s.placeholder ?? had.get(s.name) })) };
+    const merged = validateOptions({ ...asCreateOptions(rec.name, rec.options), ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) });
+    // Rules and secrets change in place when the box's gateway runs; the first of them, or the removal of the last,
+    // needs a restart, since only then does its network go through (or around) a gateway.
+    const gatewayLive = running && needsGateway(rec.options) && needsGateway(merged);
+    const same = (k: string) => sameJson((rec.options as unknown as Record<string, unknown>)[k], (merged as unknown as Record<string, unknown>)[k]);
+    const bootTime = given.map(([k]) => k).filter((k) => !LIVE_FIELDS.has(k) && !(EGRESS_FIELDS.has(k) && (gatewayLive || same(k))));
     if (bootTime.length && running) {
       throw new BoxStateError(`box ${rec.name} is running: ${bootTime.join(', ')} can only change while it is stopped ('boxlite stop ${rec.name}')`);
     }
     for (const m of merged.volumes ?? []) ctx.volumes.get(m.volume);
+    rememberValues(id, change.secrets);
+    const next = { ...rec, options: merged };
+    // The gateway is told first: a secret whose value cannot be read here changes nothing.
+    if (gatewayLive && !(same('egress') && same('secrets'))) await configureEgress(ctx.home.boxDir(id), gatewaySettings(ctx.home.boxDir(id), next));
     await ctx.records.update(id, (r) => ({ ...r, options: merged }));
-    if (egressLive && !sameJson(rec.options.egress, merged.egress)) await reloadEgress(ctx.home.boxDir(id), merged.egress!);
   });
 }
 

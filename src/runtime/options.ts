@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { DEFAULTS, MAX_CPUS, MIN_DISK_MIB, MIN_MEMORY_MIB } from '../core/defaults.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { checkPorts, formatPort, parseDns, parsePort, type NetworkMode, type PortMapping } from '../core/network.js';
-import { hasPolicy, parsePolicy, type EgressPolicy } from '../core/egress.js';
+import { hasPolicy, parsePolicy, parseSecrets, type EgressPolicy, type SecretInput } from '../core/egress.js';
+import { makePlaceholder } from './secrets.js';
 import type { LayerProgress } from './images/index.js';
 import type { BindMount, BoxOptions, Label, LanConfig, VolumeMount } from './types.js';
 
@@ -27,6 +28,9 @@ export interface CreateOptions {
   /** Outbound policy: rules like "api.example.com", "*.github.com", "203.0.113.0/24:443". Any allow rule makes the
    *  box deny-by-default. Changes on a running box that already has a policy apply at once. */
   egress?: Partial<EgressPolicy>;
+  /** Secrets the guest never holds: its env has a placeholder, replaced in HTTP(S) requests to the listed hosts.
+   *  [{ name, hosts, value }] (or env / file: read on the host at each start). */
+  secrets?: SecretInput[];
   name?: string;
   cpus?: number;
   memoryMib?: number;
@@ -48,11 +52,11 @@ export interface CreateOptions {
 }
 
 /** What can change on an existing box: boot-time settings only while it is stopped. */
-export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'egress' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan' | 'binds'>>;
+export type Reconfigure = Partial<Pick<CreateOptions, 'cpus' | 'memoryMib' | 'network' | 'ports' | 'dns' | 'egress' | 'secrets' | 'volumes' | 'env' | 'workingDir' | 'user' | 'lan' | 'binds'>>;
 /** Read at each exec, so they change on a running box. */
 export const LIVE_FIELDS = new Set(['env', 'workingDir', 'user']);
 /** Applied to a running box by its egress gateway, when it has one (a box without a policy has none until it restarts). */
-export const EGRESS_FIELD = 'egress';
+export const EGRESS_FIELDS = new Set(['egress', 'secrets']);
 
 const MOUNT_POINT = /^\/[^\s,]*$/;
 const HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
@@ -63,6 +67,9 @@ function mountPoint(target: string, what: string): string {
   }
   return target.replace(/\/+$/, '');
 }
+
+/** Whether a box's network goes through an egress gateway: it has rules or secrets. */
+export const needsGateway = (o: Pick<BoxOptions, 'egress' | 'secrets'>) => !!o.egress || !!o.secrets?.length;
 
 /** Checks and normalises a box's options; throws an InvalidOptionError naming the option and the fix. */
 export function validateOptions(o: CreateOptions): BoxOptions {
@@ -89,6 +96,8 @@ export function validateOptions(o: CreateOptions): BoxOptions {
   checkPorts(ports, o.name ?? 'new box');
   const dns = parseDns(o.dns ?? []);
   const egress = parsePolicy(o.egress);
+  const secrets = parseSecrets(o.secrets, makePlaceholder);
+  if (network === 'none' && secrets.length) throw new InvalidOptionError('a box with network "none" sends no requests, so it takes no secrets: remove them or the network setting');
   if (network === 'none' && hasPolicy(egress)) throw new InvalidOptionError('a box with network "none" reaches nothing, so it takes no allow or deny rules: remove them or the network setting');
   const volumes = (o.volumes ?? []).map((m) => ({ volume: m.volume, target: mountPoint(m.target, `volume ${m.volume}`), readOnly: !!m.readOnly }));
   const binds = (o.binds ?? []).map((b) => {
@@ -107,6 +116,7 @@ export function validateOptions(o: CreateOptions): BoxOptions {
   return {
     cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns,
     ...(hasPolicy(egress) ? { egress } : {}),
+    ...(secrets.length ? { secrets } : {}),
     ...(volumes.length ? { volumes } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
     ...(o.lan && network !== 'none' ? { lan: { ...o.lan } } : {}),
@@ -118,6 +128,6 @@ export function validateOptions(o: CreateOptions): BoxOptions {
 export function asCreateOptions(name: string, o: BoxOptions): CreateOptions {
   return {
     cpus: o.cpus, memoryMib: o.memoryMib, diskSizeMib: o.diskSizeMib, env: o.env, workingDir: o.workingDir, user: o.user,
-    network: o.network, ports: o.ports, dns: o.dns, egress: o.egress, volumes: o.volumes, hostname: o.hostname, lan: o.lan, binds: o.binds, name,
+    network: o.network, ports: o.ports, dns: o.dns, egress: o.egress, secrets: o.secrets?.map((s) => ({ name: s.name, hosts: s.hosts, placeholder: s.placeholder, ...s.source })), volumes: o.volumes, hostname: o.hostname, lan: o.lan, binds: o.binds, name,
   };
 }

@@ -17,6 +17,7 @@ import { boxMetrics, type BoxMetrics } from './metrics.js';
 import { boxStatus, type BoxStatus } from './status.js';
 import { createBox } from './create.js';
 import { startBox, type StartOptions } from './boot.js';
+import { installGuestCa } from './guest-ca.js';
 import { pauseBox } from './memory.js';
 import { growVolume, reconfigureBox, removeBox, renameBox, resizeBox, stopBox, updateLabel, type StopOptions } from './lifecycle.js';
 import { attachTo, downloadTar, execIn, networkStats, processState, spawnIn, startDetached, uploadTar, type ExecInput, type NetworkStats } from './exec.js';
@@ -127,8 +128,9 @@ export class Runtime {
   }
 
   /** Boots a box, or continues a paused one from its saved memory (cold: boot it from its disk instead). */
-  start(id: string, opts: StartOptions = {}): Promise<void> {
-    return startBox(this.ctx, id, opts);
+  async start(id: string, opts: StartOptions = {}): Promise<void> {
+    await startBox(this.ctx, id, opts);
+    await installGuestCa(this.ctx, id);
   }
 
   /** Saves a running box's memory and ends its VM; start (or an exec) continues it where it was. */

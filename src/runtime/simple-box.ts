@@ -49,6 +49,8 @@ export interface SimpleBoxOptions {
   network?: NetworkMode | { mode: 'enabled' | 'disabled'; allowNet?: string[] };
   /** boxlite's outbound policy: allow and deny rules. */
   egress?: CreateOptions['egress'];
+  /** BoxLite's secrets: [{ name, value, hosts }]; the box sees a placeholder, the value goes only to the hosts. */
+  secrets?: CreateOptions['secrets'];
   dns?: string[];
   pull?: CreateOptions['pull'];
   /** Remove the box when it stops (default true, as BoxLite). */
@@ -62,10 +64,9 @@ export interface SimpleBoxOptions {
   runtime?: Runtime;
 }
 
-const KNOWN = new Set(['image', 'rootfsPath', 'name', 'cpus', 'memoryMib', 'diskSizeGb', 'diskSizeMib', 'env', 'workingDir', 'user', 'hostname', 'volumes', 'binds', 'ports', 'network', 'egress', 'dns', 'pull', 'autoRemove', 'keep', 'reuseExisting', 'detach', 'runtime']);
+const KNOWN = new Set(['image', 'rootfsPath', 'name', 'cpus', 'memoryMib', 'diskSizeGb', 'diskSizeMib', 'env', 'workingDir', 'user', 'hostname', 'volumes', 'binds', 'ports', 'network', 'egress', 'secrets', 'dns', 'pull', 'autoRemove', 'keep', 'reuseExisting', 'detach', 'runtime']);
 /** BoxLite options with no counterpart here yet: refused by name rather than silently ignored. */
 const NOT_HERE: Record<string, string> = {
-  secrets: 'secrets at the network boundary are not available in this boxlite yet',
   security: "the jail is always on here (see 'boxlite doctor'); its limits are not set per box",
   entrypoint: 'a box has no main process here: run it with exec (or a project box\'s command)',
   cmd: 'a box has no main process here: run it with exec (or a project box\'s command)',
@@ -121,6 +122,7 @@ export function createOptions(o: SimpleBoxOptions): CreateOptions {
     network,
     // BoxLite's allowNet is the allow list; boxlite's own egress option adds deny rules.
     egress: parsePolicy({ allow: [...allow, ...(o.egress?.allow ?? [])], deny: o.egress?.deny ?? [] }),
+    ...(o.secrets ? { secrets: o.secrets } : {}),
     dns: o.dns,
     pull: o.pull,
   };

@@ -6,6 +6,7 @@ import { tailLines } from '../util/fs.js';
 import { passtPid } from '../vmm/passt.js';
 import { relayPid } from '../vmm/udp-relay.js';
 import { egressPid } from '../vmm/egress/gateway.js';
+import { needsGateway } from './options.js';
 import type { VmExit } from '../vmm/engine.js';
 import type { RuntimeContext } from './context.js';
 import type { BoxRecord, BoxState, ExitInfo } from './types.js';
@@ -25,7 +26,7 @@ export function boxStatus(ctx: RuntimeContext, rec: BoxRecord): BoxStatus {
   const vm = ctx.engine.status(dir);
   if (vm.kind === 'running') {
     const udp = (rec.ports ?? []).some((p) => p.protocol === 'udp');
-    const network = rec.options.network === 'none' ? 'none' : passtPid(dir) && (!udp || relayPid(dir)) && (!rec.options.egress || egressPid(dir)) ? 'ok' : 'degraded';
+    const network = rec.options.network === 'none' ? 'none' : passtPid(dir) && (!udp || relayPid(dir)) && (!needsGateway(rec.options) || egressPid(dir)) ? 'ok' : 'degraded';
     return { state: 'running', pid: vm.pid, network };
   }
   return { state: 'exited', exit: explainExit(ctx, rec, vm) };

@@ -1,7 +1,7 @@
 // The shapes of what the runtime keeps under the home folder: box records and what they are made of. A leaf:
 // every other runtime module may import it, and it imports only core types.
 import type { NetworkMode, PortMapping } from '../core/network.js';
-import type { EgressPolicy } from '../core/egress.js';
+import type { EgressPolicy, SecretRef } from '../core/egress.js';
 
 /** What a box's image says about how to run it, honoured the way `docker run` honours it. */
 export interface ImageConfig {
@@ -57,6 +57,8 @@ export interface BoxOptions {
   dns: string[];
   /** Outbound policy (absent: none; the box's traffic goes straight through passt). */
   egress?: EgressPolicy;
+  /** Secrets put into requests at the network boundary: where each value comes from, never the value. */
+  secrets?: SecretRef[];
   /** Named volumes mounted into the box. */
   volumes?: VolumeMount[];
   /** The guest's host name; default the box's name. */

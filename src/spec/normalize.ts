@@ -8,7 +8,7 @@ import { SpecError, suggest, type SpecProblem } from './errors.js';
 import { keyOffset, nodeAt, showPath, type Problem } from './explain.js';
 import { parseDurationMs, parseSizeMib } from '../core/units.js';
 import { checkPorts, parseDns, parsePort } from '../core/network.js';
-import { hasPolicy, parseRule } from '../core/egress.js';
+import { hasPolicy, parseRule, parseSecrets } from '../core/egress.js';
 import { DEFAULT_VOLUME_MIB, DEFAULTS, MIN_DISK_MIB, MIN_MEMORY_MIB, MIN_VOLUME_MIB } from '../core/defaults.js';
 import { HEALTH_DEFAULTS, type BoxSpec, type MountSpec, type ProjectSpec } from './types.js';
 
@@ -76,6 +76,13 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
     const mode: 'default' | 'none' = (netObj ? netObj.mode : b.network) ?? 'default';
     const rules = (kind: 'allow' | 'deny') => ((netObj?.[kind] ?? []) as unknown[]).map((r, i) => guard(P('network', kind, i), () => parseRule(String(r)).text)).filter((r) => r !== undefined);
     const egress = { allow: rules('allow'), deny: rules('deny') };
+    const secrets: NonNullable<BoxSpec['secrets']> = [];
+    for (const [sn, sv] of Object.entries<any>(b.secrets ?? {})) {
+      const source = sv.env !== undefined ? { env: String(sv.env) } : { file: path.resolve(ctx.dir, String(sv.file)) };
+      const ok = guard(P('secrets', sn), () => parseSecrets([{ name: sn, hosts: sv.hosts, ...source }], () => 'x'.repeat(16)));
+      if (ok) secrets.push({ name: sn, hosts: ok[0].hosts, source });
+    }
+    if (mode === 'none' && secrets.length) at(P('secrets'), 'a box with network mode "none" sends no requests, so it takes no secrets: remove them or the mode');
     if (mode === 'none' && hasPolicy(egress)) at(P('network'), 'a box with network mode "none" reaches nothing, so it takes no allow or deny rules: remove them or the mode');
     if (mode === 'none' && ports.length) at(P('ports'), 'a box with network "none" cannot publish ports: remove them or the network setting');
     guard(P('ports'), () => checkPorts(ports, bn));
@@ -151,6 +158,7 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
       user: b.user ?? '',
       network: mode,
       ...(hasPolicy(egress) ? { egress } : {}),
+      ...(secrets.length ? { secrets } : {}),
       dns,
       volumes: mounts,
       ports,

@@ -38,6 +38,8 @@ export interface BoxSpec {
   network: NetworkMode;
   /** Outbound rules (absent when the box has none). */
   egress?: EgressPolicy;
+  /** Secrets and where their values come from (absent when the box has none). */
+  secrets?: { name: string; hosts: string[]; source: { env: string } | { file: string } }[];
   dns: string[];
   volumes: MountSpec[];
   ports: PortMapping[];

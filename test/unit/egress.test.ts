@@ -1,6 +1,8 @@
 // Outbound policy without VMs: rule parsing, the decision for a destination, and the wire formats the gateway
 // reads from a guest (IPv4/UDP, DNS) fed malformed and hostile input; the capped events file.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +10,7 @@ import { parsePolicy, parseRule, PolicyMatcher, type Destination } from '../../s
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
 import { EventWriter, readEvents, type EgressEvent } from '../../src/vmm/egress/events.js';
+import { clientHelloName, RequestRewriter } from '../../src/vmm/egress/inject.js';
 
 describe('rules', () => {
   it.each([
@@ -184,5 +187,60 @@ describe('events file', () => {
     const ports = kept.map((k) => Number(k.destination.split(':')[1]));
     expect(ports).toEqual(ports.map((_, i) => ports[0] + i)); // contiguous, newest last
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('secret injection (the request rewriter)', () => {
+  const secret = { name: 'KEY', placeholder: 'boxlite-secret-KEY-0123456789abcdef', hosts: ['api.example.com', '*.svc.example'], value: 'sk-real' };
+  async function run(host: string, chunks: string[]): Promise<{ out: string; misuse: unknown[]; error?: string }> {
+    const misuse: unknown[] = [];
+    const rw = new RequestRewriter(host, [secret], (m) => misuse.push(m));
+    let out = '';
+    rw.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    const done = new Promise<string | undefined>((resolve) => (rw.on('end', () => resolve(undefined)), rw.on('error', (e) => resolve(e.message))));
+    for (const c of chunks) rw.write(Buffer.from(c, 'latin1'));
+    rw.end();
+    return { out, misuse, error: await done };
+  }
+  const P = secret.placeholder;
+
+  it('replaces the placeholder in the request line and headers, for its hosts, across chunk boundaries', async () => {
+    const req = `GET /v1?key=${P} HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer ${P}\r\n\r\n`;
+    const r = await run('api.example.com', [req.slice(0, 20), req.slice(20, 47), req.slice(47)]);
+    expect(r.out).toBe(req.split(P).join('sk-real'));
+    expect((await run('x.svc.example', [req])).out).toContain('Bearer sk-real');
+  });
+
+  it('leaves bodies alone, framed by Content-Length or chunks, and rewrites the next request on the connection', async () => {
+    const body = `{"k":"${P}"}`;
+    const one = `POST /a HTTP/1.1\r\nContent-Length: ${body.length}\r\nX: ${P}\r\n\r\n${body}`;
+    const two = `POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=${P} HTTP/1.1\r\n\r\n`;
+    const r = await run('api.example.com', [one, two]);
+    expect(r.out).toBe(`POST /a HTTP/1.1\r\nContent-Length: ${body.length}\r\nX: sk-real\r\n\r\n${body}POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=sk-real HTTP/1.1\r\n\r\n`);
+  });
+
+  it('refuses the placeholder to any other host, and reports it', async () => {
+    const r = await run('evil.example.org', [`GET /?k=${P} HTTP/1.1\r\n\r\n`]);
+    expect(r.error).toBe('secret KEY is not for evil.example.org');
+    expect(r.misuse).toEqual([{ secret: 'KEY', host: 'evil.example.org' }]);
+    expect(r.out).not.toContain('sk-real');
+    expect((await run('svc.example', [`GET /?k=${P} HTTP/1.1\r\n\r\n`])).error).toBeDefined(); // the wildcard's apex is not covered
+  });
+
+  it('refuses an endless head or a malformed length', async () => {
+    expect((await run('api.example.com', ['GET / HTTP/1.1\r\n' + 'X: y\r\n'.repeat(20000)])).error).toBe('request head too long');
+    expect((await run('api.example.com', ['POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n'])).error).toBe('bad content-length');
+  });
+
+  it('reads the server name of a real TLS ClientHello, and says when bytes are not TLS', async () => {
+    // What node's own client sends, caught by a plain TCP server.
+    const first = await new Promise<Buffer>((resolve) => {
+      const srv = net.createServer((c) => c.once('data', (d: Buffer) => (resolve(d), c.destroy(), srv.close()))).listen(0, '127.0.0.1', () => {
+        tls.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'api.example.com' }).on('error', () => {});
+      });
+    });
+    expect(clientHelloName(first)).toBe('api.example.com');
+    expect(clientHelloName(first.subarray(0, 30))).toBeNull();
+    expect(clientHelloName(Buffer.from('GET / HTTP/1.1\r\n'))).toBeUndefined();
   });
 });

@@ -123,7 +123,6 @@ describe("BoxLite's SimpleBox programs", () => {
     expect(() => new SimpleBox({ image, network: { mode: 'enabled', allowNet: ['api..openai.com'] } })).toThrow('network rule "api..openai.com"');
     expect(() => new SimpleBox({ image, network: { mode: 'enabled', allowNet: 'api.openai.com' } } as never)).toThrow('network.allowNet must be a list');
     expect(createOptions({ image, network: { mode: 'enabled', allowNet: ['api.openai.com', '*.github.com:443'] } }).egress).toEqual({ allow: ['api.openai.com', '*.github.com:443'], deny: [] });
-    expect(() => new SimpleBox({ image, secrets: [] } as never)).toThrow('SimpleBox option "secrets"');
     expect(() => new SimpleBox({ image, network: { mode: 'on' } } as never)).toThrow('network.mode must be "enabled" or "disabled"');
     expect(() => new SimpleBox({})).toThrow('give image');
     expect(() => new SimpleBox({ image }).id).toThrow('no box yet');

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 export interface EgressEvent {
   time: string;
   box: string;
-  kind: 'connection' | 'datagram' | 'dns';
+  /** secret: a request carried a secret's placeholder to a host the secret is not for. */
+  kind: 'connection' | 'datagram' | 'dns' | 'secret';
   action: 'deny';
   /** The rule or reason that decided. */
   rule: string;
@@ -67,7 +68,7 @@ export function readEvents(dir: string): EgressEvent[] {
 
 /** Denials so far, by kind (for inspect). */
 export function eventCounts(dir: string): Record<EgressEvent['kind'], number> {
-  const counts = { connection: 0, datagram: 0, dns: 0 };
+  const counts = { connection: 0, datagram: 0, dns: 0, secret: 0 };
   for (const e of readEvents(dir)) if (e.kind in counts) counts[e.kind]++;
   return counts;
 }

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { parsePolicy, PolicyMatcher, type Destination, type EgressPolicy } from '../../core/egress.js';
+import { parsePolicy, PolicyMatcher, type Destination } from '../../core/egress.js';
 import { peerCred } from '../peer.js';
 import { HELPERS_DIR } from '../helpers.js';
 import { EventWriter, eventsFile, type EgressEvent } from './events.js';
@@ -15,7 +15,9 @@ import { libc, originalDestination, sockaddrIn } from './libc.js';
 import type { FromNetns, ToNetns } from './netns.js';
 import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4, type Udp4 } from './wire.js';
 import { randomInt } from 'node:crypto';
-import { controlSocket, GATEWAY_MARK } from './gateway.js';
+import { controlSocket, GATEWAY_MARK, type GatewaySettings } from './gateway.js';
+import { LeafIssuer } from './certs.js';
+import { intercept, type Interception, type LiveSecret } from './inject.js';
 
 const MAX_CONNECTIONS = 1024;
 const MAX_FLOWS = 1024;
@@ -29,6 +31,8 @@ const MAX_PINNED_NAMES = 65536;
 /** The same denial is reported once in this long. */
 const REPEAT_MS = 10_000;
 const MAX_EVENTS_PER_S = 100;
+/** With secrets, how long a connection waits for the box to speak first before it is carried as it is. */
+const SERVER_FIRST_MS = 1000;
 
 const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
 
@@ -111,7 +115,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   fs.writeFileSync(path.join(dir, HELPERS_DIR, 'passt.pid'), `${ready.passtPid}\n${cfg.passt.socket}\n`, { mode: 0o600 });
 
   // TCP: every connection passt makes arrives here; the kernel says where it was going.
-  const open = new Set<{ inner: net.Socket; outer: net.Socket; d: Destination }>();
+  const open = new Set<{ inner: net.Socket; d: Destination }>();
   const server = net.createServer({ pauseOnConnect: true }, (inner) => {
     const fd = (inner as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
     const dst = originalDestination(fd);
@@ -123,9 +127,29 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
       report({ kind: 'connection', rule: verdict.rule, destination: `${dst.ip}:${dst.port}`, protocol: 'tcp' });
       return inner.resetAndDestroy();
     }
-    const outer = net.connect({ host: dst.ip, port: dst.port });
-    const entry = { inner, outer, d };
+    const entry = { inner, d };
     open.add(entry);
+    if (live.secrets.length && live.issuer) {
+      // Secrets: the first bytes say what this is (HTTPS to whom, HTTP, else); a protocol whose server speaks
+      // first gets nothing from the box for a second, and is then carried as it is.
+      const x: Interception = {
+        issuer: live.issuer,
+        secrets: live.secrets,
+        onMisuse: (m) => report({ kind: 'secret', rule: `secret ${m.secret} is not for ${m.host}`, destination: `${m.host} (${dst.ip}:${dst.port})`, protocol: 'tcp' }),
+      };
+      const go = (first: Buffer) => {
+        clearTimeout(timer);
+        inner.off('data', go);
+        inner.pause();
+        intercept(inner, first, dst, d.names, x, () => open.delete(entry));
+      };
+      const timer = setTimeout(() => go(Buffer.alloc(0)), SERVER_FIRST_MS);
+      inner.on('data', go);
+      inner.on('close', () => (clearTimeout(timer), open.delete(entry)));
+      inner.resume();
+      return;
+    }
+    const outer = net.connect({ host: dst.ip, port: dst.port });
     // A failure resets the box's side; a clean end travels through the pipes, so what is in flight still arrives.
     const fail = () => {
       open.delete(entry);
@@ -249,10 +273,17 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   // The control socket: a new policy, one JSON line, answered once applied. Only the user who started the
   // gateway may speak to it (root, or that user): not the box's uid it runs as from here on.
   const owner = process.getuid!();
+  let live: { secrets: LiveSecret[]; issuer?: LeafIssuer; caCert?: string } = { secrets: [] };
   const applyPolicy = (p: unknown) => {
-    const policy = (p as { policy?: EgressPolicy } | null)?.policy;
-    if (!policy || typeof policy !== 'object') throw new Error('the message holds no policy');
-    matcher = new PolicyMatcher(parsePolicy(policy), hosts);
+    const m = p as GatewaySettings | null;
+    if (!m?.policy || typeof m.policy !== 'object') throw new Error('the message holds no policy');
+    matcher = new PolicyMatcher(parsePolicy(m.policy), hosts);
+    const secrets = Array.isArray(m.secrets) ? m.secrets : [];
+    for (const s of secrets) {
+      if (typeof s?.value !== 'string' || typeof s.placeholder !== 'string' || s.placeholder.length < 16 || !Array.isArray(s.hosts)) throw new Error('a secret is malformed');
+    }
+    if (m.ca && m.ca.certPem !== live.caCert) live = { ...live, issuer: new LeafIssuer(m.ca, m.ca.name), caCert: m.ca.certPem };
+    live = { ...live, secrets };
     // What the new policy closes is closed now, not when the connection ends.
     for (const c of open) if (!matcher.decide(c.d).allowed) c.inner.resetAndDestroy();
     for (const [k, f] of flows) if (!matcher.decide(f.dst).allowed) (f.sock.close(), flows.delete(k));

@@ -15,6 +15,8 @@ import { helperPid, startHelper, stopHelper } from '../helpers.js';
 import type { JailIdentity } from '../jail.js';
 import { PASST, passtArgs, passtLog, type PasstSpec } from '../passt.js';
 import { checkPeer } from '../peer.js';
+import type { BoxCa } from './certs.js';
+import type { LiveSecret } from './inject.js';
 
 const NAME = 'egress';
 export const GATEWAY_MARK = '--boxlite-egress';
@@ -31,6 +33,14 @@ export interface GatewayConfig {
   forwards: PortMapping[];
   passt: { command: string; args: string[]; log: string; socket: string };
   as: JailIdentity | null;
+}
+
+/** What a running gateway is told over its control socket: the policy, and the secrets with their values and the
+ *  box's CA (never on its command line, never in a file it can reach after it gives up root). */
+export interface GatewaySettings {
+  policy: EgressPolicy;
+  secrets?: LiveSecret[];
+  ca?: BoxCa & { name: string };
 }
 
 export interface EgressSpec {
@@ -82,8 +92,8 @@ export async function startEgress(s: EgressSpec): Promise<number> {
   });
 }
 
-/** A new policy for a running box, applied by its gateway before this resolves; false when no gateway runs. */
-export async function reloadEgress(dir: string, policy: EgressPolicy): Promise<boolean> {
+/** New settings for a running gateway, applied before this resolves; false when no gateway runs. */
+export async function configureEgress(dir: string, settings: GatewaySettings): Promise<boolean> {
   const pid = egressPid(dir);
   if (!pid) return false;
   const sock = net.connect(controlSocket(dir));
@@ -97,7 +107,7 @@ export async function reloadEgress(dir: string, policy: EgressPolicy): Promise<b
         } catch (e) {
           return reject(e);
         }
-        sock.write(JSON.stringify({ policy }) + '\n');
+        sock.write(JSON.stringify(settings) + '\n');
       });
       sock.on('data', (d) => {
         buf += d;

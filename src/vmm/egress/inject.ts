@@ -1,0 +1,231 @@
+// Secrets the guest never holds: its environment has a placeholder, and the gateway puts the real value into HTTP
+// requests — the request line (the URL's query) and the headers — that go to a host the secret names. HTTPS to
+// such a host is terminated with a certificate of the box's own CA and made again to the real host (its
+// certificate checked as any client would). A request that carries a placeholder anywhere else is refused.
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { Transform, type TransformCallback } from 'node:stream';
+import { ruleCoversName, parseRule } from '../../core/egress.js';
+import type { LeafIssuer } from './certs.js';
+
+export interface LiveSecret {
+  name: string;
+  placeholder: string;
+  /** Domains, or *.domains. */
+  hosts: string[];
+  value: string;
+}
+
+const MAX_HEAD = 64 * 1024;
+
+export const secretCovers = (s: LiveSecret, host: string) => s.hosts.some((h) => ruleCoversName(parseRule(h), host));
+
+/** The server name of a TLS ClientHello, if the bytes start with one (and hold it whole). */
+export function clientHelloName(b: Buffer): string | null | undefined {
+  // undefined: not TLS at all; null: TLS without a name (or not all of it yet).
+  if (b.length < 5 || b[0] !== 0x16 || b[1] !== 0x03) return undefined;
+  const end = Math.min(b.length, 5 + b.readUInt16BE(3));
+  let at = 5;
+  if (at + 4 > end || b[at] !== 0x01) return null;
+  at += 4 + 2 + 32; // handshake header, version, random
+  if (at + 1 > end) return null;
+  at += 1 + b[at]; // session id
+  if (at + 2 > end) return null;
+  at += 2 + b.readUInt16BE(at); // cipher suites
+  if (at + 1 > end) return null;
+  at += 1 + b[at]; // compression methods
+  if (at + 2 > end) return null;
+  const extEnd = Math.min(end, at + 2 + b.readUInt16BE(at));
+  at += 2;
+  while (at + 4 <= extEnd) {
+    const type = b.readUInt16BE(at);
+    const len = b.readUInt16BE(at + 2);
+    at += 4;
+    if (type === 0 && at + 5 <= extEnd && b[at + 2] === 0) {
+      const n = b.readUInt16BE(at + 3);
+      if (at + 5 + n > extEnd) return null;
+      const host = b.subarray(at + 5, at + 5 + n).toString('latin1').toLowerCase();
+      return /^[a-z0-9.-]+$/.test(host) ? host : null;
+    }
+    at += len;
+  }
+  return null;
+}
+
+export const looksLikeHttp = (b: Buffer) => /^[A-Z]{3,10} [^ ]+ HTTP\/1\.[01]\r?\n/.test(b.subarray(0, 2048).toString('latin1')) || /^[A-Z]{3,10} [^\r\n ]*$/.test(b.subarray(0, 2048).toString('latin1'));
+
+export type Misuse = { secret: string; host: string };
+
+/**
+ * The box's side of one HTTP/1.x connection, request by request: each head has the placeholders of the secrets
+ * that cover `host` replaced by their values; a placeholder of any other secret makes `onMisuse` fire and the
+ * stream fail. Bodies pass as they are (framed by Content-Length or chunked encoding); after an upgrade or
+ * CONNECT, everything passes.
+ */
+export class RequestRewriter extends Transform {
+  private buf: Buffer = Buffer.alloc(0);
+  private mode: 'head' | 'body' | 'chunks' | 'raw' = 'head';
+  private left = 0;
+  private chunkState: 'size' | 'data' | 'crlf' | 'trailers' = 'size';
+
+  constructor(
+    private readonly host: string,
+    private readonly secrets: LiveSecret[],
+    private readonly onMisuse: (m: Misuse) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    try {
+      this.drain();
+      done();
+    } catch (e) {
+      done(e as Error);
+    }
+  }
+
+  private drain(): void {
+    while (this.buf.length) {
+      if (this.mode === 'raw') return this.emit1(this.buf.length);
+      if (this.mode === 'body') {
+        const n = Math.min(this.left, this.buf.length);
+        this.emit1(n);
+        this.left -= n;
+        if (this.left === 0) this.mode = 'head';
+        continue;
+      }
+      if (this.mode === 'chunks') {
+        if (!this.chunked()) return;
+        continue;
+      }
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (this.buf.length > MAX_HEAD) throw new Error('request head too long');
+        return;
+      }
+      const head = this.rewrite(this.buf.subarray(0, end + 4).toString('latin1'));
+      this.buf = this.buf.subarray(end + 4);
+      this.push(Buffer.from(head, 'latin1'));
+      const lines = head.split('\r\n');
+      const header = (n: string) => lines.find((l) => l.toLowerCase().startsWith(`${n}:`))?.slice(n.length + 1).trim().toLowerCase();
+      if (/^CONNECT /.test(lines[0]) || header('upgrade')) this.mode = 'raw';
+      else if (header('transfer-encoding')?.includes('chunked')) (this.mode = 'chunks'), (this.chunkState = 'size');
+      else {
+        const len = Number(header('content-length') ?? 0);
+        if (!Number.isSafeInteger(len) || len < 0) throw new Error('bad content-length');
+        if (len > 0) (this.mode = 'body'), (this.left = len);
+      }
+    }
+  }
+
+  /** One step of chunked framing; false when more bytes are needed. */
+  private chunked(): boolean {
+    if (this.chunkState === 'data') {
+      const n = Math.min(this.left, this.buf.length);
+      this.emit1(n);
+      this.left -= n;
+      if (this.left === 0) this.chunkState = 'crlf';
+      return true;
+    }
+    const eol = this.buf.indexOf('\r\n');
+    if (eol < 0) {
+      if (this.buf.length > MAX_HEAD) throw new Error('chunk line too long');
+      return false;
+    }
+    const line = this.buf.subarray(0, eol).toString('latin1');
+    this.emit1(eol + 2);
+    if (this.chunkState === 'crlf') this.chunkState = 'size';
+    else if (this.chunkState === 'size') {
+      const size = parseInt(line.split(';')[0], 16);
+      if (!Number.isSafeInteger(size) || size < 0) throw new Error('bad chunk size');
+      if (size === 0) this.chunkState = 'trailers';
+      else (this.chunkState = 'data'), (this.left = size);
+    } else if (line === '') this.mode = 'head'; // the empty line after the trailers ends the body
+    return true;
+  }
+
+  private emit1(n: number): void {
+    this.push(this.buf.subarray(0, n));
+    this.buf = this.buf.subarray(n);
+  }
+
+  private rewrite(head: string): string {
+    for (const s of this.secrets) {
+      if (!head.includes(s.placeholder)) continue;
+      if (!secretCovers(s, this.host)) {
+        this.onMisuse({ secret: s.name, host: this.host });
+        throw new Error(`secret ${s.name} is not for ${this.host}`);
+      }
+      head = head.split(s.placeholder).join(s.value);
+    }
+    return head;
+  }
+}
+
+/** Whether any placeholder shows in these bytes (for traffic the gateway does not rewrite). */
+export const carriesPlaceholder = (b: Buffer, secrets: LiveSecret[]) => secrets.find((s) => b.includes(s.placeholder));
+
+/** Ends the box's connection with a plain 403 saying why (it never reaches the outside). */
+export function refuse(inner: net.Socket | tls.TLSSocket, why: string): void {
+  const body = `boxlite: ${why}\n`;
+  inner.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+export interface Interception {
+  issuer: LeafIssuer;
+  secrets: LiveSecret[];
+  onMisuse: (m: Misuse) => void;
+}
+
+/**
+ * Carries one connection whose first bytes are in `first`: HTTPS to a host a secret covers is terminated and made
+ * again; plain HTTP is rewritten; anything else passes. `names` are the names the destination was resolved from.
+ */
+export function intercept(inner: net.Socket, first: Buffer, dst: { ip: string; port: number }, names: string[], x: Interception, done: () => void): void {
+  const covered = (host: string) => names.includes(host) && x.secrets.some((s) => secretCovers(s, host));
+  const sni = clientHelloName(first);
+  inner.unshift(first);
+  if (typeof sni === 'string' && covered(sni)) {
+    // The name must be one the box resolved to this address: a ClientHello naming an API host sent to an address
+    // of the guest's choosing gets no secret.
+    const box = new tls.TLSSocket(inner, { isServer: true, ALPNProtocols: ['http/1.1'], secureContext: tls.createSecureContext({ key: x.issuer.keyPem, cert: x.issuer.certFor(sni) }) });
+    const out = tls.connect({ host: dst.ip, port: dst.port, servername: sni, ALPNProtocols: ['http/1.1'] });
+    return join(box, out, new RequestRewriter(sni, x.secrets, x.onMisuse), done);
+  }
+  const out = net.connect({ host: dst.ip, port: dst.port });
+  if (sni === undefined && looksLikeHttp(first)) {
+    const host = names.find((n) => covered(n)) ?? names[0] ?? dst.ip;
+    return join(inner, out, new RequestRewriter(host, x.secrets, x.onMisuse), done);
+  }
+  // Neither HTTP nor HTTPS to a secret's host: passed on, but a placeholder in it is still refused.
+  const watch = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      const s = carriesPlaceholder(chunk, x.secrets);
+      if (s) {
+        x.onMisuse({ secret: s.name, host: names[0] ?? dst.ip });
+        return cb(new Error('placeholder'));
+      }
+      cb(null, chunk);
+    },
+  });
+  join(inner, out, watch, done);
+}
+
+function join(box: net.Socket, out: net.Socket, rewrite: Transform, done: () => void): void {
+  let finished = false;
+  const fail = () => {
+    if (finished) return;
+    finished = true;
+    box.destroy();
+    out.destroy();
+    done();
+  };
+  rewrite.on('error', () => (box.writable ? refuse(box, 'this request was refused by the box\'s network policy (see boxlite events)') : box.destroy(), out.destroy(), finished || ((finished = true), done())));
+  box.on('error', fail);
+  out.on('error', fail);
+  out.on('close', () => (finished || ((finished = true), done())));
+  box.pipe(rewrite).pipe(out).pipe(box);
+  box.resume();
+}

@@ -219,7 +219,7 @@ export function parseSecrets(list: unknown, makePlaceholder: (name: string) => s
       return r.text.toLowerCase();
     });
     const sources = [s.value !== undefined, s.env !== undefined, s.file !== undefined, !!s.sdk].filter(Boolean).length;
-    if (sources !== 1) throw new InvalidOptionError(`${what}: give exactly one of value, env (a host environment variable) or file`);
+    if (sources !== 1) throw new InvalidOptionError(`${what}: give exactly one source: env (a host environment variable) or file (from the SDK: value)`);
     if (s.value !== undefined && (typeof s.value !== 'string' || !s.value)) throw new InvalidOptionError(`${what}: its value must be a non-empty string`);
     if (s.env !== undefined && (typeof s.env !== 'string' || !SECRET_NAME.test(s.env))) throw new InvalidOptionError(`${what}: env must name an environment variable of the host`);
     if (s.file !== undefined && (typeof s.file !== 'string' || !s.file.startsWith('/'))) throw new InvalidOptionError(`${what}: file must be an absolute path`);

@@ -78,9 +78,10 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
     const egress = { allow: rules('allow'), deny: rules('deny') };
     const secrets: NonNullable<BoxSpec['secrets']> = [];
     for (const [sn, sv] of Object.entries<any>(b.secrets ?? {})) {
-      const source = sv.env !== undefined ? { env: String(sv.env) } : { file: path.resolve(ctx.dir, String(sv.file)) };
-      const ok = guard(P('secrets', sn), () => parseSecrets([{ name: sn, hosts: sv.hosts, ...source }], () => 'x'.repeat(16)));
-      if (ok) secrets.push({ name: sn, hosts: ok[0].hosts, source });
+      const source = sv.env !== undefined ? { env: String(sv.env) } : sv.file !== undefined ? { file: path.resolve(ctx.dir, String(sv.file)) } : {};
+      const both = sv.env !== undefined && sv.file !== undefined ? { file: String(sv.file) } : {};
+      const ok = guard(P('secrets', sn), () => parseSecrets([{ name: sn, hosts: sv.hosts, ...source, ...both }], () => 'x'.repeat(16)));
+      if (ok) secrets.push({ name: sn, hosts: ok[0].hosts, source: source as { env: string } | { file: string } });
     }
     if (mode === 'none' && secrets.length) at(P('secrets'), 'a box with network mode "none" sends no requests, so it takes no secrets: remove them or the mode');
     if (mode === 'none' && hasPolicy(egress)) at(P('network'), 'a box with network mode "none" reaches nothing, so it takes no allow or deny rules: remove them or the mode');

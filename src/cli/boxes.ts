@@ -309,7 +309,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const networkStats = info.state === 'running' && info.network !== 'none' ? await box.networkStats().catch((e) => ({ error: (e as Error).message })) : undefined;
       const metrics = await box.metrics();
       const jail = describeJail(jailWanted(), probeJail());
-      const denied = info.options.egress ? eventCounts(rt.home.boxDir(box.id)) : undefined;
+      const denied = info.options.egress || info.options.secrets?.length ? eventCounts(rt.home.boxDir(box.id)) : undefined;
       out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
       return 0;
     },

@@ -14,7 +14,7 @@ import { BoxliteError } from '../core/errors.js';
 import { BUSYBOX } from '../core/guest.js';
 import { failpoint } from '../util/failpoint.js';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { allocateLan, syncHosts } from './lan.js';
+import { allocateLan, lanSettled, syncHosts } from './lan.js';
 import { startCommand } from './command.js';
 import { updateProjectLabel, type ProjectLabel } from './label.js';
 
@@ -185,15 +185,18 @@ async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: Li
 
   if (b.action === 'create' || b.action === 'recreate') {
     say(spec.image.startsWith('/') ? `creating from ${spec.image}` : `creating from image ${spec.image} (pulled if missing)`);
-    const box = await rt.create({
-      image: spec.image,
-      name: boxName(project.name, spec.name),
-      hostname: spec.name,
-      diskSizeMib: spec.diskMib,
-      ...opts,
-      lan: spec.network === 'none' ? undefined : allocateLan(rt, project.name, spec.name),
-      label: labelFor(project, spec, spec.setup.length ? 'pending' : 'done') as unknown as Record<string, unknown>,
-    });
+    const lan = spec.network === 'none' ? undefined : allocateLan(rt, project.name, spec.name);
+    const box = await rt
+      .create({
+        image: spec.image,
+        name: boxName(project.name, spec.name),
+        hostname: spec.name,
+        diskSizeMib: spec.diskMib,
+        ...opts,
+        lan,
+        label: labelFor(project, spec, spec.setup.length ? 'pending' : 'done') as unknown as Record<string, unknown>,
+      })
+      .finally(() => lanSettled(rt, project.name, lan));
     id = box.id;
     failpoint('up:created');
     say('booting');

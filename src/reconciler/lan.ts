@@ -13,18 +13,30 @@ import { projectLabel } from './label.js';
 export const LAN_PREFIX = '10.89.0.';
 const MARK = '# boxlite project LAN';
 
-/** A LAN NIC for a new box of the project: the lowest address no box of the project holds. */
+/** Addresses handed to boxes this process is still creating (their records do not exist yet): boxes of one
+ *  project are created in parallel, and each must get an address of its own. Other processes wait for the
+ *  project's lock. */
+const pending = new Set<string>();
+
+/** A LAN NIC for a new box of the project: the lowest address no box of the project holds. Call lanSettled with
+ *  it once the box's record exists (or its create failed). */
 export function allocateLan(rt: Runtime, project: string, box: string): LanConfig {
+  const key = (a: string) => `${rt.home.root}\0${project}\0${a}`;
   const taken = new Set(projectBoxes(rt, project).map((r) => r.options.lan?.address));
   for (let i = 2; i < 255; i++) {
     const address = `${LAN_PREFIX}${i}`;
-    if (taken.has(address)) continue;
+    if (taken.has(address) || pending.has(key(address))) continue;
+    pending.add(key(address));
     const h = createHash('sha256').update(`${project}\0${box}\0${i}`).digest();
     const mac = `52:54:01:${[h[0], h[1], i].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
     // One group per project and home: two projects (or homes) never share one.
     return { mcast: lanGroup(`${rt.home.root}\0${project}`), address, mac };
   }
   throw new BoxliteError(`project ${project} has no LAN addresses left (253 boxes): split it into smaller projects`);
+}
+
+export function lanSettled(rt: Runtime, project: string, lan: LanConfig | undefined): void {
+  if (lan) pending.delete(`${rt.home.root}\0${project}\0${lan.address}`);
 }
 
 function projectBoxes(rt: Runtime, project: string): BoxRecord[] {

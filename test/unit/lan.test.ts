@@ -1,6 +1,7 @@
 // The project LAN's pure parts: one multicast group per home and project, and the hosts lines every box gets.
 import { describe, expect, it } from 'vitest';
-import { lanHosts } from '../../src/reconciler/lan.js';
+import { allocateLan, lanHosts, lanSettled } from '../../src/reconciler/lan.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 import { lanGroup } from '../../src/core/network.js';
 import type { BoxRecord } from '../../src/runtime/types.js';
 
@@ -28,5 +29,16 @@ describe('project LAN', () => {
       '10.89.0.2 db demo.db',
       '10.89.0.10 web demo.web',
     ]);
+  });
+
+  it('gives boxes created at the same time addresses of their own, before either has a record', () => {
+    const records: BoxRecord[] = [];
+    const rt = { home: { root: '/h' }, records: { list: () => records } } as unknown as Runtime;
+    const a = allocateLan(rt, 'demo', 'app');
+    const b = allocateLan(rt, 'demo', 'peer');
+    expect([a.address, b.address]).toEqual(['10.89.0.2', '10.89.0.3']);
+    lanSettled(rt, 'demo', a);
+    lanSettled(rt, 'demo', b); // their creates failed: both free again
+    expect(allocateLan(rt, 'demo', 'again').address).toBe('10.89.0.2');
   });
 });

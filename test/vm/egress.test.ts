@@ -211,7 +211,10 @@ describe('a project box with network rules', () => {
       expect((await project.up({ wait: true })).ok).toBe(true);
       const app = rt.get('eg.app');
       expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toBe(`host ${eh.ips[3]}`);
-      expect(await fetch('http://peer/', app)).toBe('from-the-peer');
+      // The peer's command (httpd) starts with it; it may not listen yet when up returns.
+      let fromPeer = '';
+      for (let i = 0; i < 30 && fromPeer !== 'from-the-peer'; i++) fromPeer = await fetch('http://peer/', app);
+      expect(fromPeer).toBe('from-the-peer');
       const pid = app.info().pid;
       const events: WatchEvent[] = [];
       const watcher = await project.watch({ onEvent: (e) => events.push(e), pollMs: 300 });

@@ -18,11 +18,11 @@ let root: string;
 let home: string;
 
 /** The CLI run as the test user, with their own home. */
-function cliAs(args: string[], timeoutMs = scaled(150_000)): Promise<CliResult> {
+function cliAs(args: string[], timeoutMs = scaled(150_000), env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', process.execPath, CLI, ...args], {
       cwd: root,
-      env: { PATH: process.env.PATH!, HOME: root, BOXLITE_HOME: home },
+      env: { PATH: process.env.PATH!, HOME: root, BOXLITE_HOME: home, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -122,15 +122,21 @@ describe('as a normal user', () => {
     });
   }, scaled(400_000));
 
-  it('an outbound policy holds for a box of a normal user: its gateway runs as them, in a user namespace', async () => {
+  it('an outbound policy and a secret hold for a box of a normal user: its gateway runs as them, in a user namespace', async () => {
     const eh = await startEgressHosts();
     try {
-      const create = await cliAs(['create', '--name', 'policed', '-m', '192', '--disk', '128', '--dns', eh.dns, '--net-allow', `${eh.ips[0]}:8080`, path.join(root, 'rootfs')]);
+      eh.setNames({ 'api.user.test': [eh.ips[0], 60] });
+      const create = await cliAs(['create', '--name', 'policed', '-m', '192', '--disk', '128', '--dns', eh.dns, '--net-allow', `${eh.ips[0]}:8080`, '--net-allow', 'api.user.test:8080', '--secret', 'USER_KEY@api.user.test', path.join(root, 'rootfs')]);
       expect(create.code, create.stderr).toBe(0);
-      const start = await cliAs(['start', 'policed']);
+      // The secret's value comes from the environment of the command that starts the box.
+      const start = await cliAs(['start', 'policed'], scaled(150_000), { USER_KEY: 'user-secret-value' });
       expect(start.code, start.stderr).toBe(0);
       const r = await cliAs(['exec', 'policed', 'sh', '-c', `timeout 8 wget -qO- http://${eh.ips[0]}:8080/; timeout 8 wget -qO- http://${eh.ips[1]}:8080/ 2>/dev/null || echo denied`]);
       expect(r.stdout, r.stderr).toBe(`host ${eh.ips[0]}\ndenied\n`);
+      const echo = await cliAs(['exec', 'policed', 'sh', '-c', 'echo $USER_KEY; timeout 8 wget -qO- --header "X-Key: $USER_KEY" http://api.user.test:8080/echo']);
+      const [placeholder, body] = echo.stdout.split('\n');
+      expect(placeholder, echo.stderr).toMatch(/^boxlite-secret-USER_KEY-/);
+      expect(JSON.parse(body).headers['x-key']).toBe('user-secret-value');
       const events = await cliAs(['events', '--json', 'policed']);
       expect(events.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ destination: `${eh.ips[1]}:8080`, kind: 'connection' })]);
       const gateway = execFileSync('ps', ['-o', 'pid=,uid=,args=', '-e']).toString().split('\n').find((l) => l.includes('--boxlite-egress') && l.includes(home));

@@ -1,7 +1,7 @@
 // Making a box: its options validated, its source resolved (an image is pulled if needed and its shared base
 // assembled), a thin disk over that base, and its record written last — so a folder without a record is a
 // create that was interrupted, which the next create sweeps away.
-import { rememberValues } from './secrets.js';
+import { boxCa, rememberValues } from './secrets.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +40,7 @@ export async function createBox(ctx: RuntimeContext, opts: CreateOptions): Promi
       try {
         if (source.kind === 'image') await ensureDisk(ctx, rec); // a thin overlay: no image data is copied
         rememberValues(id, opts.secrets);
+        if (options.secrets?.length) boxCa(ctx.home.boxDir(id), id); // the box's own CA, made with it
         ctx.records.create(rec); // the record last: a folder without one is an interrupted create
       } catch (e) {
         fs.rmSync(ctx.home.boxDir(id), { recursive: true, force: true });

@@ -53,6 +53,10 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
   if (binds.length && !given.binds) notes.push(`host folders it mounted were dropped (${binds.map((b) => `${b.hostPath}:${b.target}`).join(', ')}): give them again with -v if you trust them`);
   if (volumes.length && !given.volumes) notes.push(`named volumes it mounted were dropped (${volumes.map((v) => v.volume).join(', ')}): give them again with -v`);
   if (o.lan) notes.push('its project LAN address was dropped: a box of a project is made by boxlite up');
+  // Where a secret's value is read on this host, and where it may go, is the user's choice: an archive naming
+  // a host file and its own host would have that file sent there.
+  const secrets = list(o.secrets, 'secrets');
+  if (secrets.length) notes.push(`its secrets were dropped (${secrets.map((s) => String(s.name)).join(', ')}): give them again with --secret if you trust where they go`);
   if (!given.ports) {
     if (ports.some((p) => p.hostPort)) notes.push('its fixed host ports were dropped (host ports are chosen at start): give them again with -p');
     // Who may reach the box is the user's choice, not the archive's: its forwards listen on loopback only.
@@ -69,6 +73,8 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
       user: o.user,
       network: o.network,
       dns: o.dns,
+      // Its outbound rules are kept: they only ever narrow what the box reaches.
+      egress: o.egress,
       hostname: o.hostname,
       name: m.name,
       ports: given.ports ?? ports.map((p) => ({ ...p, hostIp: isLoopback(p.hostIp) ? (p.hostIp ?? '127.0.0.1') : '127.0.0.1', hostPort: 0 })),

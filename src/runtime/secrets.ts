@@ -47,7 +47,7 @@ function valueOf(rec: BoxRecord, s: SecretRef): string {
   return v;
 }
 
-/** The box's CA (made at its first start with secrets): key on the host only, 0600 in the box's folder. */
+/** The box's CA (made with the box, or at its first start with secrets): key on the host only, 0600 in its folder. */
 export function boxCa(dir: string, id: string): BoxCa & { name: string } {
   const key = path.join(dir, 'ca.key');
   const cert = path.join(dir, 'ca.crt');

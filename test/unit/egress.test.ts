@@ -11,6 +11,7 @@ import { InvalidOptionError } from '../../src/core/errors.js';
 import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
 import { EventWriter, readEvents, type EgressEvent } from '../../src/vmm/egress/events.js';
 import { clientHelloName, RequestRewriter } from '../../src/vmm/egress/inject.js';
+import { checkManifest } from '../../src/runtime/foreign.js';
 
 describe('rules', () => {
   it.each([
@@ -242,5 +243,24 @@ describe('secret injection (the request rewriter)', () => {
     expect(clientHelloName(first)).toBe('api.example.com');
     expect(clientHelloName(first.subarray(0, 30))).toBeNull();
     expect(clientHelloName(Buffer.from('GET / HTTP/1.1\r\n'))).toBeUndefined();
+  });
+});
+
+describe('an imported box', () => {
+  it('keeps its outbound rules, but not its secrets: an archive does not choose what host values go where', () => {
+    const manifest = {
+      name: 'imported',
+      config: { env: [], entrypoint: [], cmd: [], workingDir: '', user: '' },
+      options: {
+        cpus: 1, memoryMib: 256, diskSizeMib: 256, env: {}, workingDir: '', user: '', network: 'default', ports: [], dns: [],
+        egress: { allow: ['api.example.com:443'], deny: [] },
+        secrets: [{ name: 'SHADOW', hosts: ['evil.example'], placeholder: 'boxlite-secret-SHADOW-0123456789abcdef', source: { file: '/etc/shadow' } }],
+      },
+    };
+    const { manifest: m, notes } = checkManifest(manifest, 'box.tar', {});
+    expect(m.options.egress).toEqual({ allow: ['api.example.com:443'], deny: [] });
+    expect(m.options.secrets).toBeUndefined();
+    expect(notes).toContain('its secrets were dropped (SHADOW): give them again with --secret if you trust where they go');
+    expect(() => checkManifest({ ...manifest, options: { ...manifest.options, egress: { allow: ['bad..rule'], deny: [] } } }, 'box.tar', {})).toThrow('has options create would refuse: network rule "bad..rule"');
   });
 });

@@ -24,6 +24,8 @@ export interface EgressHosts {
   udpPort: number;
   /** name → [address, ttl seconds]; names not listed get NXDOMAIN. */
   setNames(names: Record<string, [string, number]>): void;
+  /** What the /echo endpoints received (also answered back to the caller). */
+  seen(): { host: string; url: string; headers: Record<string, string> }[];
   /** How many queries the DNS server has answered, per name. */
   queries(): Record<string, number>;
   stop(): void;
@@ -34,15 +36,21 @@ const http = require('node:http');
 const dgram = require('node:dgram');
 const fs = require('node:fs');
 const https = require('node:https');
-const [namesFile, countFile, keyFile, certFile, ...ips] = process.argv.slice(2);
+const [namesFile, countFile, seenFile, keyFile, certFile, ...ips] = process.argv.slice(2);
 const counts = {};
 let ready = 0;
-const up = () => ++ready === ips.length * 2 + 2 && console.log('ready');
+const up = () => ++ready === ips.length * 3 + 2 && console.log('ready');
 // /echo answers what arrived: the request line's URL and the headers.
-const serve = (ip) => (q, r) => (q.url.startsWith('/echo') ? r.end(JSON.stringify({ host: ip, url: q.url, headers: q.headers })) : r.end('host ' + ip + '\\n'));
+const serve = (ip) => (q, r) => {
+  if (!q.url.startsWith('/echo')) return r.end('host ' + ip + '\\n');
+  const seen = JSON.stringify({ host: ip, url: q.url, headers: q.headers });
+  fs.appendFileSync(seenFile, seen + '\\n');
+  r.end(seen);
+};
 https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, serve(ips[0])).listen(8443, ips[0], up);
 for (const ip of ips) {
   http.createServer(serve(ip)).listen(8080, ip, up);
+  http.createServer(serve(ip)).listen(80, ip, up);
   const u = dgram.createSocket('udp4');
   u.on('message', (m, r) => u.send('echo ' + m, r.port, r.address));
   u.bind(7, ip, up);
@@ -111,7 +119,7 @@ export async function startEgressHosts(): Promise<EgressHosts> {
     sh(`ip netns exec ${ns} sh -c '${addrs} && ip link set ${nsIf} up && ip link set lo up'`);
     const script = path.join(dir, 'server.cjs');
     fs.writeFileSync(script, SERVER);
-    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, namesFile, countFile, path.join(dir, 'key.pem'), path.join(dir, 'cert.pem'), ...ips, privateIp], { stdio: ['ignore', 'pipe', 'inherit'] });
+    server = spawn('ip', ['netns', 'exec', ns, process.execPath, script, namesFile, countFile, path.join(dir, 'seen.jsonl'), path.join(dir, 'key.pem'), path.join(dir, 'cert.pem'), ...ips, privateIp], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       server!.stdout!.once('data', () => resolve());
       server!.once('exit', (c) => reject(new Error(`the test hosts' servers exited (${c})`)));
@@ -128,6 +136,7 @@ export async function startEgressHosts(): Promise<EgressHosts> {
         fs.writeFileSync(namesFile + '.tmp', JSON.stringify(names));
         fs.renameSync(namesFile + '.tmp', namesFile);
       },
+      seen: () => (fs.existsSync(path.join(dir, 'seen.jsonl')) ? fs.readFileSync(path.join(dir, 'seen.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : []),
       queries: () => (fs.existsSync(countFile) ? JSON.parse(fs.readFileSync(countFile, 'utf8')) : {}),
       stop,
     };

@@ -216,6 +216,8 @@ export function parseSecrets(list: unknown, makePlaceholder: (name: string) => s
     const hosts = s.hosts.map((h) => {
       const r = parseRule(String(h));
       if ((r.kind !== 'domain' && r.kind !== 'wildcard') || r.port !== undefined) throw new InvalidOptionError(`${what}: host "${h}" must be a domain or *.domain, without a port`);
+      // A wildcard as wide as *.com would send the value to anyone's host.
+      if (r.host.split('.').length < 2) throw new InvalidOptionError(`${what}: host "${h}" is too wide: name a domain of at least two labels (api.example.com, *.example.com)`);
       return r.text.toLowerCase();
     });
     const sources = [s.value !== undefined, s.env !== undefined, s.file !== undefined, !!s.sdk].filter(Boolean).length;

@@ -147,8 +147,10 @@ export class Runtime {
   }
 
   /** Changes a box's settings. Boot-time ones (cpus, memory, network, ports, dns, volumes) need it stopped. */
-  reconfigure(id: string, change: Reconfigure): Promise<void> {
-    return reconfigureBox(this.ctx, id, change);
+  async reconfigure(id: string, change: Reconfigure): Promise<void> {
+    await reconfigureBox(this.ctx, id, change);
+    // Secrets given to a running box: its guest trusts the box's CA from now on.
+    if (change.secrets?.length && this.status(this.record(id)).state === 'running') await installGuestCa(this.ctx, id);
   }
 
   rename(id: string, name: string): Promise<void> {

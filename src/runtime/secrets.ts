@@ -29,6 +29,13 @@ export function secretValues(rec: BoxRecord): LiveSecret[] {
 }
 
 function valueOf(rec: BoxRecord, s: SecretRef): string {
+  const v = rawValue(rec, s);
+  // It goes into header lines: a line break in it would write headers of its own.
+  if (/[\0\r\n]/.test(v)) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} holds a line break or NUL byte, which cannot go into a request header: remove it`);
+  return v;
+}
+
+function rawValue(rec: BoxRecord, s: SecretRef): string {
   const src = s.source;
   if ('env' in src) {
     const v = process.env[src.env];

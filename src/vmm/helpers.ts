@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tailLines } from '../util/fs.js';
 import { cmdlineOf, signal } from '../util/proc.js';
+import { helperEnv } from './helper-env.js';
 
 /** The folder (inside a box's folder) of its helpers' pid files; the supervisor script knows this name too. */
 export const HELPERS_DIR = 'helpers';
@@ -69,7 +70,7 @@ export async function startHelper(s: HelperSpec): Promise<number> {
   if ('file' in s.ready) fs.rmSync(s.ready.file, { force: true });
   const log = fs.openSync(s.log, 'w', 0o600);
   const byLine = 'line' in s.ready;
-  const child = spawn(s.command, s.args, { detached: true, stdio: ['ignore', byLine ? 'pipe' : log, log, ...(s.fds ?? [])] });
+  const child = spawn(s.command, s.args, { detached: true, env: helperEnv(), stdio: ['ignore', byLine ? 'pipe' : log, log, ...(s.fds ?? [])] });
   fs.closeSync(log);
   let exited: number | null = null;
   const onExit = (code: number | null) => (exited = code ?? -1);

@@ -10,6 +10,7 @@ import { QmpConnection, qmp } from './qmp.js';
 import { checkPeer } from './peer.js';
 import { driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
+import { helperEnv } from './helper-env.js';
 import { jailArgv } from './jail.js';
 import { cmdlineOf, pidFromFile, signal } from '../util/proc.js';
 import { fsyncPath } from '../util/fs.js';
@@ -123,6 +124,7 @@ export class QemuEngine implements VmEngine {
     const argv = spec.jail ? jailArgv(spec.jail, qemu) : qemu;
     const child = spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, ...argv], {
       cwd: spec.dir,
+      env: helperEnv(),
       detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
       stdio: ['ignore', log, log],
     });

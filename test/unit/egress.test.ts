@@ -10,7 +10,7 @@ import { parsePolicy, parseRule, PolicyMatcher, type Destination } from '../../s
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { buildDnsQuery, buildUdp4, dnsRefusal, parseDnsAnswers, parseDnsQuery, parseUdp4 } from '../../src/vmm/egress/wire.js';
 import { EventWriter, readEvents, type EgressEvent } from '../../src/vmm/egress/events.js';
-import { clientHelloName, RequestRewriter } from '../../src/vmm/egress/inject.js';
+import { clientHelloName, RequestRewriter, ResponseMask } from '../../src/vmm/egress/inject.js';
 import { checkManifest } from '../../src/runtime/foreign.js';
 
 describe('rules', () => {
@@ -209,15 +209,16 @@ describe('secret injection (the request rewriter)', () => {
     const req = `GET /v1?key=${P} HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer ${P}\r\n\r\n`;
     const r = await run('api.example.com', [req.slice(0, 20), req.slice(20, 47), req.slice(47)]);
     expect(r.out).toBe(req.split(P).join('sk-real'));
-    expect((await run('x.svc.example', [req])).out).toContain('Bearer sk-real');
+    expect((await run('x.svc.example', [req.replace('Host: api.example.com', 'Host: x.svc.example')])).out).toContain('Bearer sk-real');
   });
 
   it('leaves bodies alone, framed by Content-Length or chunks, and rewrites the next request on the connection', async () => {
     const body = `{"k":"${P}"}`;
-    const one = `POST /a HTTP/1.1\r\nContent-Length: ${body.length}\r\nX: ${P}\r\n\r\n${body}`;
-    const two = `POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=${P} HTTP/1.1\r\n\r\n`;
+    const H = 'Host: api.example.com\r\n';
+    const one = `POST /a HTTP/1.1\r\n${H}Content-Length: ${body.length}\r\nX: ${P}\r\n\r\n${body}`;
+    const two = `POST /b HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=${P} HTTP/1.1\r\n${H}\r\n`;
     const r = await run('api.example.com', [one, two]);
-    expect(r.out).toBe(`POST /a HTTP/1.1\r\nContent-Length: ${body.length}\r\nX: sk-real\r\n\r\n${body}POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=sk-real HTTP/1.1\r\n\r\n`);
+    expect(r.out).toBe(`POST /a HTTP/1.1\r\n${H}Content-Length: ${body.length}\r\nX: sk-real\r\n\r\n${body}POST /b HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /c?k=sk-real HTTP/1.1\r\n${H}\r\n`);
   });
 
   it('refuses the placeholder to any other host, and reports it', async () => {
@@ -226,6 +227,32 @@ describe('secret injection (the request rewriter)', () => {
     expect(r.misuse).toEqual([{ secret: 'KEY', host: 'evil.example.org' }]);
     expect(r.out).not.toContain('sk-real');
     expect((await run('svc.example', [`GET /?k=${P} HTTP/1.1\r\n\r\n`])).error).toBeDefined(); // the wildcard's apex is not covered
+  });
+
+  it('refuses a request for another host than the connection, and framing a server could read otherwise', async () => {
+    const refused = async (req: string) => (await run('api.example.com', [req])).error;
+    expect(await refused(`GET / HTTP/1.1\r\nHost: evil.example\r\nAuthorization: ${P}\r\n\r\n`)).toBe('secret KEY is not for evil.example');
+    expect(await refused(`GET http://evil.example/?k=${P} HTTP/1.1\r\nHost: api.example.com\r\n\r\n`)).toBe('secret KEY is not for api.example.com');
+    expect(await refused(`GET / HTTP/1.1\r\nHost: api.example.com\r\nHost: api.example.com\r\nX: ${P}\r\n\r\n`)).toBeDefined();
+    expect(await refused(`GET / HTTP/1.1\r\nX: ${P}\r\n\r\n`)).toBeDefined(); // no Host at all
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nX: a\nContent-Length: 5\r\n\r\n`)).toBe('bare CR or LF in the request head');
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n`)).toBe('ambiguous request framing');
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 0x10\r\n\r\n`)).toBe('bad content-length');
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length : 5\r\n\r\n`)).toBe('malformed header line');
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nX: a\r\n b\r\n\r\n`)).toBe('malformed header line');
+    expect(await refused(`POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0g10\r\n`)).toBe('bad chunk size');
+    expect(await refused(`TRACE / HTTP/1.1\r\nHost: api.example.com\r\n\r\n`)).toBe('TRACE is refused: it would echo the request');
+  });
+
+  it('masks a value a server echoes back, at its length, across chunks', async () => {
+    const mask = new ResponseMask([secret]);
+    let out = '';
+    mask.on('data', (d: Buffer) => (out += d));
+    const done = new Promise((r) => mask.on('end', r));
+    mask.write('HTTP/1.1 301 Moved\r\nLocation: https://api.example.com/?k=sk-r');
+    mask.end('eal\r\n\r\n');
+    await done;
+    expect(out).toBe('HTTP/1.1 301 Moved\r\nLocation: https://api.example.com/?k=*******\r\n\r\n');
   });
 
   it('refuses an endless head or a malformed length', async () => {

@@ -84,19 +84,25 @@ describe('secrets', () => {
     expect(await sh(`grep -rl '${VALUE}' /etc /root /tmp /proc/[0-9]*/environ 2>/dev/null; true`)).toBe('');
   });
 
-  it('puts the value into the URL and headers of HTTP requests to its host', async () => {
-    const body = await sh(`timeout 8 wget -qO- --header "Authorization: Bearer $API_KEY" "http://api.${zone}:8080/echo?key=$API_KEY" 2>&1`);
-    const seen = echoed(body);
-    expect(seen, body).toMatchObject({ url: `/echo?key=${VALUE}`, headers: { authorization: `Bearer ${VALUE}` } });
+  it('puts the value into the URL and headers of HTTP requests to its host (port 80)', async () => {
+    const body = await sh(`timeout 8 wget -qO- --header "Authorization: Bearer $API_KEY" "http://api.${zone}/echo?key=$API_KEY" 2>&1`);
+    // The host got the value; what it echoed back reached the box masked.
+    expect(eh.seen().at(-1)).toMatchObject({ url: `/echo?key=${VALUE}`, headers: { authorization: `Bearer ${VALUE}` } });
+    expect(echoed(body), body).toMatchObject({ url: `/echo?key=${'*'.repeat(VALUE.length)}` });
+    expect(body).not.toContain(VALUE);
   });
 
   it('and over HTTPS: the box trusts its own CA, the gateway checks the real server', async () => {
     const get = `require('https').get('https://${HTTPS_NAME}:8443/echo?key='+process.env.API_KEY,{headers:{'x-api-key':process.env.API_KEY}},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>console.log(b))}).on('error',e=>console.log('error',e.message))`;
     const body = await sh(`${BOX_NODE} -e "${get}"`);
-    expect(echoed(body), body).toMatchObject({ url: `/echo?key=${VALUE}`, headers: { 'x-api-key': VALUE } });
+    expect(eh.seen().at(-1)).toMatchObject({ url: `/echo?key=${VALUE}`, headers: { 'x-api-key': VALUE } });
+    expect(echoed(body), body).toMatchObject({ headers: { 'x-api-key': '*'.repeat(VALUE.length) } });
   });
 
-  it('refuses the placeholder sent to any other host, and reports it', async () => {
+  it('refuses the placeholder sent to any other host, or in plain HTTP on another port, and reports it', async () => {
+    const port8080 = await sh(`timeout 8 wget -qO- --header "X-Key: $API_KEY" "http://api.${zone}:8080/echo" 2>&1; true`);
+    expect(port8080).toMatch(/403 Forbidden|error/);
+    expect(port8080).not.toContain(VALUE);
     const body = await sh(`timeout 8 wget -qO- --header "X-Key: $API_KEY" "http://other.${zone}:8080/echo" 2>&1; true`);
     expect(body).toMatch(/403 Forbidden|error/);
     expect(body).not.toContain(VALUE);

@@ -98,7 +98,7 @@ export function makeBoxCa(box: string): BoxCa {
 export class LeafIssuer {
   private readonly caKey: KeyObject;
   private readonly leafKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  private readonly made = new Map<string, string>();
+  private readonly made = new Map<string, { cert: string; at: number }>();
   readonly keyPem: string;
   constructor(
     ca: BoxCa,
@@ -108,12 +108,12 @@ export class LeafIssuer {
     this.keyPem = this.leafKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   }
 
+  /** A certificate valid 30 days, made again after 20 (a gateway may run for months). */
   certFor(host: string): string {
-    let cert = this.made.get(host);
-    if (!cert) {
-      cert = certificate({ subject: host, issuer: this.issuer, publicKey: this.leafKey.publicKey, signer: this.caKey, days: 30, ca: false, dnsName: host });
-      this.made.set(host, cert);
-    }
+    const had = this.made.get(host);
+    if (had && Date.now() - had.at < 20 * 864e5) return had.cert;
+    const cert = certificate({ subject: host, issuer: this.issuer, publicKey: this.leafKey.publicKey, signer: this.caKey, days: 30, ca: false, dnsName: host });
+    this.made.set(host, { cert, at: Date.now() });
     return cert;
   }
 }

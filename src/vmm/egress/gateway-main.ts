@@ -115,7 +115,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
   fs.writeFileSync(path.join(dir, HELPERS_DIR, 'passt.pid'), `${ready.passtPid}\n${cfg.passt.socket}\n`, { mode: 0o600 });
 
   // TCP: every connection passt makes arrives here; the kernel says where it was going.
-  const open = new Set<{ inner: net.Socket; d: Destination }>();
+  const open = new Set<{ inner: net.Socket; d: Destination; intercepted?: boolean }>();
   const server = net.createServer({ pauseOnConnect: true }, (inner) => {
     const fd = (inner as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
     const dst = originalDestination(fd);
@@ -127,7 +127,7 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
       report({ kind: 'connection', rule: verdict.rule, destination: `${dst.ip}:${dst.port}`, protocol: 'tcp' });
       return inner.resetAndDestroy();
     }
-    const entry = { inner, d };
+    const entry: { inner: net.Socket; d: Destination; intercepted?: boolean } = { inner, d };
     open.add(entry);
     if (live.secrets.length && live.issuer) {
       // Secrets: the first bytes say what this is (HTTPS to whom, HTTP, else); a protocol whose server speaks
@@ -144,6 +144,8 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
         intercept(inner, first, dst, d.names, x, () => open.delete(entry));
       };
       const timer = setTimeout(() => go(Buffer.alloc(0)), SERVER_FIRST_MS);
+      entry.intercepted = true;
+      inner.on('error', () => inner.destroy());
       inner.on('data', go);
       inner.on('close', () => (clearTimeout(timer), open.delete(entry)));
       inner.resume();
@@ -283,6 +285,8 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
       if (typeof s?.value !== 'string' || typeof s.placeholder !== 'string' || s.placeholder.length < 16 || !Array.isArray(s.hosts)) throw new Error('a secret is malformed');
     }
     if (m.ca && m.ca.certPem !== live.caCert) live = { ...live, issuer: new LeafIssuer(m.ca, m.ca.name), caCert: m.ca.certPem };
+    // Connections carrying secrets end when the secrets change: none keeps a value it may no longer send.
+    if (JSON.stringify(secrets) !== JSON.stringify(live.secrets)) for (const c of open) if (c.intercepted) c.inner.resetAndDestroy();
     live = { ...live, secrets };
     // What the new policy closes is closed now, not when the connection ends.
     for (const c of open) if (!matcher.decide(c.d).allowed) c.inner.resetAndDestroy();
@@ -327,6 +331,8 @@ async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
     // left to flush (events are written synchronously).
     process.kill(process.pid, 'SIGKILL');
   };
+  // Whatever a guest makes one connection do, the others (and the box's network) go on.
+  process.on('uncaughtException', (e) => log(`error: ${e.message}`));
   process.on('SIGTERM', quit);
   process.on('SIGINT', quit);
   if (cfg.as && process.getuid?.() === 0) {

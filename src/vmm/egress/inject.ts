@@ -105,16 +105,23 @@ export class RequestRewriter extends Transform {
         if (this.buf.length > MAX_HEAD) throw new Error('request head too long');
         return;
       }
-      const head = this.rewrite(this.buf.subarray(0, end + 4).toString('latin1'));
+      const raw = this.buf.subarray(0, end + 4).toString('latin1');
+      const lines = strictHead(raw);
+      const head = this.rewrite(raw, lines);
       this.buf = this.buf.subarray(end + 4);
       this.push(Buffer.from(head, 'latin1'));
-      const lines = head.split('\r\n');
-      const header = (n: string) => lines.find((l) => l.toLowerCase().startsWith(`${n}:`))?.slice(n.length + 1).trim().toLowerCase();
-      if (/^CONNECT /.test(lines[0]) || header('upgrade')) this.mode = 'raw';
-      else if (header('transfer-encoding')?.includes('chunked')) (this.mode = 'chunks'), (this.chunkState = 'size');
-      else {
-        const len = Number(header('content-length') ?? 0);
-        if (!Number.isSafeInteger(len) || len < 0) throw new Error('bad content-length');
+      const all = (n: string) => lines.slice(1).filter((l) => l.slice(0, l.indexOf(':')).toLowerCase() === n).map((l) => l.slice(l.indexOf(':') + 1).trim().toLowerCase());
+      const te = all('transfer-encoding');
+      const cl = all('content-length');
+      // What the server frames differently from us could carry a replaced head into a body, or the reverse.
+      if (te.length > 1 || cl.length > 1 || (te.length && cl.length)) throw new Error('ambiguous request framing');
+      if (/^CONNECT /.test(lines[0]) || all('upgrade').length) this.mode = 'raw';
+      else if (te.length) {
+        if (te[0] !== 'chunked') throw new Error('unsupported transfer-encoding');
+        (this.mode = 'chunks'), (this.chunkState = 'size');
+      } else if (cl.length) {
+        if (!/^\d{1,15}$/.test(cl[0])) throw new Error('bad content-length');
+        const len = Number(cl[0]);
         if (len > 0) (this.mode = 'body'), (this.left = len);
       }
     }
@@ -138,8 +145,8 @@ export class RequestRewriter extends Transform {
     this.emit1(eol + 2);
     if (this.chunkState === 'crlf') this.chunkState = 'size';
     else if (this.chunkState === 'size') {
-      const size = parseInt(line.split(';')[0], 16);
-      if (!Number.isSafeInteger(size) || size < 0) throw new Error('bad chunk size');
+      if (!/^[0-9a-fA-F]{1,12}(;[^\r\n]*)?$/.test(line)) throw new Error('bad chunk size');
+      const size = parseInt(line, 16);
       if (size === 0) this.chunkState = 'trailers';
       else (this.chunkState = 'data'), (this.left = size);
     } else if (line === '') this.mode = 'head'; // the empty line after the trailers ends the body
@@ -151,16 +158,55 @@ export class RequestRewriter extends Transform {
     this.buf = this.buf.subarray(n);
   }
 
-  private rewrite(head: string): string {
+  private rewrite(head: string, lines: string[]): string {
+    const [method, target] = lines[0].split(' ');
+    if (method === 'TRACE') throw new Error('TRACE is refused: it would echo the request');
     for (const s of this.secrets) {
       if (!head.includes(s.placeholder)) continue;
-      if (!secretCovers(s, this.host)) {
-        this.onMisuse({ secret: s.name, host: this.host });
-        throw new Error(`secret ${s.name} is not for ${this.host}`);
+      // The request must be for the host the connection goes to: one Host header naming it, and a target in
+      // origin form or naming it too (a CDN routes by Host, not by address).
+      const hosts = lines.slice(1).filter((l) => /^host:/i.test(l)).map((l) => l.slice(5).trim().toLowerCase().replace(/:\d+$/, ''));
+      const authority = /^https?:\/\/([^/?#]+)/i.exec(target ?? '')?.[1]?.toLowerCase().replace(/:\d+$/, '');
+      const forHost = hosts.length === 1 && hosts[0] === this.host && (target?.startsWith('/') || authority === this.host);
+      if (!secretCovers(s, this.host) || !forHost) {
+        this.onMisuse({ secret: s.name, host: forHost ? this.host : (hosts[0] ?? authority ?? this.host) });
+        throw new Error(`secret ${s.name} is not for ${forHost ? this.host : (hosts[0] ?? authority ?? this.host)}`);
       }
       head = head.split(s.placeholder).join(s.value);
     }
     return head;
+  }
+}
+
+/** The lines of a request head, refused unless plainly framed: CRLF only, no folded lines, a token then a colon. */
+function strictHead(head: string): string[] {
+  if (/[^\r]\n|\r(?!\n)|\0/.test(head)) throw new Error('bare CR or LF in the request head');
+  const lines = head.slice(0, -4).split('\r\n');
+  if (!/^[A-Z]{3,10} \S+ HTTP\/1\.[01]$/.test(lines[0])) throw new Error('malformed request line');
+  for (const l of lines.slice(1)) if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+:/.test(l)) throw new Error('malformed header line');
+  return lines;
+}
+
+/** The box's side of the responses: a secret's value that a server echoes (a redirect, an error) is masked, at
+ *  the same length so the framing holds. Compressed bodies are not looked into. */
+export class ResponseMask extends Transform {
+  private carry: Buffer = Buffer.alloc(0);
+  private readonly values: Buffer[];
+  private readonly keep: number;
+  constructor(secrets: LiveSecret[]) {
+    super();
+    this.values = secrets.map((s) => Buffer.from(s.value, 'latin1'));
+    this.keep = Math.max(0, ...this.values.map((v) => v.length - 1));
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+    const b = Buffer.concat([this.carry, chunk]);
+    for (const v of this.values) for (let i = b.indexOf(v); i >= 0; i = b.indexOf(v, i + v.length)) b.fill(0x2a, i, i + v.length);
+    const cut = Math.max(0, b.length - this.keep);
+    this.carry = Buffer.from(b.subarray(cut));
+    done(null, b.subarray(0, cut));
+  }
+  override _flush(done: TransformCallback): void {
+    done(null, this.carry);
   }
 }
 
@@ -191,13 +237,14 @@ export function intercept(inner: net.Socket, first: Buffer, dst: { ip: string; p
     // The name must be one the box resolved to this address: a ClientHello naming an API host sent to an address
     // of the guest's choosing gets no secret.
     const box = new tls.TLSSocket(inner, { isServer: true, ALPNProtocols: ['http/1.1'], secureContext: tls.createSecureContext({ key: x.issuer.keyPem, cert: x.issuer.certFor(sni) }) });
-    const out = tls.connect({ host: dst.ip, port: dst.port, servername: sni, ALPNProtocols: ['http/1.1'] });
-    return join(box, out, new RequestRewriter(sni, x.secrets, x.onMisuse), done);
+    const out = tls.connect({ host: dst.ip, port: dst.port, servername: sni, ALPNProtocols: ['http/1.1'], rejectUnauthorized: true });
+    return join(box, out, new RequestRewriter(sni, x.secrets, x.onMisuse), done, new ResponseMask(x.secrets));
   }
   const out = net.connect({ host: dst.ip, port: dst.port });
-  if (sni === undefined && looksLikeHttp(first)) {
+  // Plain HTTP gets a value only on port 80: anywhere else a placeholder is refused like any other misuse.
+  if (sni === undefined && dst.port === 80 && looksLikeHttp(first)) {
     const host = names.find((n) => covered(n)) ?? names[0] ?? dst.ip;
-    return join(inner, out, new RequestRewriter(host, x.secrets, x.onMisuse), done);
+    return join(inner, out, new RequestRewriter(host, x.secrets, x.onMisuse), done, new ResponseMask(x.secrets));
   }
   // Neither HTTP nor HTTPS to a secret's host: passed on, but a placeholder in it is still refused.
   const watch = new Transform({
@@ -213,7 +260,7 @@ export function intercept(inner: net.Socket, first: Buffer, dst: { ip: string; p
   join(inner, out, watch, done);
 }
 
-function join(box: net.Socket, out: net.Socket, rewrite: Transform, done: () => void): void {
+function join(box: net.Socket, out: net.Socket, rewrite: Transform, done: () => void, back?: Transform): void {
   let finished = false;
   const fail = () => {
     if (finished) return;
@@ -226,6 +273,9 @@ function join(box: net.Socket, out: net.Socket, rewrite: Transform, done: () => 
   box.on('error', fail);
   out.on('error', fail);
   out.on('close', () => (finished || ((finished = true), done())));
-  box.pipe(rewrite).pipe(out).pipe(box);
+  box.on('close', () => out.destroy());
+  box.pipe(rewrite).pipe(out);
+  (back ? out.pipe(back) : out).pipe(box);
+  back?.on('error', fail);
   box.resume();
 }

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import { helperEnv } from '../helper-env.js';
 import { AF_INET, AF_PACKET, CLONE_NEWNET, ETH_P_IP, IPPROTO_RAW, libc, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, sockaddrIn } from './libc.js';
 
 export interface NetnsInput {
@@ -73,7 +74,7 @@ const htons = (n: number) => ((n & 0xff) << 8) | (n >> 8);
 async function startPasst(p: NetnsInput['passt']): Promise<number> {
   fs.rmSync(p.socket, { force: true });
   const log = fs.openSync(p.log, 'a');
-  const child = spawn(p.command, p.args, { stdio: ['ignore', log, log] });
+  const child = spawn(p.command, p.args, { env: helperEnv(), stdio: ['ignore', log, log] });
   fs.closeSync(log);
   let exited = false;
   child.on('exit', () => (exited = true));

@@ -6,9 +6,9 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { Runtime } from '../src/runtime/runtime.js';
+import { GUEST_NODE } from '../src/core/guest.js';
 
 const DOWN = 32 << 20;
-const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib /.boxlite/bin/node';
 const CLIENT = (host: string, port: number) => `
 const http = require('http');
 const get = (path) => new Promise((res, rej) => {
@@ -49,7 +49,7 @@ export async function egressBench(rt: Runtime, rootfs: string): Promise<[string,
     const box = await rt.create({ rootfs, name, memoryMib: 512, egress });
     try {
       await box.start();
-      const r = await box.exec(['sh', '-c', `${BOX_NODE} -e "$0"`, CLIENT(host, port)]);
+      const r = await box.exec(['sh', '-c', `${GUEST_NODE} -e "$0"`, CLIENT(host, port)]);
       if (r.exitCode !== 0) throw new Error(`the client in box ${name} failed: ${r.stderr.trim()}`);
       return JSON.parse(r.stdout) as { lat: number; down: number };
     } finally {

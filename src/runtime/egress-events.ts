@@ -1,7 +1,7 @@
 // A box's outbound denials as callers read them: what is in its events file, and what its gateway adds while one
 // follows (the SDK's event stream, `boxlite events -f`, and `up --watch`).
 import * as fs from 'node:fs';
-import { eventsFile, readEvents, type EgressEvent } from '../vmm/egress/events.js';
+import { eventsFile, type EgressEvent } from '../vmm/egress/events.js';
 
 export type { EgressEvent } from '../vmm/egress/events.js';
 
@@ -16,36 +16,19 @@ export interface EventsOptions {
 export async function* boxEvents(dir: string, opts: EventsOptions = {}): AsyncGenerator<EgressEvent> {
   const file = eventsFile(dir);
   const size = () => (fs.existsSync(file) ? fs.statSync(file).size : 0);
-  let pos = 0;
-  if (!opts.sinceNow) {
-    const text = fs.existsSync(file) ? fs.readFileSync(file) : Buffer.alloc(0);
-    pos = text.length;
-    yield* readEvents(dir);
-  } else pos = size();
-  if (!opts.follow) return;
-  let partial = '';
-  while (!opts.signal?.aborted) {
+  let cursor = opts.sinceNow ? size() : 0;
+  for (;;) {
+    const next = eventsSince(dir, cursor);
+    const seen = size();
+    cursor = next.cursor;
+    yield* next.events;
+    if (!opts.follow || opts.signal?.aborted) return;
     await new Promise<void>((resolve) => {
-      const done = () => (fs.unwatchFile(file, onChange), opts.signal?.removeEventListener('abort', done), resolve());
-      const onChange = () => done();
-      fs.watchFile(file, { interval: 100 }, onChange);
+      const done = () => (fs.unwatchFile(file, done), opts.signal?.removeEventListener('abort', done), resolve());
+      fs.watchFile(file, { interval: 100 }, done);
       opts.signal?.addEventListener('abort', done);
+      if (size() !== seen) done(); // written while we were yielding
     });
-    const now = size();
-    if (now < pos) pos = 0; // the gateway dropped the older half: read what is there from the start
-    if (now === pos) continue;
-    const buf = Buffer.alloc(now - pos);
-    const fd = fs.openSync(file, 'r');
-    fs.readSync(fd, buf, 0, buf.length, pos);
-    fs.closeSync(fd);
-    pos = now;
-    const lines = (partial + buf.toString()).split('\n');
-    partial = lines.pop()!;
-    for (const l of lines) {
-      try {
-        if (l) yield JSON.parse(l) as EgressEvent;
-      } catch {}
-    }
   }
 }
 

@@ -13,6 +13,7 @@ import { cleanupHome, cli, makeRootfs, quietRuntime, testHome, waitUntil } from 
 import { Project, type WatchEvent } from '../../src/index.js';
 import { startEgressHosts, type EgressHosts } from '../egress-host.js';
 import type { Box, EgressEvent, Runtime } from '../../src/runtime/runtime.js';
+import { GUEST_NODE } from '../../src/core/guest.js';
 
 let home: string;
 let rt: Runtime;
@@ -22,8 +23,7 @@ let box: Box;
 let port: number;
 let udpPort: number;
 
-const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib /.boxlite/bin/node';
-const udpCmd = (ip: string) => `${BOX_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(String(m));process.exit(0)});s.send('ping',7,'${ip}');setTimeout(()=>{console.log('no answer');process.exit(0)},3000)"`;
+const udpCmd = (ip: string) => `${GUEST_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(String(m));process.exit(0)});s.send('ping',7,'${ip}');setTimeout(()=>{console.log('no answer');process.exit(0)},3000)"`;
 
 /** The body, or "failed" (busybox wget's -T crashes; timeout bounds it instead). */
 async function fetch(url: string, from: Box = box): Promise<string> {
@@ -71,7 +71,7 @@ beforeAll(async () => {
   await box.start();
   await box.exec(['sh', '-c', 'mkdir -p /www && echo served-by-the-box > /www/index.html && httpd -p 80 -h /www']);
   const echo = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(5353)`;
-  await box.exec(['sh', '-c', `(setsid ${BOX_NODE} -e "${echo}" </dev/null >/dev/null 2>&1 &); for i in $(seq 100); do netstat -lnu | grep -q ":5353 " && break; sleep 0.1; done`]);
+  await box.exec(['sh', '-c', `(setsid ${GUEST_NODE} -e "${echo}" </dev/null >/dev/null 2>&1 &); for i in $(seq 100); do netstat -lnu | grep -q ":5353 " && break; sleep 0.1; done`]);
 });
 
 afterAll(async () => {
@@ -141,7 +141,7 @@ describe('outbound policy', () => {
     expect(eh.queries()[`api.${zone}`]).toBeGreaterThan(before); // asked upstream (A and AAAA)
     // Garbage to the resolver (a compression loop, a truncated header) and to a denied address, then a normal request.
     const junk = `const s=require('dgram').createSocket('udp4');const loop=Buffer.from([0,1,1,0,0,1,0,0,0,0,0,0,0xc0,12,0,1,0,1]);let n=0;const go=()=>{if(n++>=50)return s.close();s.send(n%2?loop:Buffer.from([1,2,3]),53,'${eh.ips[5]}',()=>s.send(Buffer.alloc(1400,n),9,'${eh.ips[4]}',go))};go()`;
-    await box.exec(['sh', '-c', `${BOX_NODE} -e "${junk}"`]);
+    await box.exec(['sh', '-c', `${GUEST_NODE} -e "${junk}"`]);
     expect(await fetch(`http://${eh.ips[3]}:8080/`)).toBe(`host ${eh.ips[3]}`);
     expect(box.info().network).toBe('ok');
     // 50 datagrams to one denied flow make one event, not 50.

@@ -13,6 +13,7 @@ import { startTestHost, type TestHost } from '../netns.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { PortInUseError } from '../../src/runtime/ports.js';
+import { GUEST_NODE } from '../../src/core/guest.js';
 
 let home: string;
 let rt: Runtime;
@@ -33,8 +34,7 @@ function freePort(): Promise<number> {
 const sh = async (box: Box, script: string) => (await box.exec(['sh', '-c', script])).stdout;
 
 // busybox has no UDP server applet here; the node runtime boxlite ships in every box serves as one.
-const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib /.boxlite/bin/node';
-const UDP_ECHO = `(setsid ${BOX_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(53)" </dev/null >/dev/null 2>&1 &)`;
+const UDP_ECHO = `(setsid ${GUEST_NODE} -e "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(53)" </dev/null >/dev/null 2>&1 &)`;
 // busybox wget's -T crashes; a plain timeout bounds connection attempts instead.
 const fetchCmd = (url: string) => ['timeout', '5', 'wget', '-qO-', url];
 

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import { HTTPS_NAME, startEgressHosts, type EgressHosts } from '../egress-host.js';
 import type { Box, EgressEvent, Runtime } from '../../src/runtime/runtime.js';
+import { GUEST_NODE } from '../../src/core/guest.js';
 
 let home: string;
 let rt: Runtime;
@@ -17,7 +18,6 @@ let eh: EgressHosts;
 let box: Box;
 let zone: string;
 const VALUE = `sk-real-${randomBytes(12).toString('hex')}`;
-const BOX_NODE = '/.boxlite/lib/ld-linux-x86-64.so.2 --library-path /.boxlite/lib /.boxlite/bin/node';
 
 const sh = async (script: string) => (await box.exec(['sh', '-c', script])).stdout.trim();
 /** What the test host's /echo saw, or the body the box got instead. */
@@ -94,7 +94,7 @@ describe('secrets', () => {
 
   it('and over HTTPS: the box trusts its own CA, the gateway checks the real server', async () => {
     const get = `require('https').get('https://${HTTPS_NAME}:8443/echo?key='+process.env.API_KEY,{headers:{'x-api-key':process.env.API_KEY}},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>console.log(b))}).on('error',e=>console.log('error',e.message))`;
-    const body = await sh(`${BOX_NODE} -e "${get}"`);
+    const body = await sh(`${GUEST_NODE} -e "${get}"`);
     expect(eh.seen().at(-1)).toMatchObject({ url: `/echo?key=${VALUE}`, headers: { 'x-api-key': VALUE } });
     expect(echoed(body), body).toMatchObject({ headers: { 'x-api-key': '*'.repeat(VALUE.length) } });
   });

@@ -8,6 +8,9 @@ import { tcgCacheMib, tcgKernelArgs } from './accel.js';
 /** QEMU's id of the spec's disk i; QMP operations name disks by it. */
 export const driveId = (i: number) => `disk${i}`;
 
+/** The fd a restoring QEMU reads its saved state from (3 and 4 are the jail's status and the console). */
+export const INCOMING_FD = 5;
+
 export function qemuArgs(spec: VmSpec): string[] {
   const f = (name: string) => path.join(runDir(spec.dir), name);
   const args = [
@@ -20,9 +23,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-m', String(spec.memoryMib),
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-kernel', spec.kernel,
-    '-initrd', spec.initrd,
-    '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' '),
+    // A restore continues a kernel already in the guest's memory: QEMU would hold the kernel and initrd for the
+    // firmware to load (measured: 29 MiB resident for the whole life of the VM) for nothing.
+    ...(spec.incoming ? [] : ['-kernel', spec.kernel, '-initrd', spec.initrd, '-append', [spec.cmdline, ...(spec.accel === 'tcg' ? tcgKernelArgs() : [])].join(' ')]),
     // The console is a file of boxlite's that the supervisor opens and hands over as fd 4: the VMM only writes
     // through it, and never names a path boxlite later reads or rotates.
     '-add-fd', 'fd=4,set=1',
@@ -31,8 +34,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-qmp', `unix:${f('qmp.sock')},server=on,wait=off`,
     '-pidfile', f('qemu.pid'),
     ...(spec.jail ? ['-sandbox', QEMU_SANDBOX] : []),
-    // A saved state is streamed in over QMP once QEMU runs; its CPUs wait for it (-S).
-    ...(spec.incoming ? ['-S', '-incoming', 'defer'] : []),
+    // A saved state is read from fd 5, which the supervisor opened; the CPUs wait for boxlite's 'cont' (-S).
+    ...(spec.incoming ? ['-S', '-incoming', `fd:${INCOMING_FD}`] : []),
     '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
     'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
   ];

@@ -12,6 +12,7 @@ import { driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
 import { helperEnv } from './helper-env.js';
 import { jailArgv } from './jail.js';
+import { withoutHugePages } from './thp.js';
 import { cmdlineOf, pidFromFile, signal } from '../util/proc.js';
 import { fsyncPath } from '../util/fs.js';
 
@@ -93,9 +94,11 @@ function supervisorPid(dir: string): number | null {
 // going to jail.json (both in the box's folder, which the VMM cannot write); meanwhile a loop of its own keeps the
 // console under its cap (a guest must not fill the host's disk: the older half is kept as console.log.1, which appears whole). After
 // QEMU, it records the exit status, then ends the box's helpers (those still running as themselves).
+// A restore's saved state is opened by the supervisor, read-only, as QEMU's fd 5 (its first argument; "" when
+// booting): QEMU reads it itself and opens nothing.
 const SUPERVISOR_SCRIPT =
   `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done ) & ` +
-  '"$@" 3>jail.json 4>>console.log; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+  'st=${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log 5<"$st"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
@@ -115,19 +118,21 @@ export class QemuEngine implements VmEngine {
     const problem = this.check();
     if (problem) throw new Error(problem);
     await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
-    const run = runDir(spec.dir);
+    const runFolder = runDir(spec.dir);
     for (const f of ['vm.exit', 'supervisor.pid', 'jail.json']) fs.rmSync(path.join(spec.dir, f), { force: true });
-    for (const f of ['qemu.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(run, f), { force: true });
+    for (const f of ['qemu.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(runFolder, f), { force: true });
     fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`, { mode: 0o600 });
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
     const qemu = [qemuBinary(), ...qemuArgs(spec)];
     const argv = spec.jail ? jailArgv(spec.jail, qemu) : qemu;
-    const child = spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, ...argv], {
-      cwd: spec.dir,
-      env: helperEnv(),
-      detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
-      stdio: ['ignore', log, log],
-    });
+    const run = () =>
+      spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, spec.incoming ?? '', ...argv], {
+        cwd: spec.dir,
+        env: helperEnv(),
+        detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
+        stdio: ['ignore', log, log],
+      });
+    const child = spec.accel === 'kvm' || process.env.BOXLITE_THP === 'on' ? run() : withoutHugePages(run);
     fs.closeSync(log);
     fs.writeFileSync(path.join(spec.dir, 'supervisor.pid'), String(child.pid));
     child.unref();
@@ -138,7 +143,7 @@ export class QemuEngine implements VmEngine {
       if (pid && isQemuOf(pid, spec.dir)) {
         if (spec.incoming) {
           try {
-            await this.loadState(spec.dir, spec.incoming);
+            await this.continueRestored(spec.dir);
           } catch (e) {
             await this.kill(spec.dir); // a VM that never got its memory must not linger, stopped
             throw new Error(`its saved memory could not be restored: ${(e as Error).message}`);
@@ -324,35 +329,14 @@ export class QemuEngine implements VmEngine {
     return { bytes };
   }
 
-  /** Streams a saved state into a QEMU started with -incoming defer, then lets its CPUs run. */
-  private async loadState(dir: string, file: string): Promise<void> {
-    const sock = path.join(runDir(dir), 'incoming.sock');
-    fs.rmSync(sock, { force: true });
-    const pid = this.peerPid(dir);
-    const conn = await QmpConnection.open(qmpSocket(dir), 10_000, pid);
+  /** Waits for QEMU to load the saved state it was given (-incoming fd:5), then lets its CPUs run. */
+  private async continueRestored(dir: string): Promise<void> {
+    const conn = await QmpConnection.open(qmpSocket(dir), 10_000, this.peerPid(dir));
     try {
-      await conn.execute('migrate-incoming', { uri: `unix:${sock}` });
-      await new Promise<void>((resolve, reject) => {
-        const c = net.connect(sock);
-        c.once('error', reject);
-        c.once('connect', () => {
-          try {
-            checkPeer(c, pid, `the incoming socket ${sock}`);
-          } catch (e) {
-            c.destroy();
-            return reject(e);
-          }
-          const input = fs.createReadStream(file);
-          input.once('error', reject);
-          input.pipe(c);
-          c.once('close', () => resolve());
-        });
-      });
       await migrationDone(conn, 'loading');
       await conn.execute('cont');
     } finally {
       conn.close();
-      fs.rmSync(sock, { force: true });
     }
   }
 }

@@ -9,7 +9,8 @@ const file = path.join(__dirname, 'agent.cjs');
 const source = fs.readFileSync(file, 'utf8');
 let cachedData;
 try {
-  cachedData = fs.readFileSync(file + '.cache');
+  // One cache per set of V8 flags the agent runs with (V8 refuses a cache made under others): see start.sh.
+  cachedData = fs.readFileSync(process.execArgv.includes('--jitless') ? `${file}.jitless.cache` : `${file}.cache`);
 } catch {}
 const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
 const makeCache = process.argv[2] === '--make-cache';

@@ -13,7 +13,7 @@ import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from
 import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
-import { prepareRestore, restored } from './restore.js';
+import { prepareRestore, restored, thawRootFs } from './restore.js';
 import { netInterfaces, usage } from './usage.js';
 import { BUSYBOX } from '../src/core/guest.js';
 
@@ -24,9 +24,14 @@ let thawTimer: NodeJS.Timeout | null = null;
 function thawRoot(): void {
   if (thawTimer) clearTimeout(thawTimer);
   thawTimer = null;
-  try {
-    execFileSync(BUSYBOX, ['fsfreeze', '--unfreeze', '/'], { stdio: 'ignore' });
-  } catch {} // not frozen
+  thawRootFs();
+}
+
+type RestoredRequest = Parameters<typeof restored>[0];
+function restoredAndThawed(req: RestoredRequest): void {
+  restored(req);
+  // A fork's or a template's memory was saved with the file system frozen (the host's sync call froze it).
+  if (thawTimer) thawRoot();
 }
 
 const log = (m: string) => process.stderr.write(`boxlite-agent: ${m}\n`);
@@ -58,17 +63,14 @@ function main(): void {
   let shuttingDown = false;
 
   server.addService(pkg.Guest.service, {
-    handshake: unary<{ protocolVersion: number }>(() => ({
-      protocolVersion: PROTOCOL_VERSION,
-      agentVersion: AGENT_VERSION,
-      kernel: os.release(),
-      bootMs: bootedAt,
-      nodeStartMs: nodeStart,
-    })),
+    handshake: unary<{ protocolVersion: number; restored: RestoredRequest | null }>((req) => {
+      if (req.restored) restoredAndThawed(req.restored);
+      return { protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, kernel: os.release(), bootMs: bootedAt, nodeStartMs: nodeStart };
+    }),
     ping: unary(() => ({})),
     netStats: unary(() => ({ interfaces: netInterfaces() })),
     usage: unary(() => usage()),
-    restored: unary<{ unixMs: number; entropy: Buffer; hostname: string; lanAddress: string; lanMac: string }>((req) => restored(req)),
+    restored: unary<RestoredRequest>((req) => restoredAndThawed(req)),
     prepare: unary(() => {
       armHostSignal(log);
       prepareRestore();

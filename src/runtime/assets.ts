@@ -18,8 +18,13 @@ const AGENT_BUNDLE_DIR = path.join(PACKAGE_ROOT, 'dist/agent-bundle');
 const ASSET_FORMAT = 1; // bump when the layout of an asset changes
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'virtiofs', 'virtio_balloon'];
-/** Must match start.sh: V8 refuses a code cache made under other flags. */
+/** Must match start.sh: V8 refuses a code cache made under other flags. It makes one for each way the agent runs:
+ *  with its JIT, and without (under TCG; see start.sh). */
 const GUEST_NODE_FLAGS = ['--max-old-space-size=64'];
+const GUEST_NODE_MODES: { flags: string[]; cache: string }[] = [
+  { flags: GUEST_NODE_FLAGS, cache: 'agent/agent.cjs.cache' },
+  { flags: [...GUEST_NODE_FLAGS, '--jitless'], cache: 'agent/agent.cjs.jitless.cache' },
+];
 
 /** Debian packages boxlite uses on the host, each with a file that shows it is installed and why we need it. */
 export const HOST_PACKAGES: { pkg: string; file: string; why: string }[] = [
@@ -292,10 +297,12 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     const nativeStage = path.join(stage, 'agent/node_modules/@koromix/koffi-linux-x64');
     fs.cpSync(nativeDir, nativeStage, { recursive: true, filter: (s) => !s.includes('musl_') });
     const addon = path.join(nativeDir, 'linux_x64/koffi.node');
-    // V8 code cache of the bundle, made by this same node binary with the guest's flags (see agent/boot.cjs).
-    await run(node, [...GUEST_NODE_FLAGS, path.join(stage, 'agent/boot.cjs'), '--make-cache', path.join(stage, 'agent/agent.cjs.cache')], {
-      env: { ...process.env, BOXLITE_AGENT_CACHE_RUN: '1' },
-    });
+    // V8 code caches of the bundle, made by this same node binary with the guest's flags (see agent/boot.cjs).
+    for (const mode of GUEST_NODE_MODES) {
+      await run(node, [...mode.flags, path.join(stage, 'agent/boot.cjs'), '--make-cache', path.join(stage, mode.cache)], {
+        env: { ...process.env, BOXLITE_AGENT_CACHE_RUN: '1' },
+      });
+    }
     const libs = new Set([...(await sharedLibs(node)), ...(await sharedLibs(addon)), ...(await sharedLibs(RESIZE2FS))]);
     for (const lib of libs) copy(lib, path.join('lib', path.basename(lib)));
     say(`      ${libs.size} shared libraries: ${[...libs].map((l) => path.basename(l)).join(' ')}`);

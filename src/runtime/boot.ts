@@ -24,7 +24,7 @@ import { InitStalled, connectAgent } from './channel.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
 import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
 import { confine } from './confine.js';
-import { forgetPause, restoredGuest, stateMismatch, wakePaused } from './memory.js';
+import { forgetPause, restoredRequest, stateMismatch, wakePaused } from './memory.js';
 import { collectStates } from './states.js';
 import type { BoxRecord, SavedState, StartTimings } from './types.js';
 
@@ -141,13 +141,15 @@ function volumeDisks(ctx: RuntimeContext, rec: BoxRecord): { disks: DiskSpec[]; 
 }
 
 /** The kernel command line: how the guest's init learns its host name, network, disks and mounts. */
-function kernelCmdline(rec: BoxRecord, grow: boolean, volumes: string): string {
+function kernelCmdline(rec: BoxRecord, grow: boolean, volumes: string, accel: string): string {
   const o = rec.options;
   const net = o.network !== 'none' ? ` boxlite.net=${GUEST_NET.address}/${GUEST_NET.prefix},${GUEST_NET.gateway},${(o.dns?.length ? o.dns : [GUEST_NET.dns]).join(',')}` : '';
   const shares = (o.binds ?? []).map((b, i) => ` boxlite.fs=fs${i},${b.target},${b.readOnly ? 'ro' : 'rw'},${fs.statSync(b.hostPath).isDirectory() ? 'dir' : 'file'}`).join('');
   const lan = o.lan ? ` boxlite.lan=${o.lan.address}/24,${o.lan.mac}` : '';
   const debug = process.env.BOXLITE_GUEST_DEBUG ? 'loglevel=7' : 'quiet loglevel=3';
-  return `console=ttyS0 ${debug} panic=-1 init_on_free=1 boxlite.hostname=${o.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${net}${volumes}${shares}${lan}`;
+  // Under TCG the agent runs without V8's JIT (see start.sh).
+  const jit = accel === 'tcg' ? ' boxlite.jit=off' : '';
+  return `console=ttyS0 ${debug} panic=-1 init_on_free=1 boxlite.hostname=${o.hostname ?? rec.name}${grow ? ' boxlite.grow=1' : ''}${net}${volumes}${shares}${lan}${jit}`;
 }
 
 /** Call holding the box's lock. With incoming, the VM continues from a saved state instead of booting. */
@@ -197,7 +199,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       memoryMib: rec.options.memoryMib,
       kernel: assets.kernel,
       initrd: assets.initrd,
-      cmdline: kernelCmdline(rec, grow, vols.cmdline),
+      cmdline: kernelCmdline(rec, grow, vols.cmdline, accel.accel),
       disks: [{ path: assets.initImage, format: 'raw', readonly: true }, { path: disk, format: 'qcow2', readonly: false }, ...vols.disks],
       agentPorts: AGENT_PORTS,
       accel: accel.accel,
@@ -216,9 +218,13 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
     stage.vmSpawn = performance.now() - tSpawn;
     await ctx.records.update(id, (r) => ({ ...r, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports }));
     try {
-      const client = await connectAgent(ctx, id, { timeoutMs: bootTimeoutMs(accel.accel), stallMs: stallMs(accel.accel), initCpuMs: incoming ? 0 : initCpuMs(accel.accel) });
+      const client = await connectAgent(ctx, id, {
+        timeoutMs: bootTimeoutMs(accel.accel),
+        stallMs: stallMs(accel.accel),
+        initCpuMs: incoming ? 0 : initCpuMs(accel.accel),
+        restored: incoming ? restoredRequest(incoming.hostname, incoming.lan) : undefined,
+      });
       ctx.clients.set(id, client);
-      if (incoming) await restoredGuest(client, incoming.hostname, incoming.lan);
       const udp = ports.filter((p) => p.protocol === 'udp');
       if (udp.length) await startRelay(dir, rec.name, ctx.engine.peerPid(dir), udp, box.as);
       const lastStart = timings(t0, tSpawn, stage, incoming ? null : client.info);

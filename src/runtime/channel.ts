@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { CONSOLE_ERROR_MARK, CONSOLE_INIT_STARTED } from '../core/protocol.js';
 import { BoxliteError, BoxStateError } from '../core/errors.js';
-import type { AgentClient } from '../vmm/agent-client.js';
+import type { AgentClient, RestoredRequest } from '../vmm/agent-client.js';
 import type { RuntimeContext } from './context.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
 
@@ -19,6 +19,8 @@ export interface ConnectOptions {
    *  waited for as long as it moves. */
   stallMs?: number;
   initCpuMs?: number;
+  /** The VM continues a saved state: the guest's first answer comes after it has made itself this box. */
+  restored?: RestoredRequest;
 }
 
 /** Waits for the agent of a (booting) VM, giving up early when the VM dies, the guest init reports an error, the
@@ -35,6 +37,7 @@ export async function connectAgent(ctx: RuntimeContext, id: string, opts: Connec
     const { AgentClient } = await import('../vmm/agent-client.js');
     return await AgentClient.connect(dir, name, {
       timeoutMs: opts.timeoutMs,
+      restored: opts.restored,
       peerPid: () => {
         try {
           return ctx.engine.peerPid(dir);

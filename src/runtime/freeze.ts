@@ -29,7 +29,7 @@ export async function withFrozenFs<T>(ctx: RuntimeContext, id: string, fn: () =>
 
 /** Freezes a box's current disk into a layer and returns it (the box goes on over it). With memory (a file), the
  *  running box's memory is saved there at the same instant. Call holding the box's and the registry's locks. */
-export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: string): Promise<string> {
+export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: string, opts: { warmExec?: boolean } = {}): Promise<string> {
   const dir = ctx.home.boxDir(rec.id);
   const disk = diskPath(ctx, rec.id);
   const chain = await backingChain(disk);
@@ -53,7 +53,7 @@ export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: strin
     const alias = topAlias(dir);
     fs.linkSync(next, alias);
     if (memory) {
-      await prepareForSave(ctx, rec.id);
+      await prepareForSave(ctx, rec.id, { warm: opts.warmExec });
       // One instant for the disk and the memory: the file system stays frozen from before the disk moves onto its
       // new top until the memory is saved, so the guest writes nothing in between (a restore thaws it). The move
       // is not made with the CPUs stopped: QEMU 7.2 then cannot take its disk back after the save.

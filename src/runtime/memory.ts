@@ -15,7 +15,9 @@ import { AGENT_PORTS } from '../core/protocol.js';
 import { ensureDir, renameDurable } from '../util/fs.js';
 import { failpoint } from '../util/failpoint.js';
 import { stopHelpers } from '../vmm/helpers.js';
-import type { AgentClient } from '../vmm/agent-client.js';
+import type { AgentClient, RestoredRequest } from '../vmm/agent-client.js';
+import { BUSYBOX } from '../core/guest.js';
+import { Execution } from './execution.js';
 import { loadAssets } from './assets.js';
 import { diskPath } from './disks.js';
 import { boxStatus } from './status.js';
@@ -100,19 +102,34 @@ export async function pauseBox(ctx: RuntimeContext, id: string, opts: { idle?: b
   });
 }
 
-/** Asks the guest to load what its restore will need (best effort: a guest that cannot answer is saved as it is). */
-export async function prepareForSave(ctx: RuntimeContext, id: string): Promise<void> {
+/** Asks the guest to load what its restore will need (best effort: a guest that cannot answer is saved as it is).
+ *  With warm (a template: memory many boxes continue from, saved before anything ran), one command first runs
+ *  through the whole exec path, so that the guest's runtime compiles that code once, into the saved memory, rather
+ *  than in every box restored from it (measured under TCG: a warm start's first exec took 0.55 s of CPU, and 0.4 s
+ *  with this). */
+export async function prepareForSave(ctx: RuntimeContext, id: string, opts: { warm?: boolean } = {}): Promise<void> {
   try {
-    await (await agentClient(ctx, id)).call('guest', 'prepare', {}, 15_000);
+    const client = await agentClient(ctx, id);
+    if (opts.warm) await runOnce(client, [BUSYBOX, 'true']);
+    await client.call('guest', 'prepare', {}, 15_000);
   } catch {}
 }
 
-/** Step the guest's clock, reseed its random generator and name it, after its memory was restored. */
-export async function restoredGuest(client: AgentClient, hostname: string, lan?: { address: string; mac: string }): Promise<void> {
+async function runOnce(client: AgentClient, argv: string[]): Promise<void> {
+  const req = { argv, env: {}, cwd: '/', user: '', tty: false, rows: 24, cols: 80, stdin: false, timeoutMs: 10_000, detach: false };
+  const { execId, pid } = await client.call<{ execId: string; pid: number }>('execution', 'exec', req);
+  const ex = new Execution(client, execId, pid, false);
+  ex.stdout.resume();
+  ex.stderr.resume();
+  await ex.wait();
+}
+
+/** What a guest whose memory was restored is told with its first handshake: the host's clock, fresh entropy (its
+ *  random state is shared with every other copy of that memory), its name and LAN identity. It also thaws the file
+ *  system a fork's or a template's memory was saved with frozen (freeze.ts). */
+export function restoredRequest(hostname: string, lan?: { address: string; mac: string }): RestoredRequest {
   const lanFields = lan ? { lanAddress: `${lan.address}/24`, lanMac: lan.mac } : {};
-  await client.call('guest', 'restored', { unixMs: Date.now(), entropy: randomBytes(64), hostname, ...lanFields }, 30_000);
-  // A fork's or a template's memory was saved with its file system frozen (freeze.ts).
-  await client.call('guest', 'thaw', {}, 30_000);
+  return { unixMs: Date.now(), entropy: randomBytes(64), hostname, ...lanFields };
 }
 
 /** What a start of a paused box does: continue a VM a pause left alive, or restore the saved state, or (a pause

@@ -66,7 +66,8 @@ export function lockTemplate(ctx: RuntimeContext, key: string): Promise<Lock> {
 export async function takeTemplate(ctx: RuntimeContext, rec: BoxRecord, key: string): Promise<Template> {
   return withRegistryLock(ctx, async () => {
     const file = newStatePath(ctx);
-    const layer = await freeze(ctx, rec, file);
+    // The box has run nothing yet: its memory would hold no compiled exec path (see prepareForSave).
+    const layer = await freeze(ctx, rec, file, { warmExec: true });
     const src = rec.source as Extract<BoxRecord['source'], { kind: 'image' }>;
     const t: Template = { key, layer, state: { file, shape: deviceShape(ctx, rec, { anyLanMac: true }) }, image: src.reference, base: src.base, createdAt: new Date().toISOString() };
     writeJsonAtomic(templateFile(ctx, key), t, 0o600);

@@ -42,6 +42,15 @@ export interface ConnectOptions {
   peerPid: () => number | null;
 }
 
+/** What a guest whose memory was restored must redo (see agent/restore.ts): sent with the first handshake. */
+export interface RestoredRequest {
+  unixMs: number;
+  entropy: Buffer;
+  hostname: string;
+  lanAddress?: string;
+  lanMac?: string;
+}
+
 /** Connects to the port socket and runs the handshake; resolves with the socket and any bytes after READY. */
 async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ sock: net.Socket; rest: Buffer }> {
   const deadline = Date.now() + opts.timeoutMs;
@@ -140,7 +149,7 @@ export class AgentClient {
   }
 
   /** Takes a free port of the box, waits for the agent and checks its protocol version. */
-  static async connect(boxDir: string, boxName: string, opts: ConnectOptions): Promise<AgentClient> {
+  static async connect(boxDir: string, boxName: string, opts: ConnectOptions & { restored?: RestoredRequest }): Promise<AgentClient> {
     const deadline = Date.now() + opts.timeoutMs;
     let lock: Lock | null = null;
     let port = -1;
@@ -192,7 +201,7 @@ export class AgentClient {
     let info: AgentInfo;
     try {
       // Generous: READY came from the agent, but a guest on a loaded host may take a while to answer.
-      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0' }, 60_000);
+      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0', restored: opts.restored }, 60_000);
     } catch (e) {
       client.close();
       throw e;

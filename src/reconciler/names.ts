@@ -48,13 +48,22 @@ export function runtimeOptions(project: ProjectSpec, spec: BoxSpec): Required<Om
 
 export class ProjectBusyError extends BoxliteError {}
 
+/** The pid the holder writes into the lock file just after it takes the lock: an instant late, maybe. */
+async function lockHolder(file: string): Promise<string> {
+  for (let i = 0; ; i++) {
+    const pid = fs.readFileSync(file, 'utf8').trim();
+    if (pid || i >= 50) return pid;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Holds the project's lock; another process changing the same project makes this one wait (saying so), then fail
  *  after timeoutMs. The lock dies with its process, so a killed `up` never blocks the next one. */
 export async function lockProject(rt: Runtime, project: string, say: (m: string) => void, timeoutMs = Number(process.env.BOXLITE_PROJECT_LOCK_TIMEOUT_MS) || 300_000): Promise<Lock> {
   const file = path.join(ensureDir(path.join(rt.home.root, 'projects')), `${project}.lock`);
   let lock = tryLock(file);
   if (!lock) {
-    const holder = fs.readFileSync(file, 'utf8').trim();
+    const holder = await lockHolder(file);
     say(`boxlite: project ${project} is being changed by another boxlite process${holder ? ` (pid ${holder})` : ''}: waiting for it to finish`);
     try {
       lock = await acquireLock(file, `project ${project}`, timeoutMs);

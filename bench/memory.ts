@@ -3,7 +3,7 @@
 //   warm start     a new box of the same image and shape, to its first exec output
 //   pause/resume   the time to pause, the saved state's size, and resume → first exec output
 //   fork           one fork of a running box, and ten, each started, to the first exec output of every fork
-//   idle box       QEMU's resident memory beyond the guest's RAM, of a box left idle
+//   idle box       QEMU's resident memory beyond the guest's RAM, of a box left idle (booted cold, warm-started)
 import * as fs from 'node:fs';
 import type { Runtime } from '../src/runtime/runtime.js';
 
@@ -26,6 +26,8 @@ function residentMiB(pid: number, memoryMib: number): { total: number; guest: nu
   }
   return { total: total / 1024, guest: guest / 1024 };
 }
+
+const residentRow = (m: { total: number; guest: number }) => `${m.total.toFixed(0)} MiB, of which guest RAM ${m.guest.toFixed(0)} MiB, overhead ${(m.total - m.guest).toFixed(0)} MiB`;
 
 export async function memoryBench(rt: Runtime, image: string, runs: number): Promise<[string, string][]> {
   const memoryMib = 192;
@@ -83,13 +85,19 @@ export async function memoryBench(rt: Runtime, image: string, runs: number): Pro
   });
   for (const n of names) await rt.get(n).remove({ force: true });
 
-  // Idle: a box left alone after its start (the guest has reported what it freed).
+  // Idle: a box left alone after its start (the guest has reported what it freed), booted cold from its disk and
+  // warm-started from the template; both idle at once.
   await box.stop();
   await box.start();
   await firstExec('m-cold');
+  const warmBox = await rt.create({ image, name: 'm-idle-warm', memoryMib });
+  await warmBox.start();
+  await firstExec('m-idle-warm');
   await new Promise((r) => setTimeout(r, 10_000));
   const idle = residentMiB(rt.engine.peerPid(rt.home.boxDir(box.id)), memoryMib);
+  const idleWarm = residentMiB(rt.engine.peerPid(rt.home.boxDir(warmBox.id)), memoryMib);
   await box.remove({ force: true });
+  await warmBox.remove({ force: true });
 
   const c = cold;
   const w = median(warm);
@@ -102,6 +110,7 @@ export async function memoryBench(rt: Runtime, image: string, runs: number): Pro
     [`resume → first exec (median of ${runs})`, `${s(r)}  (${((r / c) * 100).toFixed(0)}% of cold)`],
     ['fork of a running box, started → first exec', s(fork1)],
     ['10 forks of a running box, started → first exec of each', `${s(fork10)}  (${((fork10 / c) * 100).toFixed(0)}% of one cold start)`],
-    [`idle box: QEMU resident memory (guest RAM ${memoryMib} MiB)`, `${idle.total.toFixed(0)} MiB, of which guest RAM ${idle.guest.toFixed(0)} MiB, overhead ${(idle.total - idle.guest).toFixed(0)} MiB`],
+    [`idle box booted cold: QEMU resident memory (guest RAM ${memoryMib} MiB)`, residentRow(idle)],
+    ['idle box warm-started: QEMU resident memory', residentRow(idleWarm)],
   ];
 }

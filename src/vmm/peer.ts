@@ -1,5 +1,5 @@
-// Who is at the other end of a Unix socket (SO_PEERCRED). The sockets a VM's QEMU serves (QMP, the agent ports, an
-// incoming migration) live in its run folder, which a jailed VMM owns: it could put a symlink there and have a
+// Who is at the other end of a Unix socket (SO_PEERCRED). The sockets a VM's QEMU serves (QMP, the agent ports)
+// live in its run folder, which a jailed VMM owns: it could put a symlink there and have a
 // boxlite process, root perhaps, talk to another socket of the host. So before a word is sent, the peer must be the
 // box's own QEMU process. Node has no getsockopt; koffi calls libc.
 import type * as net from 'node:net';

@@ -72,4 +72,14 @@ describe('QEMU command line', () => {
   it('uses the host CPU under KVM', () => {
     expect(qemuArgs({ ...spec, accel: 'kvm' }).join(' ')).toContain('-accel kvm -cpu host');
   });
+  it('boots the kernel, or continues a saved state from fd 5 without loading the kernel files', () => {
+    const boot = qemuArgs({ ...spec, accel: 'tcg' });
+    expect(boot).toContain('-kernel');
+    expect(boot).not.toContain('-incoming');
+    const restore = qemuArgs({ ...spec, accel: 'tcg', incoming: '/h/states/s.state' });
+    expect(restore.join(' ')).toContain('-S -incoming fd:5');
+    for (const flag of ['-kernel', '-initrd', '-append']) expect(restore).not.toContain(flag);
+    // The state's path is the supervisor's to open, never QEMU's.
+    expect(restore.join(' ')).not.toContain('/h/states/s.state');
+  });
 });

@@ -65,7 +65,7 @@ function main(): void {
   server.addService(pkg.Guest.service, {
     handshake: unary<{ protocolVersion: number; restored: RestoredRequest | null }>((req) => {
       if (req.restored) restoredAndThawed(req.restored);
-      return { protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, kernel: os.release(), bootMs: bootedAt, nodeStartMs: nodeStart };
+      return { protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, kernel: os.release(), bootMs: bootedAt, nodeStartMs: nodeStart, restored: !!req.restored };
     }),
     ping: unary(() => ({})),
     netStats: unary(() => ({ interfaces: netInterfaces() })),

@@ -1,7 +1,7 @@
 // Constants shared by the host runtime and the guest agent (the agent bundle inlines this file).
 
 /** Bump on any incompatible change to proto/agent.proto or to the link handshake below. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2; // 2: the restore rides in the handshake, which acknowledges it
 
 /** Number of virtio-serial ports a box exposes for agent connections: each host process holds one. */
 export const AGENT_PORTS = 4;

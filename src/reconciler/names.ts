@@ -48,7 +48,8 @@ export function runtimeOptions(project: ProjectSpec, spec: BoxSpec): Required<Om
 
 export class ProjectBusyError extends BoxliteError {}
 
-/** The pid the holder writes into the lock file just after it takes the lock: an instant late, maybe. */
+/** The pid the holder writes into the lock file just after it takes the lock (an instant late, maybe); the file is
+ *  emptied before a lock is let go. */
 async function lockHolder(file: string): Promise<string> {
   for (let i = 0; ; i++) {
     const pid = fs.readFileSync(file, 'utf8').trim();
@@ -72,5 +73,14 @@ export async function lockProject(rt: Runtime, project: string, say: (m: string)
     }
   }
   fs.writeFileSync(file, String(process.pid));
-  return lock;
+  const held = lock;
+  return {
+    release: () => {
+      // Emptied before it is let go: a pid in the file is always the holder's, never a reused one's.
+      try {
+        fs.truncateSync(file, 0);
+      } catch {}
+      held.release();
+    },
+  };
 }

@@ -24,7 +24,8 @@ import { InitStalled, connectAgent } from './channel.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
 import { withBoxLock, withRegistryLock, type RuntimeContext } from './context.js';
 import { confine } from './confine.js';
-import { forgetPause, restoredRequest, stateMismatch, wakePaused } from './memory.js';
+import { abandonUnfinishedRestore, forgetPause, markRestoring, restoredRequest, stateMismatch, wakePaused } from './memory.js';
+import { failpoint } from '../util/failpoint.js';
 import { collectStates } from './states.js';
 import type { BoxRecord, SavedState, StartTimings } from './types.js';
 
@@ -45,6 +46,7 @@ export interface StartOptions {
  *  command among them, are still running). */
 export async function startBox(ctx: RuntimeContext, id: string, opts: StartOptions = {}): Promise<void> {
   const booted = await withBoxLock(ctx, id, async () => {
+    await abandonUnfinishedRestore(ctx, id);
     const rec = ctx.records.get(id);
     if (rec.state === 'paused') {
       const wake = await wakePaused(ctx, rec, !!opts.cold);
@@ -209,22 +211,26 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       jail: box.jail,
       incoming: incoming?.state.file,
     };
+    if (incoming) markRestoring(ctx, id, true);
     try {
       await ctx.engine.start(vm);
     } catch (e) {
       stopHelpers(dir);
+      markRestoring(ctx, id, false);
       throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);
     }
     stage.vmSpawn = performance.now() - tSpawn;
     await ctx.records.update(id, (r) => ({ ...r, state: 'running', exit: undefined, startedAt: new Date().toISOString(), accel: accel.accel, ports }));
+    if (incoming) failpoint('restore:spawned');
     try {
       const client = await connectAgent(ctx, id, {
         timeoutMs: bootTimeoutMs(accel.accel),
         stallMs: stallMs(accel.accel),
         initCpuMs: incoming ? 0 : initCpuMs(accel.accel),
-        restored: incoming ? restoredRequest(incoming.hostname, incoming.lan) : undefined,
+        restored: incoming ? () => restoredRequest(incoming.hostname, incoming.lan) : undefined,
       });
       ctx.clients.set(id, client);
+      if (incoming) markRestoring(ctx, id, false); // the guest knows it is this box now
       const udp = ports.filter((p) => p.protocol === 'udp');
       if (udp.length) await startRelay(dir, rec.name, ctx.engine.peerPid(dir), udp, box.as);
       const lastStart = timings(t0, tSpawn, stage, incoming ? null : client.info);
@@ -235,6 +241,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       const exit = vm.kind === 'running' ? null : explainExit(ctx, rec, vm);
       await ctx.engine.kill(dir);
       stopHelpers(dir);
+      markRestoring(ctx, id, false);
       if (e instanceof InitStalled && attempt === 1 && !incoming) {
         ctx.say(`boxlite: box ${rec.name}: ${e.message}; booting it again`);
         continue;

@@ -19,8 +19,9 @@ export interface ConnectOptions {
    *  waited for as long as it moves. */
   stallMs?: number;
   initCpuMs?: number;
-  /** The VM continues a saved state: the guest's first answer comes after it has made itself this box. */
-  restored?: RestoredRequest;
+  /** The VM continues a saved state: the guest's first answer comes after it has made itself this box (made when the
+   *  handshake is sent: it carries the host's clock). */
+  restored?: () => RestoredRequest;
 }
 
 /** Waits for the agent of a (booting) VM, giving up early when the VM dies, the guest init reports an error, the

@@ -7,6 +7,7 @@ import { ExecError, TimeoutError } from '../core/errors.js';
 import type { AgentClient } from '../vmm/agent-client.js';
 import { agentClient } from './channel.js';
 import { startBox } from './boot.js';
+import { restoreUnfinished } from './memory.js';
 import { countExec, markActive } from './activity.js';
 import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
 import type { RuntimeContext } from './context.js';
@@ -28,7 +29,8 @@ export type ExecInput = ExecOptions & { input?: string | Buffer };
  *  idle pause waits for the absence of (a health check is not). */
 async function awake(ctx: RuntimeContext, id: string, use = true): Promise<AgentClient> {
   if (use) markActive(ctx, id);
-  if (ctx.records.get(id).state === 'paused') await startBox(ctx, id);
+  // A restore whose CLI died before the guest was told is done again by a start (see abandonUnfinishedRestore).
+  if (ctx.records.get(id).state === 'paused' || restoreUnfinished(ctx, id)) await startBox(ctx, id);
   return agentClient(ctx, id);
 }
 

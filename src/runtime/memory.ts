@@ -108,20 +108,33 @@ export async function pauseBox(ctx: RuntimeContext, id: string, opts: { idle?: b
  *  than in every box restored from it (measured under TCG: a warm start's first exec took 0.55 s of CPU, and 0.4 s
  *  with this). */
 export async function prepareForSave(ctx: RuntimeContext, id: string, opts: { warm?: boolean } = {}): Promise<void> {
+  let client: AgentClient;
   try {
-    const client = await agentClient(ctx, id);
-    if (opts.warm) await runOnce(client, [BUSYBOX, 'true']);
-    await client.call('guest', 'prepare', {}, 15_000);
-  } catch {}
+    client = await agentClient(ctx, id);
+  } catch {
+    return;
+  }
+  if (opts.warm) await runOnce(client, [BUSYBOX, 'true'], 15_000).catch(() => {});
+  await client.call('guest', 'prepare', {}, 15_000).catch(() => {});
 }
 
-async function runOnce(client: AgentClient, argv: string[]): Promise<void> {
-  const req = { argv, env: {}, cwd: '/', user: '', tty: false, rows: 24, cols: 80, stdin: false, timeoutMs: 10_000, detach: false };
-  const { execId, pid } = await client.call<{ execId: string; pid: number }>('execution', 'exec', req);
+/** Runs argv in the box to its end, or gives up after timeoutMs (a guest that never answers holds up nothing). */
+async function runOnce(client: AgentClient, argv: string[], timeoutMs: number): Promise<void> {
+  const req = { argv, env: {}, cwd: '/', user: '', tty: false, rows: 24, cols: 80, stdin: false, timeoutMs, detach: false };
+  const { execId, pid } = await client.call<{ execId: string; pid: number }>('execution', 'exec', req, timeoutMs);
   const ex = new Execution(client, execId, pid, false);
   ex.stdout.resume();
   ex.stderr.resume();
-  await ex.wait();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no end in time')), timeoutMs)));
+  try {
+    await Promise.race([ex.wait(), late]);
+  } catch (e) {
+    await ex.kill().catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** What a guest whose memory was restored is told with its first handshake: the host's clock, fresh entropy (its
@@ -161,6 +174,32 @@ export async function wakePaused(ctx: RuntimeContext, rec: BoxRecord, cold: bool
   const bad = stateMismatch(ctx, rec, p.state, true);
   if (bad) throw new BoxStateError(`box ${rec.name} is paused, but ${bad}: start it from its disk with 'boxlite start --cold ${rec.name}' (its memory is then lost)`);
   return { kind: 'restore', state: p.state };
+}
+
+/** Present from a restore's spawn until its guest has been told it was restored: QEMU loads the state by itself,
+ *  so a CLI killed in between leaves a VM that runs on as the saved box, with its clock, entropy and name. */
+const restoringMarker = (ctx: RuntimeContext, id: string) => path.join(ctx.home.boxDir(id), 'restoring');
+
+export function markRestoring(ctx: RuntimeContext, id: string, on: boolean): void {
+  if (on) fs.writeFileSync(restoringMarker(ctx, id), '', { mode: 0o600 });
+  else fs.rmSync(restoringMarker(ctx, id), { force: true });
+}
+
+export function restoreUnfinished(ctx: RuntimeContext, id: string): boolean {
+  return fs.existsSync(restoringMarker(ctx, id));
+}
+
+/** Ends the VM of a restore that was never finished, so that the start which calls this restores it again (its
+ *  saved state is still there: it is forgotten only after a restore succeeds). Call holding the box's lock. */
+export async function abandonUnfinishedRestore(ctx: RuntimeContext, id: string): Promise<void> {
+  if (!restoreUnfinished(ctx, id)) return;
+  const dir = ctx.home.boxDir(id);
+  await ctx.engine.kill(dir);
+  stopHelpers(dir);
+  dropClient(ctx, id);
+  // A resume's record already said running: it is paused again, with the state it still holds.
+  if (ctx.records.get(id).paused?.state) await ctx.records.update(id, (r) => ({ ...r, state: 'paused' }));
+  markRestoring(ctx, id, false);
 }
 
 /** After a restore: the pause is over. */

@@ -122,7 +122,7 @@ async function linkHandshake(sockPath: string, opts: ConnectOptions): Promise<{ 
   }
 }
 
-export interface AgentInfo { protocolVersion: number; agentVersion: string; kernel: string; bootMs: number; nodeStartMs?: number }
+export interface AgentInfo { protocolVersion: number; agentVersion: string; kernel: string; bootMs: number; nodeStartMs?: number; restored?: boolean }
 
 export class AgentClient {
   readonly guest: any;
@@ -149,7 +149,7 @@ export class AgentClient {
   }
 
   /** Takes a free port of the box, waits for the agent and checks its protocol version. */
-  static async connect(boxDir: string, boxName: string, opts: ConnectOptions & { restored?: RestoredRequest }): Promise<AgentClient> {
+  static async connect(boxDir: string, boxName: string, opts: ConnectOptions & { restored?: () => RestoredRequest }): Promise<AgentClient> {
     const deadline = Date.now() + opts.timeoutMs;
     let lock: Lock | null = null;
     let port = -1;
@@ -201,7 +201,8 @@ export class AgentClient {
     let info: AgentInfo;
     try {
       // Generous: READY came from the agent, but a guest on a loaded host may take a while to answer.
-      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0', restored: opts.restored }, 60_000);
+      // A restore's request is made now: the clock it carries must be the host's at this instant.
+      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0', restored: opts.restored?.() }, 60_000);
     } catch (e) {
       client.close();
       throw e;
@@ -209,9 +210,14 @@ export class AgentClient {
     if (info.protocolVersion !== PROTOCOL_VERSION) {
       client.close();
       throw new AgentVersionError(
-        `box ${boxName} runs guest agent ${info.agentVersion} speaking protocol ${info.protocolVersion}, but this boxlite speaks protocol ${PROTOCOL_VERSION}: ` +
+        // The version string is the guest's: only printable characters of it reach a terminal.
+        `box ${boxName} runs guest agent ${String(info.agentVersion).replace(/[^\x20-\x7e]/g, '?').slice(0, 40)} speaking protocol ${Number(info.protocolVersion)}, but this boxlite speaks protocol ${PROTOCOL_VERSION}: ` +
           `run 'boxlite setup' and restart the box (boxlite restart ${boxName})`,
       );
+    }
+    if (opts.restored && !info.restored) {
+      client.close();
+      throw new AgentVersionError(`box ${boxName}: its guest agent did not apply the restore of its memory (its clock, entropy and name would be another box's): run 'boxlite setup'`);
     }
     client.info = info;
     return client;

@@ -8,15 +8,29 @@
 import koffi from 'koffi';
 
 const PR_SET_THP_DISABLE = 41;
-let prctl: ((option: number, a: number, b: number, c: number, d: number) => number) | null = null;
+const PR_GET_THP_DISABLE = 42;
+type Prctl = (option: number, a: number, b: number, c: number, d: number) => number;
+let prctl: Prctl | null | undefined;
+
+function load(): Prctl | null {
+  if (prctl === undefined) {
+    try {
+      prctl = koffi.load('libc.so.6').func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)') as Prctl;
+    } catch {
+      prctl = null; // huge pages cost time, not correctness: spawn as is
+    }
+  }
+  return prctl;
+}
 
 /** Runs spawn (synchronous) so that the process it starts, and that process's children, get no huge pages. */
 export function withoutHugePages<T>(spawn: () => T): T {
-  prctl ??= koffi.load('libc.so.6').func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)');
-  const set = prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) === 0;
+  const call = load();
+  const before = call ? call(PR_GET_THP_DISABLE, 0, 0, 0, 0) : -1;
+  const set = before === 0 && call!(PR_SET_THP_DISABLE, 1, 0, 0, 0) === 0;
   try {
     return spawn();
   } finally {
-    if (set) prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+    if (set) call!(PR_SET_THP_DISABLE, 0, 0, 0, 0); // back to what this process had
   }
 }

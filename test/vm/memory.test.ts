@@ -80,6 +80,20 @@ describe('pause and resume', () => {
     }
   });
 
+  it('a resume killed before the guest was told it was restored is done again by the next start', async () => {
+    expect((await cli(home, ['pause', 'mem'])).code).toBe(0);
+    await cliKilledAt(home, ['resume', 'mem'], 'restore:spawned');
+    // QEMU loaded the state by itself and runs on; the guest was never told it is this box at this time.
+    expect(vmRunning()).toBe(true);
+    const abandoned = rt.engine.peerPid(dir);
+    const s = await cli(home, ['start', 'mem']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(rt.engine.peerPid(dir)).not.toBe(abandoned);
+    expect(JSON.parse((await cli(home, ['inspect', 'mem'])).stdout).lastStart.kind).toBe('restore');
+    expect(await live()).toBe(before);
+    expect(await state()).toBe('running');
+  });
+
   it('start --cold discards the saved memory and boots from the disk', async () => {
     expect((await cli(home, ['pause', 'mem'])).code).toBe(0);
     const s = await cli(home, ['start', '--cold', 'mem']);

@@ -112,3 +112,21 @@ export function tailLines(file: string, n: number, maxBytes = 64 * 1024): string
     fs.closeSync(fd);
   }
 }
+
+/** The start of a small file in a folder someone else may write (a VMM's run folder): only a regular file is read,
+ *  never through a symlink, and a FIFO put there cannot make the reader wait. Null when it is anything else. */
+export function readSmallRegularFile(file: string, maxBytes = 4096): string | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) return null;
+    const buf = Buffer.alloc(maxBytes);
+    return buf.subarray(0, fs.readSync(fd, buf, 0, maxBytes, 0)).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}

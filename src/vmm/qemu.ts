@@ -14,7 +14,7 @@ import { helperEnv } from './helper-env.js';
 import { jailArgv } from './jail.js';
 import { withoutHugePages } from './thp.js';
 import { cmdlineOf, pidFromFile, signal } from '../util/proc.js';
-import { fsyncPath } from '../util/fs.js';
+import { fsyncPath, readSmallRegularFile } from '../util/fs.js';
 
 export { qemuArgs } from './qemu-args.js';
 
@@ -55,12 +55,9 @@ function readPid(dir: string): number | null {
     const pid = Number(JSON.parse(status.split('\n')[0])['child-pid']);
     return pid > 0 ? pid : null;
   } catch {}
-  try {
-    const pid = Number(fs.readFileSync(path.join(runDir(dir), 'qemu.pid'), 'utf8').trim());
-    return pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
+  // QEMU's own pidfile, in the run folder its (jailed) VMM may write: read only as a small regular file.
+  const pid = Number(readSmallRegularFile(path.join(runDir(dir), 'qemu.pid'), 32)?.trim());
+  return pid > 0 ? pid : null;
 }
 
 /** True when pid is alive and is the QEMU of this box folder (not its supervisor, and not a reused pid). */

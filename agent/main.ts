@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION } from '../src/core/protocol.js';
+import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION, type RestoredRequest } from '../src/core/protocol.js';
 import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
@@ -27,7 +27,6 @@ function thawRoot(): void {
   thawRootFs();
 }
 
-type RestoredRequest = Parameters<typeof restored>[0];
 function restoredAndThawed(req: RestoredRequest): void {
   restored(req);
   // A fork's or a template's memory was saved with the file system frozen (the host's sync call froze it).
@@ -70,7 +69,6 @@ function main(): void {
     ping: unary(() => ({})),
     netStats: unary(() => ({ interfaces: netInterfaces() })),
     usage: unary(() => usage()),
-    restored: unary<RestoredRequest>((req) => restoredAndThawed(req)),
     prepare: unary(() => {
       armHostSignal(log);
       prepareRestore();

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { BUSYBOX } from '../src/core/guest.js';
+import type { RestoredRequest } from '../src/core/protocol.js';
 
 const CLOCK_REALTIME = 0;
 const RNDRESEEDCRNG = 0x5207; // _IO('R', 0x07)
@@ -39,7 +40,7 @@ export function thawRootFs(): void {
   }
 }
 
-export function restored(req: { unixMs: number; entropy: Buffer; hostname: string; lanAddress?: string; lanMac?: string }): void {
+export function restored(req: RestoredRequest): void {
   const ts = Buffer.alloc(16);
   ts.writeBigInt64LE(BigInt(Math.floor(req.unixMs / 1000)), 0);
   ts.writeBigInt64LE(BigInt((req.unixMs % 1000) * 1_000_000), 8);

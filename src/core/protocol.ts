@@ -3,6 +3,15 @@
 /** Bump on any incompatible change to proto/agent.proto or to the link handshake below. */
 export const PROTOCOL_VERSION = 2; // 2: the restore rides in the handshake, which acknowledges it
 
+/** What a guest whose memory was restored must redo (agent/restore.ts), sent with the first handshake after it. */
+export interface RestoredRequest {
+  unixMs: number;
+  entropy: Buffer;
+  hostname: string;
+  lanAddress?: string;
+  lanMac?: string;
+}
+
 /** Number of virtio-serial ports a box exposes for agent connections: each host process holds one. */
 export const AGENT_PORTS = 4;
 export const AGENT_PORT_NAME_PREFIX = 'boxlite.agent.';

@@ -4,7 +4,8 @@
 import * as fs from 'node:fs';
 import { CONSOLE_ERROR_MARK, CONSOLE_INIT_STARTED } from '../core/protocol.js';
 import { BoxliteError, BoxStateError } from '../core/errors.js';
-import type { AgentClient, RestoredRequest } from '../vmm/agent-client.js';
+import type { AgentClient } from '../vmm/agent-client.js';
+import type { RestoredRequest } from '../core/protocol.js';
 import type { RuntimeContext } from './context.js';
 import { bootConsole, boxStatus, explainExit } from './status.js';
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION } from '../core/protocol.js';
+import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION, type RestoredRequest } from '../core/protocol.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { tryLock, type Lock } from '../util/lock.js';
 import { AgentVersionError, BoxBusyError } from '../core/errors.js';
@@ -40,15 +40,6 @@ export interface ConnectOptions {
   /** The VM's process: the port socket must be served by it (the run folder belongs to the jailed VMM, which could
    *  leave a symlink to another socket there). Null while it is not known yet. */
   peerPid: () => number | null;
-}
-
-/** What a guest whose memory was restored must redo (see agent/restore.ts): sent with the first handshake. */
-export interface RestoredRequest {
-  unixMs: number;
-  entropy: Buffer;
-  hostname: string;
-  lanAddress?: string;
-  lanMac?: string;
 }
 
 /** Connects to the port socket and runs the handshake; resolves with the socket and any bytes after READY. */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ctlDir, runDir, type SaveOptions, type VmEngine, type VmExit, type VmSpec } from './engine.js';
 import { QmpConnection, qmp } from './qmp.js';
 import { checkPeer } from './peer.js';
-import { driveId, qemuArgs } from './qemu-args.js';
+import { INCOMING_FD, driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
 import { helperEnv } from './helper-env.js';
 import { jailArgv } from './jail.js';
@@ -95,7 +95,7 @@ function supervisorPid(dir: string): number | null {
 // booting): QEMU reads it itself and opens nothing.
 const SUPERVISOR_SCRIPT =
   `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done ) & ` +
-  'st=${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log 5<"$st"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ' +
+  `st=\${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log ${INCOMING_FD}<"$st"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ` +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
@@ -115,21 +115,21 @@ export class QemuEngine implements VmEngine {
     const problem = this.check();
     if (problem) throw new Error(problem);
     await this.settle(spec.dir); // a previous run's supervisor must not write its exit over this run's
-    const runFolder = runDir(spec.dir);
+    const run = runDir(spec.dir);
     for (const f of ['vm.exit', 'supervisor.pid', 'jail.json']) fs.rmSync(path.join(spec.dir, f), { force: true });
-    for (const f of ['qemu.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(runFolder, f), { force: true });
+    for (const f of ['qemu.pid', 'qmp.sock', ...Array.from({ length: spec.agentPorts }, (_, i) => `agent-${i}.sock`)]) fs.rmSync(path.join(run, f), { force: true });
     fs.appendFileSync(this.consolePath(spec.dir), `\n--- boxlite: boot at ${new Date().toISOString()} ---\n`, { mode: 0o600 });
     const log = fs.openSync(path.join(spec.dir, 'qemu.log'), 'w');
     const qemu = [qemuBinary(), ...qemuArgs(spec)];
     const argv = spec.jail ? jailArgv(spec.jail, qemu) : qemu;
-    const run = () =>
+    const spawnSupervisor = () =>
       spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, spec.incoming ?? '', ...argv], {
         cwd: spec.dir,
         env: helperEnv(),
         detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
         stdio: ['ignore', log, log],
       });
-    const child = spec.accel === 'kvm' || process.env.BOXLITE_THP === 'on' ? run() : withoutHugePages(run);
+    const child = spec.accel === 'kvm' || process.env.BOXLITE_THP === 'on' ? spawnSupervisor() : withoutHugePages(spawnSupervisor);
     fs.closeSync(log);
     fs.writeFileSync(path.join(spec.dir, 'supervisor.pid'), String(child.pid));
     child.unref();

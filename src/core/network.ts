@@ -85,8 +85,7 @@ export function parseDns(list: string[]): string[] {
   return list;
 }
 
-/** A LAN's multicast group on the host's loopback, from a key naming the LAN (a project of a home; a fork). */
-export function lanGroup(key: string): string {
-  const h = createHash('sha256').update(key).digest();
-  return `239.${h[0] % 254}.${h[1]}.${1 + (h[2] % 254)}:${20000 + (h.readUInt16BE(3) % 40000)}`;
+/** A LAN's segment name (its folder under the home), from a key naming the LAN (a project of a home; a fork). */
+export function lanSegment(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
 }

@@ -1,12 +1,12 @@
 // The project LAN: boxes of one project reach each other by name, as compose's default network lets services do.
-// Each box gets a second NIC whose frames QEMU carries over a multicast group on the host's loopback, one group per
-// project and home; the guest's own traffic to the outside still goes only through its network helper. Addresses
+// Each box gets a second NIC whose frames the boxes' network guards carry between them, one segment per project
+// and home; the guest's own traffic to the outside still goes only through its network helper. Addresses
 // are handed out once, at create, and kept; names are written to /etc/hosts in each running box by the agent.
 import { createHash } from 'node:crypto';
 import type { Runtime } from '../runtime/runtime.js';
 import type { BoxRecord, LanConfig } from '../runtime/types.js';
 import { BUSYBOX } from '../core/guest.js';
-import { lanGroup } from '../core/network.js';
+import { lanSegment } from '../core/network.js';
 import { BoxliteError } from '../core/errors.js';
 import { projectLabel } from './label.js';
 
@@ -29,8 +29,8 @@ export function allocateLan(rt: Runtime, project: string, box: string): LanConfi
     pending.add(key(address));
     const h = createHash('sha256').update(`${project}\0${box}\0${i}`).digest();
     const mac = `52:54:01:${[h[0], h[1], i].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
-    // One group per project and home: two projects (or homes) never share one.
-    return { mcast: lanGroup(`${rt.home.root}\0${project}`), address, mac };
+    // One segment per project and home: two projects (or homes) never share one.
+    return { segment: lanSegment(`${rt.home.root}\0${project}`), address, mac };
   }
   throw new BoxliteError(`project ${project} has no LAN addresses left (253 boxes): split it into smaller projects`);
 }

@@ -12,12 +12,14 @@ import { gatewaySettings } from './secrets.js';
 import { needsGateway } from './options.js';
 import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
+import { startGuard } from '../vmm/netguard/guard.js';
 import { stopHelpers } from '../vmm/helpers.js';
 import type { DiskSpec, VmSpec } from '../vmm/engine.js';
 import type { AgentInfo } from '../vmm/agent-client.js';
 import { loadAssets } from './assets.js';
 import { reservePorts } from './ports.js';
 import { diskPath, dropTopAliases, ensureDisk } from './disks.js';
+import { ensureDir } from '../util/fs.js';
 import { createTop, isEmptyTop } from './layers.js';
 import { dropTemplate, findTemplate, lockTemplate, takeTemplate, templateKey } from './templates.js';
 import { InitStalled, connectAgent } from './channel.js';
@@ -183,11 +185,22 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     dropTopAliases(dir); // names only the last run's VM used
     try {
-      const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.netSocket, runAs: box.as };
+      const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.passtSocket, runAs: box.as };
+      const lan = rec.options.lan;
+      // The guard (in front of every NIC) reaches passt only once QEMU connects: both start at once.
+      const guard = net || lan
+        ? startGuard(dir, {
+            uplink: net ? { listen: box.netSocket, helper: box.passtSocket } : undefined,
+            lan: lan ? { listen: box.lanSocket, box: id, mac: lan.mac, address: lan.address, folder: ensureDir(ctx.home.lanDir(lan.segment), 0o700) } : undefined,
+            as: box.as ?? null,
+          })
+        : null;
+      guard?.catch(() => {}); // awaited below; a helper that failed first must not leave this one unhandled
       if (net && settings) {
         await startEgress({ dir, box: rec.name, policy: settings.policy, passt });
         if (settings.secrets) await configureEgress(dir, settings);
       } else if (net) await startPasst(passt);
+      await guard;
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {
       stopHelpers(dir);
@@ -206,7 +219,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       agentPorts: AGENT_PORTS,
       accel: accel.accel,
       netSocket: net ? box.netSocket : undefined,
-      lan: rec.options.lan ? { mcast: rec.options.lan.mcast, mac: rec.options.lan.mac } : undefined,
+      lan: rec.options.lan ? { socket: box.lanSocket, mac: rec.options.lan.mac } : undefined,
       shares: binds.map((_, i) => ({ socket: shareSocket(dir, i), tag: `fs${i}` })),
       jail: box.jail,
       incoming: incoming?.state.file,

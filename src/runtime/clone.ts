@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { ensureDir } from '../util/fs.js';
 import { failpoint } from '../util/failpoint.js';
 import { BoxExistsError, BoxStateError, InvalidOptionError, SnapshotNotFoundError } from '../core/errors.js';
-import { lanGroup } from '../core/network.js';
+import { lanSegment } from '../core/network.js';
 import { checkName } from '../core/names.js';
 import { backingChain, createTop, layerFromSnapshot } from './layers.js';
 import { diskPath, ensureDisk } from './disks.js';
@@ -98,7 +98,7 @@ export async function cloneBox(ctx: RuntimeContext, srcId: string, names: string
           name,
           createdAt: new Date().toISOString(),
           source: { kind: 'disk', origin: `${opts.memory ? 'forked' : 'cloned'} from ${rec.name}${opts.snapshot ? `@${opts.snapshot}` : ''}`, config: rec.source.config },
-          options: { ...options, ports: (options.ports ?? []).map((p) => ({ ...p, hostPort: 0 })), ...(restoreFrom && lan ? { lan: { ...lan, mcast: lanGroup(`${ctx.home.root}\0fork\0${id}`) } } : {}) },
+          options: { ...options, ports: (options.ports ?? []).map((p) => ({ ...p, hostPort: 0 })), ...(restoreFrom && lan ? { lan: { ...lan, segment: lanSegment(`${ctx.home.root}\0fork\0${id}`) } } : {}) },
           state: 'created',
           fsSizeMib: rec.fsSizeMib ?? (rec.source.kind === 'dir' ? rec.options.diskSizeMib : undefined),
           ...(restoreFrom ? { restoreFrom } : {}),

@@ -34,6 +34,10 @@ export class Home {
   boxDir(id: string): string {
     return path.join(this.boxesDir, id);
   }
+  /** A project LAN's folder: its boxes' network guards meet there (inside the home, closed to other users). */
+  lanDir(segment: string): string {
+    return path.join(this.root, 'lan', segment);
+  }
   /** Held while box names and ids are allocated or released, so names stay unique across processes. */
   get registryLock(): string {
     this.secure();

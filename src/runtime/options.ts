@@ -112,6 +112,7 @@ export function validateOptions(o: CreateOptions): BoxOptions {
   const targets = [...volumes.map((v) => v.target), ...binds.map((b) => b.target)];
   const dup = targets.find((t, i) => targets.indexOf(t) !== i);
   if (dup) throw new InvalidOptionError(`two volumes are mounted at ${dup}`);
+  if (o.lan) checkLan(o.lan);
   if (o.hostname !== undefined && !HOSTNAME.test(o.hostname)) throw new InvalidOptionError(`host name "${o.hostname}" is invalid: use letters, digits and '-'`);
   return {
     cpus, memoryMib, diskSizeMib, env: { ...(o.env ?? {}) }, workingDir: o.workingDir ?? '', user: o.user ?? '', network, ports, dns,
@@ -122,6 +123,13 @@ export function validateOptions(o: CreateOptions): BoxOptions {
     ...(o.lan && network !== 'none' ? { lan: { ...o.lan } } : {}),
     ...(binds.length ? { binds } : {}),
   };
+}
+
+/** A LAN NIC is given by boxlite itself (a project's up, a fork), never by a user: it is checked all the same, since
+ *  its segment names a folder and its address and MAC are what the box's guard lets it send as. */
+function checkLan(lan: LanConfig): void {
+  const ok = /^[0-9a-f]{16}$/.test(String(lan.segment)) && /^10\.89\.0\.(\d{1,3})$/.test(String(lan.address)) && Number(lan.address.split('.')[3]) < 255 && /^52:54:01(:[0-9a-f]{2}){3}$/.test(String(lan.mac));
+  if (!ok) throw new InvalidOptionError(`the project LAN settings ${JSON.stringify(lan)} are invalid: they are made by 'boxlite up'; remove the box and bring its project up again`);
 }
 
 /** A box's current options as CreateOptions, so a change can be merged in and validated whole. */

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { CorruptFileError, readJson, writeJsonAtomic } from '../util/fs.js';
 import { acquireLock } from '../util/lock.js';
 import { BoxNotFoundError, BoxStateError } from '../core/errors.js';
+import { lanSegment } from '../core/network.js';
 import type { Home } from './home.js';
 import type { BoxRecord } from './types.js';
 
@@ -41,6 +42,12 @@ export class RecordStore {
       // Records written before labels were opaque kept the project's label under "project".
       r.label = r.project;
       delete r.project;
+    }
+    const lan = r?.options?.lan as (BoxRecord['options']['lan'] & { mcast?: string }) | undefined;
+    if (lan?.mcast && !lan.segment) {
+      // Records written while LANs were multicast groups: the group named the LAN, and so names its segment.
+      lan.segment = lanSegment(lan.mcast);
+      delete lan.mcast;
     }
     return r;
   }

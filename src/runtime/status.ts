@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from '../core/protocol.js';
 import { tailLines } from '../util/fs.js';
 import { passtPid } from '../vmm/passt.js';
+import { guardPid } from '../vmm/netguard/guard.js';
 import { relayPid } from '../vmm/udp-relay.js';
 import { egressPid } from '../vmm/egress/gateway.js';
 import { needsGateway } from './options.js';
@@ -26,7 +27,7 @@ export function boxStatus(ctx: RuntimeContext, rec: BoxRecord): BoxStatus {
   const vm = ctx.engine.status(dir);
   if (vm.kind === 'running') {
     const udp = (rec.ports ?? []).some((p) => p.protocol === 'udp');
-    const network = rec.options.network === 'none' ? 'none' : passtPid(dir) && (!udp || relayPid(dir)) && (!needsGateway(rec.options) || egressPid(dir)) ? 'ok' : 'degraded';
+    const network = rec.options.network === 'none' ? 'none' : passtPid(dir) && guardPid(dir) && (!udp || relayPid(dir)) && (!needsGateway(rec.options) || egressPid(dir)) ? 'ok' : 'degraded';
     return { state: 'running', pid: vm.pid, network };
   }
   return { state: 'exited', exit: explainExit(ctx, rec, vm) };

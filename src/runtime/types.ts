@@ -36,8 +36,8 @@ export interface BindMount {
 }
 
 export interface LanConfig {
-  /** The loopback multicast group carrying the LAN's frames: 239.x.y.z:port. */
-  mcast: string;
+  /** Names the LAN: boxes of one segment (a project of a home, or a fork) see each other. */
+  segment: string;
   /** The box's address on the LAN (a /24). */
   address: string;
   mac: string;

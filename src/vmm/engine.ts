@@ -31,10 +31,10 @@ export interface VmSpec {
   /** Number of virtio-serial ports for agent connections, named boxlite.agent.N, sockets vm/agent-N.sock. */
   agentPorts: number;
   accel: 'kvm' | 'tcg';
-  /** The Unix socket of the box's network helper; none: the guest has only loopback. */
+  /** The Unix socket of the box's network guard, in front of its network helper; none: only loopback. */
   netSocket?: string;
-  /** A second NIC on a project's private LAN: an L2 segment that QEMU carries over a loopback multicast group. */
-  lan?: { mcast: string; mac: string };
+  /** A second NIC on a project's private LAN: the guard's socket that carries it, and the NIC's MAC. */
+  lan?: { socket: string; mac: string };
   /** virtiofs shares: the vhost-user socket of each one's virtiofsd, and the tag the guest mounts it by. */
   shares?: { socket: string; tag: string }[];
   /** Run the VMM in this jail (see jail.ts); absent: as the caller, unconfined. */

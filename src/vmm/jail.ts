@@ -5,8 +5,8 @@
 //     process spawning, no resource control),
 //   - sees a file system of its own (bubblewrap): /usr read-only, a minimal /dev, and at their own paths only the
 //     files its box needs — the guest assets and the disk chain below its disk read-only, its disk, its volumes and
-//     its run folder read-write; in new pid, ipc, uts and cgroup namespaces, and a network namespace of its own
-//     unless the box is on a project LAN (carried by multicast on the host's loopback),
+//     its run folder read-write; in new pid, ipc, uts, cgroup and network namespaces (its NICs are Unix sockets
+//     to the box's network guard),
 //   - has rlimits: open files, processes (per box uid), file size sized to the box's disks, no core dumps.
 // BOXLITE_JAIL=off (or the runtime's jail: false) turns it off for hosts that cannot run it.
 import * as fs from 'node:fs';
@@ -36,8 +36,6 @@ export interface JailSpec {
   rw: string[];
   /** Device nodes bound in (/dev/kvm). */
   devices: string[];
-  /** Keep the host's network namespace (a project LAN is multicast on the host's loopback). */
-  hostNet: boolean;
   /** Resource limits. nproc counts every process of the uid: set only for a uid of the box's own. */
   limits: { nofile: number; fsizeBytes: number; nproc?: number };
   /** The folder QEMU starts in (its run folder). */
@@ -80,8 +78,7 @@ export function jailArgv(spec: JailSpec, cmd: string[]): string[] {
   const b: string[] = [
     // QEMU is pid 1 of its own pid namespace; bwrap reports its pid as the host sees it on fd 3 (the supervisor
     // sends that to vm/jail.json), since the pidfile QEMU writes holds its pid in the namespace.
-    '--unshare-pid', '--as-pid-1', '--json-status-fd', '3', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
-    ...(spec.hostNet ? [] : ['--unshare-net']),
+    '--unshare-pid', '--as-pid-1', '--json-status-fd', '3', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
     '--die-with-parent', '--new-session',
     '--ro-bind', '/usr', '/usr',
   ];

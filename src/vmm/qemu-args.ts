@@ -52,7 +52,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${sh.tag}`);
   });
   if (spec.lan) {
-    args.push('-netdev', `socket,id=lan0,mcast=${spec.lan.mcast},localaddr=127.0.0.1`);
+    args.push('-netdev', `stream,id=lan0,server=off,addr.type=unix,addr.path=${spec.lan.socket}`);
     args.push('-device', `virtio-net-device,netdev=lan0,mac=${spec.lan.mac}`);
   }
   spec.disks.forEach((d, i) => {

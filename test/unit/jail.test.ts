@@ -14,7 +14,6 @@ const spec: JailSpec = {
   ro: ['/h/assets/vmlinuz', '/h/images/bases/b.ext4'],
   rw: ['/h/boxes/abc/vm', '/h/boxes/abc/disk.qcow2'],
   devices: [],
-  hostNet: false,
   limits: { nofile: 1024, fsizeBytes: 1 << 30, nproc: 256 },
   cwd: '/h/boxes/abc/vm',
 };
@@ -31,8 +30,6 @@ describe('jail', () => {
     expect(s).toContain('--bind /h/boxes/abc/disk.qcow2 /h/boxes/abc/disk.qcow2');
     expect(s).toContain('--chdir /h/boxes/abc/vm');
     expect(s).toMatch(/ -- \/usr\/bin\/setpriv --reuid=1900000001 --regid=1900000001 --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- qemu-system-x86_64 -m 256$/);
-    // A project LAN is multicast on the host's loopback: such a box keeps the host's network namespace.
-    expect(jailArgv({ ...spec, hostNet: true }, ['q']).join(' ')).not.toContain('--unshare-net');
     // Run by a user: no uid to drop to, and no process limit (it would count every process of the user).
     const user = jailArgv({ ...spec, as: undefined, limits: { nofile: 1024, fsizeBytes: 1 << 30 } }, ['q']).join(' ');
     expect(user).not.toContain('--nproc');

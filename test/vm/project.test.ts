@@ -360,8 +360,8 @@ boxes:
     expect((await cli(home, ['exec', 'web', 'hostname'], { cwd: one })).stdout).toBe('web\n');
     expect(records('one').map((r) => r.name)).toEqual(['one.web']);
     expect(records('two').map((r) => r.name)).toEqual(['two.web']);
-    // Each project's LAN is its own: the same address, different groups.
-    expect(records('one')[0].options.lan!.mcast).not.toBe(records('two')[0].options.lan!.mcast);
+    // Each project's LAN is its own: the same address, different segments.
+    expect(records('one')[0].options.lan!.segment).not.toBe(records('two')[0].options.lan!.segment);
     await cli(home, ['down', '--remove'], { cwd: one });
     await cli(home, ['down', '--remove'], { cwd: two });
   });

@@ -1,0 +1,154 @@
+// What the network guard decides about each Ethernet frame a guest sends, and the stream framing QEMU's
+// `-netdev stream` uses (a 4-byte big-endian length before each frame). Pure: no sockets here.
+//
+// A guest's root can write any frame to its NIC, so nothing about a frame is taken on trust: a frame is judged by
+// its own headers, and one too short to judge is dropped.
+export const ETH_ARP = 0x0806;
+export const ETH_IPV4 = 0x0800;
+/** Enough of a frame to judge it: the Ethernet header and an ARP body, which is longer than an IPv4 header. */
+export const HEAD_BYTES = 42;
+/** QEMU's and passt's largest frame (65520 MTU plus the Ethernet header, rounded up). */
+export const MAX_FRAME = 65_552;
+
+export const ipNumber = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0) >>> 0;
+export const ipText = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+export const macBytes = (mac: string) => Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));
+
+const inNet = (ip: number, net: string, bits: number) => ((ip ^ ipNumber(net)) & (bits ? (0xffffffff << (32 - bits)) >>> 0 : 0)) === 0;
+
+/** Destinations no box reaches through its network helper, whatever its rules: the host itself (its loopback,
+ *  "this network", and every address it has) and multicast and broadcast, which the host's own sockets take too. */
+export function closedDestination(ip: number, hostAddresses: ReadonlySet<number>): string | null {
+  if (inNet(ip, '127.0.0.0', 8)) return "the host's loopback";
+  if (inNet(ip, '0.0.0.0', 8)) return '"this network" (0.0.0.0/8), which is the host itself';
+  if (inNet(ip, '224.0.0.0', 4)) return 'a multicast group (the host takes part in them)';
+  if (inNet(ip, '240.0.0.0', 4)) return 'a reserved or broadcast address';
+  if (hostAddresses.has(ip)) return "one of the host's own addresses";
+  return null;
+}
+
+/** Why a frame from the guest must not reach its network helper (passt), or null to pass it on. */
+export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>): string | null {
+  if (frame.length < 14) return 'a runt frame';
+  const type = frame.readUInt16BE(12);
+  if (type === ETH_ARP) return frame.length >= HEAD_BYTES ? null : 'a truncated ARP frame';
+  // The helper is IPv4-only (--ipv4-only); anything else is of no use to it.
+  if (type !== ETH_IPV4) return `ethertype 0x${type.toString(16).padStart(4, '0')} (only IPv4 and ARP are carried)`;
+  if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return 'a malformed IPv4 header';
+  const closed = closedDestination(frame.readUInt32BE(30), hostAddresses);
+  return closed ? `IPv4 to ${ipText(frame.readUInt32BE(30))}: ${closed}` : null;
+}
+
+export interface LanIdentity {
+  mac: Buffer;
+  address: number;
+}
+
+/** Why a frame from the guest must not go onto its project's LAN: only ARP and IPv4 with the box's own MAC and
+ *  address are carried (a box cannot speak for another), or null to pass it on. */
+export function lanVerdict(frame: Buffer, own: LanIdentity): string | null {
+  if (frame.length < 14) return 'a runt frame';
+  if (!frame.subarray(6, 12).equals(own.mac)) return 'a source MAC that is not the box';
+  const type = frame.readUInt16BE(12);
+  if (type === ETH_ARP) {
+    if (frame.length < HEAD_BYTES) return 'a truncated ARP frame';
+    if (!frame.subarray(22, 28).equals(own.mac)) return "an ARP sender MAC that is not the box's";
+    const sender = frame.readUInt32BE(28);
+    return sender === own.address || sender === 0 ? null : `an ARP sender address ${ipText(sender)} that is not the box's`;
+  }
+  if (type !== ETH_IPV4) return `ethertype 0x${type.toString(16).padStart(4, '0')} (the LAN carries IPv4 and ARP)`;
+  if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return 'a malformed IPv4 header';
+  const src = frame.readUInt32BE(26);
+  return src === own.address ? null : `an IPv4 source ${ipText(src)} that is not the box's`;
+}
+
+/** Whether a frame is for every station (broadcast or multicast: the group bit of its destination MAC). */
+export const isGroupFrame = (frame: Buffer) => (frame[0] & 1) === 1;
+
+/** Reads the length-prefixed records of one direction of a QEMU stream netdev, in the chunks they arrive in, and
+ *  hands on only the records `keep` accepts, as slices of those chunks (nothing is copied but the few header bytes
+ *  a record split across chunks needs). A record is judged once its first HEAD_BYTES (or all of it, if shorter)
+ *  have arrived; the rest of it follows that verdict. */
+export class RecordFilter {
+  private head = Buffer.alloc(4 + HEAD_BYTES);
+  private headHave = 0;
+  /** Bytes of the current record still to come after its head, and whether they are passed on. */
+  private rest = 0;
+  private passing = false;
+
+  constructor(
+    private readonly keep: (head: Buffer, frameLength: number) => boolean,
+    private readonly out: (b: Buffer) => void,
+  ) {}
+
+  /** Throws on a record no stream netdev would send (longer than MAX_FRAME): the stream is then not QEMU's. */
+  push(chunk: Buffer): void {
+    let i = 0;
+    let runStart = -1; // start of a run of passed bytes within this chunk, written in one slice
+    const flush = (end: number) => {
+      if (runStart >= 0 && end > runStart) this.out(chunk.subarray(runStart, end));
+      runStart = -1;
+    };
+    while (i < chunk.length) {
+      if (this.rest > 0) {
+        const n = Math.min(this.rest, chunk.length - i);
+        if (this.passing && runStart < 0) runStart = i;
+        if (!this.passing) flush(i);
+        i += n;
+        this.rest -= n;
+        continue;
+      }
+      // A record's head: its length, then enough of its frame to judge.
+      const startOfHead = i - this.headHave; // where this record began: < 0 when in an earlier chunk
+      const wanted = this.headHave < 4 ? 4 : 4 + Math.min(HEAD_BYTES, this.head.readUInt32BE(0));
+      const n = Math.min(wanted - this.headHave, chunk.length - i);
+      chunk.copy(this.head, this.headHave, i, i + n);
+      this.headHave += n;
+      i += n;
+      if (this.headHave < 4) continue;
+      const len = this.head.readUInt32BE(0);
+      if (len > MAX_FRAME) throw new Error(`a frame of ${len} bytes (at most ${MAX_FRAME})`);
+      if (this.headHave < 4 + Math.min(HEAD_BYTES, len)) continue;
+      this.passing = len > 0 && this.keep(this.head.subarray(4, this.headHave), len);
+      this.rest = len - (this.headHave - 4);
+      if (!this.passing) flush(Math.max(startOfHead, 0));
+      else if (startOfHead >= 0) {
+        if (runStart < 0) runStart = startOfHead; // the head is in this chunk: it joins the run
+      } else {
+        // The head began in an earlier chunk: its bytes go out from the copy, the rest of the record from here.
+        this.out(Buffer.from(this.head.subarray(0, this.headHave)));
+        runStart = i;
+      }
+      this.headHave = 0;
+    }
+    // A head still incomplete is not passed on yet: it goes out from the copy once judged.
+    flush(chunk.length - Math.min(this.headHave, chunk.length));
+  }
+}
+
+/** One frame as a stream record. */
+export function record(frame: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(4 + frame.length);
+  b.writeUInt32BE(frame.length, 0);
+  frame.copy(b, 4);
+  return b;
+}
+
+/** Splits a stream of records into whole frames (for the LAN, where each frame is routed on its own). */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+  constructor(private readonly onFrame: (frame: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    let i = 0;
+    while (this.buf.length - i >= 4) {
+      const len = this.buf.readUInt32BE(i);
+      if (len > MAX_FRAME) throw new Error(`a frame of ${len} bytes (at most ${MAX_FRAME})`);
+      if (this.buf.length - i - 4 < len) break;
+      if (len) this.onFrame(this.buf.subarray(i + 4, i + 4 + len));
+      i += 4 + len;
+    }
+    this.buf = i === this.buf.length ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(i));
+  }
+}

@@ -1,0 +1,121 @@
+// The network guard's process (see guard.ts). It stands between a box's VM and everything its NICs lead to:
+// the uplink's frames go to the box's passt only when they are not addressed to the host itself (passt would
+// otherwise connect to the host's loopback for a guest that writes such frames by hand), and the LAN's frames go
+// only to the other boxes of the project, only in the box's own name.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { RecordFilter, ipNumber, uplinkVerdict } from './frames.js';
+import { LanLinks } from './lan.js';
+import { GUARD_MARK, type GuardConfig } from './guard.js';
+
+const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
+
+/** The host's IPv4 addresses, read again every second: an address the host gains (DHCP, a VPN) is closed to the
+ *  box within that second. */
+class HostAddresses {
+  current = new Set<number>();
+  constructor() {
+    this.read();
+    setInterval(() => this.read(), 1000).unref();
+  }
+  private read(): void {
+    const now = new Set<number>();
+    for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4') now.add(ipNumber(a.address));
+    this.current = now;
+  }
+}
+
+/** What was dropped, in the guard's log: each reason at most once a minute, with how often it happened. */
+function notes(): (why: string) => void {
+  const seen = new Map<string, { at: number; count: number }>();
+  return (why) => {
+    const s = seen.get(why);
+    const now = Date.now();
+    if (s && now - s.at < 60_000) return void s.count++;
+    if (seen.size > 1000) seen.clear();
+    log(`dropped: ${why}${s?.count ? ` (and ${s.count} more like it in the last minute)` : ''}`);
+    seen.set(why, { at: now, count: 0 });
+  };
+}
+
+/** Accepts the VM's one connection on a socket made for it (QEMU connects at its start). */
+async function listenForVm(file: string, as: GuardConfig['as'], onVm: (s: net.Socket) => void): Promise<net.Server> {
+  fs.rmSync(file, { force: true });
+  let taken = false;
+  const server = net.createServer((s) => {
+    if (taken) return s.destroy(); // one VM, one connection
+    taken = true;
+    onVm(s);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
+  // A jailed QEMU runs as the box's uid; the folder is closed to everyone else.
+  if (as) fs.chownSync(file, as.uid, as.gid);
+  fs.chmodSync(file, 0o600);
+  return server;
+}
+
+function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, note: (why: string) => void, quit: (why: string) => void) {
+  return (vm: net.Socket) => {
+    // passt takes one connection, and is ready by the time QEMU runs: it is reached now, for this VM.
+    const helper = net.connect(cfg.helper);
+    helper.once('error', (e) => quit(`the network helper's socket ${cfg.helper}: ${e.message}`));
+    vm.on('error', () => {});
+    vm.pause();
+    helper.once('connect', () => {
+      const filter = new RecordFilter(
+        (head) => {
+          const why = uplinkVerdict(head, hosts.current);
+          if (why) note(why);
+          return !why;
+        },
+        (b) => {
+          if (!helper.write(b)) vm.pause();
+        },
+      );
+      helper.on('drain', () => vm.resume());
+      vm.on('data', (c: Buffer) => {
+        try {
+          filter.push(c);
+        } catch (e) {
+          quit(`the VM's stream is broken: ${(e as Error).message}`);
+        }
+      });
+      helper.pipe(vm); // the helper's frames to the guest: nothing to judge, backpressure both ways
+      vm.resume();
+    });
+    vm.on('close', () => quit('the VM closed its NIC'));
+    helper.on('close', () => quit('the network helper closed its socket'));
+  };
+}
+
+async function guardMain(cfg: GuardConfig): Promise<void> {
+  const note = notes();
+  const quit = (why: string) => {
+    log(`ends: ${why}`);
+    process.exit(0);
+  };
+  const hosts = new HostAddresses();
+  if (cfg.uplink) await listenForVm(cfg.uplink.listen, cfg.as, uplink(cfg.uplink, hosts, note, quit));
+  if (cfg.lan) {
+    const lan = new LanLinks(cfg.lan, note);
+    // Made while the guard may still enter the home: the LAN's folder is closed to the box's uid.
+    await lan.join();
+    await listenForVm(cfg.lan.listen, cfg.as, (vm) => lan.attachVm(vm, () => quit('the VM closed its LAN NIC')));
+  }
+  process.on('SIGTERM', () => quit('told to'));
+  if (cfg.as && process.getuid?.() === 0) {
+    // Everything it needs is open or reachable as the box's uid: from here on it holds no privilege.
+    process.setgroups!([]);
+    process.setgid!(cfg.as.gid);
+    process.setuid!(cfg.as.uid);
+  }
+  process.stdout.write('ready\n');
+}
+
+if (process.argv[2] === GUARD_MARK) {
+  guardMain(JSON.parse(process.argv[4]) as GuardConfig).catch((e) => {
+    log(`network guard: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}

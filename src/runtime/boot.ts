@@ -14,7 +14,7 @@ import { shareSocket, startShare } from '../vmm/virtiofs.js';
 import { startRelay } from '../vmm/udp-relay.js';
 import { startGuard } from '../vmm/netguard/guard.js';
 import { stopHelpers } from '../vmm/helpers.js';
-import type { DiskSpec, VmSpec } from '../vmm/engine.js';
+import { NET_MAC, type DiskSpec, type VmSpec } from '../vmm/engine.js';
 import type { AgentInfo } from '../vmm/agent-client.js';
 import { loadAssets } from './assets.js';
 import { reservePorts } from './ports.js';
@@ -190,7 +190,8 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       // The guard (in front of every NIC) reaches passt only once QEMU connects: both start at once.
       const guard = net || lan
         ? startGuard(dir, {
-            uplink: net ? { listen: box.netSocket, helper: box.passtSocket } : undefined,
+            name: rec.name,
+            uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address } : undefined,
             lan: lan ? { listen: box.lanSocket, box: id, mac: lan.mac, address: lan.address, folder: ensureDir(ctx.home.lanDir(lan.segment), 0o700) } : undefined,
             as: box.as ?? null,
           })

@@ -3,6 +3,11 @@
 // (open/openat/creat with O_CREAT or O_TMPFILE, mkdir, mknod). The file sharing helper runs under it, so a box's
 // root cannot plant a setuid binary in a host folder it was given; every other call is allowed (virtiofsd keeps
 // its own, stricter filter on top). x86_64 only, as the boxes are; calls through any other ABI are refused.
+//
+// Run by a user, virtiofsd is root of a user namespace where setgroups(2) is forbidden (an unprivileged process can
+// map its gid only so), and it quits when it cannot drop the supplementary groups every login session has. With
+// `groupsKept`, setgroups(0, NULL) — "drop them all" — succeeds without doing anything: the helper keeps the
+// user's groups, so a box sees a shared folder as the user would, through their groups too.
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const SECCOMP_RET_ALLOW = 0x7fff0000;
 const SECCOMP_RET_ERRNO = 0x00050000;
@@ -42,6 +47,8 @@ const RULES: Rule[] = [
   { nr: 133, mode: 1 }, // mknod(path, mode, dev)
   { nr: 259, mode: 2 }, // mknodat(dirfd, path, mode, dev)
 ];
+const SETGROUPS = 116;
+
 /** openat2 hides its mode in a struct the filter cannot read: refused as unknown, and libc falls back to openat. */
 const OPENAT2 = 437;
 
@@ -51,13 +58,15 @@ const arg = (i: number) => 16 + 8 * i; // the low 32 bits of args[i] (little end
 
 type Insn = [code: number, jt: number, jf: number, k: number];
 
-export function noSetuidFilter(): Buffer {
+export function noSetuidFilter(opts: { groupsKept?: boolean } = {}): Buffer {
   const p: Insn[] = [];
   const allow: Insn = [RET_K, 0, 0, SECCOMP_RET_ALLOW];
   const deny: Insn = [RET_K, 0, 0, SECCOMP_RET_ERRNO | EPERM];
   // Another ABI (i386 through int 0x80, x32) numbers its calls differently and would slip past the rules: refused.
   p.push([LD_W_ABS, 0, 0, ARCH], [JEQ_K, 1, 0, AUDIT_ARCH_X86_64], deny, [LD_W_ABS, 0, 0, NR], [JGE_K, 0, 1, X32_SYSCALL_BIT], deny);
   p.push([JEQ_K, 0, 1, OPENAT2], [RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS]);
+  // An errno of 0 is a success that never ran; any other setgroups goes on to the kernel (which refuses it).
+  if (opts.groupsKept) p.push([JEQ_K, 0, 4, SETGROUPS], [LD_W_ABS, 0, 0, arg(0)], [JEQ_K, 0, 1, 0], [RET_K, 0, 0, SECCOMP_RET_ERRNO | 0], allow);
   for (const r of RULES) {
     // Not this call: on to the next rule. This call: decide here (nr is not needed again).
     const body: Insn[] = [];

@@ -11,8 +11,8 @@
 //   - xattrs (security.capability — a file capability — among them): not passed through at all. An xattrmap that
 //     would keep security.* and trusted.* under user.virtiofs.* breaks chown in this virtiofsd (QEMU 7.2: every
 //     chown fails with EBADF once any map is given), and chown matters more in a shared folder than user.* xattrs.
-// Run by a user, virtiofsd is root in a user namespace of its own: it can share what the user can, and files the
-// box makes belong to the user. It exits by itself when QEMU closes its socket.
+// Run by a user, virtiofsd is root in a user namespace of its own: it can share what the user can (through the
+// user's groups too: see seccomp.ts), and files the box makes belong to the user. It exits by itself when QEMU closes its socket.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startHelper } from './helpers.js';
@@ -78,7 +78,7 @@ export async function startShare(s: ShareSpec): Promise<void> {
   }
   const root = process.getuid?.() === 0;
   const filter = path.join(s.dir, `fs-${s.index}.bpf`);
-  fs.writeFileSync(filter, noSetuidFilter(), { mode: 0o600 });
+  fs.writeFileSync(filter, noSetuidFilter({ groupsKept: !root }), { mode: 0o600 });
   const fd = fs.openSync(filter, 'r');
   try {
     await startHelper({

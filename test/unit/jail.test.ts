@@ -69,4 +69,30 @@ describe('jail', () => {
     expect(fs.statSync(path.join(dir, 'f')).mode & 0o7777).toBe(0o640);
     execFileSync('rm', ['-rf', dir]);
   });
+
+  it("the file sharing filter of a user's helper lets setgroups(0) succeed without dropping a group, and nothing more", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-seccomp-'));
+    const probe = [
+      'import ctypes, os',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'before = sorted(os.getgroups())',
+      'r0 = libc.setgroups(0, None)',
+      'arr = (ctypes.c_uint * 1)(4242)',
+      'r1 = libc.setgroups(1, arr)',
+      'print(r0, r1, sorted(os.getgroups()) == before, ctypes.get_errno())',
+    ].join('\n');
+    for (const [kept, want] of [[true, '0 -1 True 1'], [false, '-1 -1 True 1']] as const) {
+      const filter = path.join(dir, `filter-${kept}.bpf`);
+      fs.writeFileSync(filter, noSetuidFilter({ groupsKept: kept }));
+      const fd = fs.openSync(filter, 'r');
+      try {
+        // As a user (nobody, with a supplementary group) in a user namespace: setgroups is forbidden there.
+        const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--groups=100', '--', BWRAP, '--unshare-user', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--dev', '/dev', '--seccomp', '3', 'python3', '-c', probe], { stdio: ['ignore', 'pipe', 'pipe', fd] });
+        expect(r.stdout.toString().trim(), r.stderr.toString()).toBe(want);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    execFileSync('rm', ['-rf', dir]);
+  });
 });

@@ -41,21 +41,34 @@ describe('frames toward the network helper', () => {
     ['224.0.0.251', /multicast/],
     ['255.255.255.255', /broadcast/],
   ];
-  it.each(closed)('drops IPv4 to %s', (dst, why) => expect(uplinkVerdict(ipv4('10.0.2.15', dst), host)).toMatch(why));
+  it.each(closed)('drops IPv4 to %s', (dst, why) => expect(uplinkVerdict(ipv4('10.0.2.15', dst), host)?.why).toMatch(why));
   it.each(['8.8.8.8', '192.168.7.21', '10.0.2.2', '198.18.0.5'])('passes IPv4 to %s', (dst) => expect(uplinkVerdict(ipv4('10.0.2.15', dst), host)).toBeNull());
   it('passes ARP, drops IPv6, other ethertypes, runts and bad headers', () => {
     expect(uplinkVerdict(arp(MAC, '10.0.2.15'), host)).toBeNull();
     const v6 = ipv4('10.0.2.15', '8.8.8.8');
     v6.writeUInt16BE(0x86dd, 12);
-    expect(uplinkVerdict(v6, host)).toMatch(/ethertype 0x86dd/);
+    expect(uplinkVerdict(v6, host)?.why).toMatch(/ethertype 0x86dd/);
     const vlan = ipv4('10.0.2.15', '8.8.8.8');
     vlan.writeUInt16BE(0x8100, 12);
-    expect(uplinkVerdict(vlan, host)).toMatch(/ethertype 0x8100/);
-    expect(uplinkVerdict(Buffer.alloc(10), host)).toMatch(/runt/);
-    expect(uplinkVerdict(ipv4('10.0.2.15', '8.8.8.8').subarray(0, 30), host)).toMatch(/malformed/);
+    expect(uplinkVerdict(vlan, host)?.why).toMatch(/ethertype 0x8100/);
+    expect(uplinkVerdict(Buffer.alloc(10), host)?.why).toMatch(/runt/);
+    expect(uplinkVerdict(ipv4('10.0.2.15', '8.8.8.8').subarray(0, 30), host)?.why).toMatch(/malformed/);
     const v5 = ipv4('10.0.2.15', '8.8.8.8');
     v5[14] = 0x65;
-    expect(uplinkVerdict(v5, host)).toMatch(/malformed/);
+    expect(uplinkVerdict(v5, host)?.why).toMatch(/malformed/);
+  });
+  it('names the connection or datagram a closed address was sent, for the denial event', () => {
+    const syn = ipv4('10.0.2.15', '127.0.0.1', { payload: 20 });
+    syn[23] = 6;
+    syn.writeUInt16BE(5432, 36);
+    syn[47] = 0x02;
+    expect(uplinkVerdict(syn, host)?.event).toEqual({ kind: 'connection', protocol: 'tcp', destination: '127.0.0.1:5432', rule: "the host's loopback" });
+    syn[47] = 0x12; // a SYN-ACK opens nothing: no event, still dropped
+    expect(uplinkVerdict(syn, host)).toEqual({ why: "IPv4 to 127.0.0.1: the host's loopback" });
+    const dgram = ipv4('10.0.2.15', '192.168.7.20', { payload: 8 });
+    dgram[23] = 17;
+    dgram.writeUInt16BE(53, 36);
+    expect(uplinkVerdict(dgram, host)?.event).toMatchObject({ kind: 'datagram', destination: '192.168.7.20:53' });
   });
 });
 

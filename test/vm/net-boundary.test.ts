@@ -7,12 +7,14 @@
 import * as net from 'node:net';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupHome, quietRuntime, testHome } from '../helpers.js';
 import { debianLayout } from '../registry.js';
 import { startEgressHosts, type EgressHosts } from '../egress-host.js';
 import { RAW_FRAMES_PY } from '../raw-frames.js';
 import { GUEST_NET } from '../../src/core/network.js';
+import { readEvents } from '../../src/vmm/egress/events.js';
 import type { Box, Runtime } from '../../src/runtime/runtime.js';
 
 let home: string;
@@ -112,6 +114,12 @@ describe.each([
     const out = await attack(box, targets);
     expect(out).toBe(`sent ${targets.length}\ncontrol answered\n`);
     expect(await loop.settled('127.0.0.1')).toEqual([]);
+    // Each attempt is a denial the box's events show, as its outbound policy's are.
+    const events = readEvents(path.join(home, 'boxes', box.id));
+    for (const d of ['127.0.0.1', '0.0.0.0', '127.1.2.3']) {
+      expect(events).toContainEqual(expect.objectContaining({ kind: 'connection', destination: `${d}:${loop.tcpPort}`, protocol: 'tcp' }));
+      expect(events).toContainEqual(expect.objectContaining({ kind: 'datagram', destination: `${d}:${loop.udpPort}`, protocol: 'udp' }));
+    }
   });
 
   it("cannot reach the host's own addresses with frames of its own", async () => {

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { parsePolicy, PolicyMatcher, type Destination } from '../../core/egress.js';
 import { peerCred } from '../peer.js';
 import { HELPERS_DIR } from '../helpers.js';
-import { EventWriter, eventsFile, type EgressEvent } from './events.js';
+import { EventWriter, denialReporter, eventsFile } from './events.js';
 import type { GatewayConfig } from './gateway.js';
 import { libc, originalDestination, sockaddrIn } from './libc.js';
 import type { FromNetns, ToNetns } from './netns.js';
@@ -28,9 +28,6 @@ const MIN_PIN_S = 2;
 /** Bounds on what a guest's DNS traffic can make the gateway hold. */
 const MAX_DNS_IN_FLIGHT = 256;
 const MAX_PINNED_NAMES = 65536;
-/** The same denial is reported once in this long. */
-const REPEAT_MS = 10_000;
-const MAX_EVENTS_PER_S = 100;
 /** With secrets, how long a connection waits for the box to speak first before it is carried as it is. */
 const SERVER_FIRST_MS = 1000;
 
@@ -52,24 +49,7 @@ function resolvers(configured: string[]): string[] {
 }
 
 async function gatewayMain(dir: string, cfg: GatewayConfig): Promise<void> {
-  const events = new EventWriter(fs.openSync(eventsFile(dir), 'a+', 0o600));
-  // The guest decides how often it is denied: the same denial is reported once per REPEAT_MS, and at most
-  // MAX_EVENTS_PER_S are written a second; the next one written says how many were left out.
-  const recent = new Map<string, number>();
-  let second = 0;
-  let inSecond = 0;
-  let suppressed = 0;
-  const report = (e: Omit<EgressEvent, 'time' | 'box' | 'action'>) => {
-    const now = Date.now();
-    const key = `${e.kind}|${e.destination}|${e.rule}`;
-    if ((recent.get(key) ?? -Infinity) > now - REPEAT_MS) return;
-    if (recent.size >= MAX_FLOWS) recent.clear();
-    recent.set(key, now);
-    if (Math.floor(now / 1000) !== second) (second = Math.floor(now / 1000)), (inSecond = 0);
-    if (++inSecond > MAX_EVENTS_PER_S) return void suppressed++;
-    events.write({ time: new Date(now).toISOString(), box: cfg.box, action: 'deny', ...e, ...(suppressed ? { suppressed } : {}) });
-    suppressed = 0;
-  };
+  const report = denialReporter(new EventWriter(fs.openSync(eventsFile(dir), 'a+', 0o600)), cfg.box);
   let hosts = hostAddresses();
   let matcher = new PolicyMatcher(parsePolicy(cfg.policy), hosts);
   const upstream = resolvers(cfg.upstream);

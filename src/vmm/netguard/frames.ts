@@ -5,8 +5,8 @@
 // its own headers, and one too short to judge is dropped.
 export const ETH_ARP = 0x0806;
 export const ETH_IPV4 = 0x0800;
-/** Enough of a frame to judge it: the Ethernet header and an ARP body, which is longer than an IPv4 header. */
-export const HEAD_BYTES = 42;
+/** Enough of a frame to judge it: the Ethernet header and an ARP body, or an IPv4 header and a TCP header. */
+export const HEAD_BYTES = 54;
 /** QEMU's and passt's largest frame (65520 MTU plus the Ethernet header, rounded up). */
 export const MAX_FRAME = 65_552;
 
@@ -27,16 +27,33 @@ export function closedDestination(ip: number, hostAddresses: ReadonlySet<number>
   return null;
 }
 
+export interface Denial {
+  why: string;
+  /** A new TCP connection or a UDP datagram to a closed address: worth a denial event (events.jsonl). */
+  event?: { kind: 'connection' | 'datagram'; protocol: 'tcp' | 'udp'; destination: string; rule: string };
+}
+
 /** Why a frame from the guest must not reach its network helper (passt), or null to pass it on. */
-export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>): string | null {
-  if (frame.length < 14) return 'a runt frame';
+export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>): Denial | null {
+  if (frame.length < 14) return { why: 'a runt frame' };
   const type = frame.readUInt16BE(12);
-  if (type === ETH_ARP) return frame.length >= HEAD_BYTES ? null : 'a truncated ARP frame';
+  if (type === ETH_ARP) return frame.length >= 42 ? null : { why: 'a truncated ARP frame' };
   // The helper is IPv4-only (--ipv4-only); anything else is of no use to it.
-  if (type !== ETH_IPV4) return `ethertype 0x${type.toString(16).padStart(4, '0')} (only IPv4 and ARP are carried)`;
-  if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return 'a malformed IPv4 header';
-  const closed = closedDestination(frame.readUInt32BE(30), hostAddresses);
-  return closed ? `IPv4 to ${ipText(frame.readUInt32BE(30))}: ${closed}` : null;
+  if (type !== ETH_IPV4) return { why: `ethertype 0x${type.toString(16).padStart(4, '0')} (only IPv4 and ARP are carried)` };
+  if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return { why: 'a malformed IPv4 header' };
+  const dst = frame.readUInt32BE(30);
+  const closed = closedDestination(dst, hostAddresses);
+  if (!closed) return null;
+  const denial: Denial = { why: `IPv4 to ${ipText(dst)}: ${closed}` };
+  const l4 = 14 + (frame[14] & 15) * 4;
+  const proto = frame[23];
+  const first = (frame.readUInt16BE(20) & 0x1fff) === 0; // the first fragment holds the ports
+  if (first && proto === 17 && frame.length >= l4 + 4) {
+    denial.event = { kind: 'datagram', protocol: 'udp', destination: `${ipText(dst)}:${frame.readUInt16BE(l4 + 2)}`, rule: closed };
+  } else if (first && proto === 6 && frame.length >= l4 + 14 && (frame[l4 + 13] & 0x12) === 0x02) {
+    denial.event = { kind: 'connection', protocol: 'tcp', destination: `${ipText(dst)}:${frame.readUInt16BE(l4 + 2)}`, rule: closed };
+  }
+  return denial;
 }
 
 export interface LanIdentity {
@@ -51,7 +68,7 @@ export function lanVerdict(frame: Buffer, own: LanIdentity): string | null {
   if (!frame.subarray(6, 12).equals(own.mac)) return 'a source MAC that is not the box';
   const type = frame.readUInt16BE(12);
   if (type === ETH_ARP) {
-    if (frame.length < HEAD_BYTES) return 'a truncated ARP frame';
+    if (frame.length < 42) return 'a truncated ARP frame';
     if (!frame.subarray(22, 28).equals(own.mac)) return "an ARP sender MAC that is not the box's";
     const sender = frame.readUInt32BE(28);
     return sender === own.address || sender === 0 ? null : `an ARP sender address ${ipText(sender)} that is not the box's`;
@@ -60,6 +77,23 @@ export function lanVerdict(frame: Buffer, own: LanIdentity): string | null {
   if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return 'a malformed IPv4 header';
   const src = frame.readUInt32BE(26);
   return src === own.address ? null : `an IPv4 source ${ipText(src)} that is not the box's`;
+}
+
+/** A gratuitous ARP request: who has `address`, told by the station that has it. */
+export function arpAnnouncement(mac: string, address: string): Buffer {
+  const f = Buffer.alloc(42);
+  f.fill(0xff, 0, 6);
+  macBytes(mac).copy(f, 6);
+  f.writeUInt16BE(ETH_ARP, 12);
+  f.writeUInt16BE(1, 14); // Ethernet
+  f.writeUInt16BE(ETH_IPV4, 16);
+  f[18] = 6;
+  f[19] = 4;
+  f.writeUInt16BE(1, 20); // request
+  macBytes(mac).copy(f, 22);
+  f.writeUInt32BE(ipNumber(address), 28);
+  f.writeUInt32BE(ipNumber(address), 38);
+  return f;
 }
 
 /** Whether a frame is for every station (broadcast or multicast: the group bit of its destination MAC). */

@@ -15,8 +15,10 @@ export const GUARD_MARK = '--boxlite-netguard';
 export const guardLog = (dir: string) => path.join(dir, 'netguard.log');
 
 export interface GuardConfig {
-  /** The NIC to the network helper: the socket QEMU connects to, and passt's. */
-  uplink?: { listen: string; helper: string };
+  /** The box's name, for its denial events. */
+  name: string;
+  /** The NIC to the network helper: the socket QEMU connects to, passt's, and the guest's MAC and address there. */
+  uplink?: { listen: string; helper: string; mac: string; address: string };
   /** The NIC on the project LAN: the socket QEMU connects to, and the box's place on the LAN. */
   lan?: LanSpec & { listen: string };
   /** Started by root: the box's uid, which the guard becomes once its sockets exist. */

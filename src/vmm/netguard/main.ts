@@ -5,9 +5,10 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { RecordFilter, ipNumber, uplinkVerdict } from './frames.js';
+import { RecordFilter, arpAnnouncement, ipNumber, record, uplinkVerdict } from './frames.js';
 import { LanLinks } from './lan.js';
 import { GUARD_MARK, type GuardConfig } from './guard.js';
+import { EventWriter, denialReporter, eventsFile } from '../egress/events.js';
 
 const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
 
@@ -55,7 +56,9 @@ async function listenForVm(file: string, as: GuardConfig['as'], onVm: (s: net.So
   return server;
 }
 
-function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, note: (why: string) => void, quit: (why: string) => void) {
+type Report = ReturnType<typeof denialReporter>;
+
+function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, note: (why: string) => void, report: Report, quit: (why: string) => void) {
   return (vm: net.Socket) => {
     // passt takes one connection, and is ready by the time QEMU runs: it is reached now, for this VM.
     const helper = net.connect(cfg.helper);
@@ -65,9 +68,10 @@ function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, n
     helper.once('connect', () => {
       const filter = new RecordFilter(
         (head) => {
-          const why = uplinkVerdict(head, hosts.current);
-          if (why) note(why);
-          return !why;
+          const denied = uplinkVerdict(head, hosts.current);
+          if (denied) note(denied.why);
+          if (denied?.event) report(denied.event);
+          return !denied;
         },
         (b) => {
           if (!helper.write(b)) vm.pause();
@@ -81,6 +85,9 @@ function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, n
           quit(`the VM's stream is broken: ${(e as Error).message}`);
         }
       });
+      // passt learns the guest's MAC from its first frame, and a booting guest's first frames are IPv6, which are
+      // dropped: without this, passt could not deliver a port forward's first connection to a quiet guest.
+      helper.write(record(arpAnnouncement(cfg.mac, cfg.address)));
       helper.pipe(vm); // the helper's frames to the guest: nothing to judge, backpressure both ways
       vm.resume();
     });
@@ -89,14 +96,16 @@ function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, n
   };
 }
 
-async function guardMain(cfg: GuardConfig): Promise<void> {
+async function guardMain(dir: string, cfg: GuardConfig): Promise<void> {
   const note = notes();
   const quit = (why: string) => {
     log(`ends: ${why}`);
     process.exit(0);
   };
   const hosts = new HostAddresses();
-  if (cfg.uplink) await listenForVm(cfg.uplink.listen, cfg.as, uplink(cfg.uplink, hosts, note, quit));
+  // Opened before the guard gives up root: the box's folder is the home's.
+  const report = denialReporter(new EventWriter(fs.openSync(eventsFile(dir), 'a+', 0o600)), cfg.name);
+  if (cfg.uplink) await listenForVm(cfg.uplink.listen, cfg.as, uplink(cfg.uplink, hosts, note, report, quit));
   if (cfg.lan) {
     const lan = new LanLinks(cfg.lan, note);
     // Made while the guard may still enter the home: the LAN's folder is closed to the box's uid.
@@ -114,7 +123,7 @@ async function guardMain(cfg: GuardConfig): Promise<void> {
 }
 
 if (process.argv[2] === GUARD_MARK) {
-  guardMain(JSON.parse(process.argv[4]) as GuardConfig).catch((e) => {
+  guardMain(process.argv[3], JSON.parse(process.argv[4]) as GuardConfig).catch((e) => {
     log(`network guard: ${(e as Error).message}`);
     process.exit(1);
   });

@@ -22,6 +22,7 @@ let genuineLayer: Buffer;
 let forgedLayer: Buffer;
 let genuine: string;
 let forged: string;
+let liar: string;
 const homes: string[] = [];
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -59,21 +60,27 @@ beforeAll(async () => {
   genuine = ociImage({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=genuine'] } });
   // The forged image claims the genuine one's diff_ids for layers that hold something else.
   forged = ociImage({ layers: [busybox, forgedLayer], config: { Env: ['PATH=/bin', 'WHO=forged'] }, diffIds: [sha(busybox), sha(genuineLayer)] });
+  // And the other way round: the genuine image's very layers, with a config that claims they hold something else.
+  liar = ociImage({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=liar'] }, diffIds: [sha(busybox), sha(forgedLayer)] });
 });
 
 afterAll(async () => {
   for (const h of homes) await cleanupHome(h);
   fs.rmSync(tmp, { recursive: true, force: true });
-  for (const d of [genuine, forged]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [genuine, forged, liar]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
-/** The forged image's layer 2, as the refusal must name it. */
+/** The forged image's layer 2, as the refusal must name it; and the lying one's. */
 const forgedRefusal = () => mismatch(2, sha(gzipSync(forgedLayer)), sha(genuineLayer), sha(forgedLayer));
+const liarRefusal = () => mismatch(2, sha(gzipSync(genuineLayer)), sha(forgedLayer), sha(genuineLayer));
 
 describe('two images whose configs claim the same diff_ids', () => {
   it('a forged image run first is refused, and the genuine one run next gets its own files', async () => {
     const home = newHome();
     const f = await cli(home, ['run', '--rm', forged, ...PROBE]);
+    const l = await cli(home, ['create', liar]);
+    expect(l.code).toBe(1);
+    expect(l.stderr).toMatch(liarRefusal());
     const g = await cli(home, ['run', '--rm', genuine, ...PROBE]);
     // The poisoning itself: the genuine image's box must hold the genuine image's files, whatever ran before it.
     expect(g.stdout).toBe('genuine\n');
@@ -104,6 +111,11 @@ describe('two images whose configs claim the same diff_ids', () => {
     expect(f.stderr).toMatch(forgedRefusal());
     noStack(f.stderr);
     expect(bases(home)).toEqual(built);
+    // The genuine layers' base exists, but a config claiming they hold something else does not get it.
+    const l = await cli(home, ['create', liar]);
+    expect(l.code).toBe(1);
+    expect(l.stderr).toMatch(liarRefusal());
+    expect(l.stderr).toContain('no box was made from it');
     const g2 = await cli(home, ['run', '--rm', genuine, ...PROBE]);
     expect(g2.stdout).toBe('genuine\n');
   });

@@ -24,6 +24,14 @@ let genuine: string;
 let forged: string;
 let liar: string;
 const homes: string[] = [];
+const layouts: string[] = [];
+
+/** An OCI layout removed after the tests. */
+const layout = (spec: Parameters<typeof ociImage>[0]) => {
+  const d = ociImage(spec);
+  layouts.push(d);
+  return d;
+};
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const short = (d: string) => `${d.slice(0, 19)}…`;
@@ -57,17 +65,17 @@ beforeAll(async () => {
   busybox = dirLayer(makeRootfs());
   genuineLayer = await tarLayer([{ path: 'etc/who', data: 'genuine\n' }]);
   forgedLayer = await tarLayer([{ path: 'etc/who', data: 'forged\n' }, { path: 'etc/planted', data: 'planted by the forged image\n' }]);
-  genuine = ociImage({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=genuine'] } });
+  genuine = layout({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=genuine'] } });
   // The forged image claims the genuine one's diff_ids for layers that hold something else.
-  forged = ociImage({ layers: [busybox, forgedLayer], config: { Env: ['PATH=/bin', 'WHO=forged'] }, diffIds: [sha(busybox), sha(genuineLayer)] });
+  forged = layout({ layers: [busybox, forgedLayer], config: { Env: ['PATH=/bin', 'WHO=forged'] }, diffIds: [sha(busybox), sha(genuineLayer)] });
   // And the other way round: the genuine image's very layers, with a config that claims they hold something else.
-  liar = ociImage({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=liar'] }, diffIds: [sha(busybox), sha(forgedLayer)] });
+  liar = layout({ layers: [busybox, genuineLayer], config: { Env: ['PATH=/bin', 'WHO=liar'] }, diffIds: [sha(busybox), sha(forgedLayer)] });
 });
 
 afterAll(async () => {
   for (const h of homes) await cleanupHome(h);
   fs.rmSync(tmp, { recursive: true, force: true });
-  for (const d of [genuine, forged, liar]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of layouts) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** The forged image's layer 2, as the refusal must name it; and the lying one's. */
@@ -146,11 +154,11 @@ describe('a layer whose content is not what its config claims', () => {
     const home = newHome();
     const third = await tarLayer([{ path: 'etc/third', data: 'third\n' }]);
     const claim = sha(Buffer.from('something else entirely'));
-    const layout = ociImage({ layers: [busybox, genuineLayer, third], compression: ['gzip', 'none', 'zstd'], diffIds: [sha(busybox), sha(genuineLayer), claim] });
+    const img = layout({ layers: [busybox, genuineLayer, third], compression: ['gzip', 'none', 'zstd'], diffIds: [sha(busybox), sha(genuineLayer), claim] });
     const staging = fs.mkdtempSync(path.join(tmp, 'staging-'));
-    const zstdBlob = JSON.parse(fs.readFileSync(path.join(layout, 'blobs/sha256', JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')).manifests[0].digest.slice(7)), 'utf8')).layers[2].digest;
+    const zstdBlob = JSON.parse(fs.readFileSync(path.join(img, 'blobs/sha256', JSON.parse(fs.readFileSync(path.join(img, 'index.json'), 'utf8')).manifests[0].digest.slice(7)), 'utf8')).layers[2].digest;
     for (let i = 0; i < 2; i++) {
-      const r = await cli(home, ['create', '--name', `bad${i}`, layout], { env: { BOXLITE_STAGING_DIR: staging } });
+      const r = await cli(home, ['create', '--name', `bad${i}`, img], { env: { BOXLITE_STAGING_DIR: staging } });
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(mismatch(3, zstdBlob, claim, sha(third)));
       noStack(r.stderr);
@@ -162,8 +170,8 @@ describe('a layer whose content is not what its config claims', () => {
 
   it('a config listing fewer diff_ids than the image has layers is refused', async () => {
     const home = newHome();
-    const layout = ociImage({ layers: [busybox, genuineLayer], diffIds: [sha(busybox)] });
-    const r = await cli(home, ['create', layout]);
+    const img = layout({ layers: [busybox, genuineLayer], diffIds: [sha(busybox)] });
+    const r = await cli(home, ['create', img]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/its config lists 1 diff_id for 2 layers/);
     expect(bases(home)).toEqual([]);
@@ -198,9 +206,9 @@ describe('a layer whose content is not what its config claims', () => {
 });
 
 describe('a blob whose bytes are not the digest it is named by', () => {
-  const blobOf = (layout: string, role: 'manifest' | 'config' | 'layer') => {
-    const b = (d: string) => path.join(layout, 'blobs/sha256', d.slice(7));
-    const m = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')).manifests[0].digest;
+  const blobOf = (dir: string, role: 'manifest' | 'config' | 'layer') => {
+    const b = (d: string) => path.join(dir, 'blobs/sha256', d.slice(7));
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8')).manifests[0].digest;
     if (role === 'manifest') return { digest: m, file: b(m) };
     const doc = JSON.parse(fs.readFileSync(b(m), 'utf8'));
     const d = role === 'config' ? doc.config.digest : doc.layers[1].digest;
@@ -212,34 +220,32 @@ describe('a blob whose bytes are not the digest it is named by', () => {
   for (const role of ['layer', 'config', 'manifest'] as const) {
     it(`in an OCI layout folder (its ${role}) is refused, and the store is unchanged`, async () => {
       const home = newHome();
-      const layout = ociImage({ layers: [busybox, genuineLayer] });
-      const { digest, file } = blobOf(layout, role);
+      const img = layout({ layers: [busybox, genuineLayer] });
+      const { digest, file } = blobOf(img, role);
       const body = fs.readFileSync(file);
       fs.writeFileSync(file, role === 'layer' ? gzipSync(forgedLayer) : Buffer.concat([body, Buffer.from(' ')])); // still valid JSON
       const before = store(home);
-      const r = await cli(home, ['create', layout]);
+      const r = await cli(home, ['create', img]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(role === 'layer' ? new RegExp(`blob ${digest} has digest sha256:[0-9a-f]{64}; the image was not loaded`) : new RegExp(`the ${role} blob ${digest} does not match its digest`));
       noStack(r.stderr);
       expect(store(home).split(' | ')[0]).toBe(before.split(' | ')[0]);
       expect(fs.existsSync(path.join(home, 'images/blobs/sha256', digest.slice(7)))).toBe(false);
       expect(bases(home)).toEqual([]);
-      fs.rmSync(layout, { recursive: true, force: true });
     });
   }
 
   it('in an OCI archive (images load) is refused', async () => {
     const home = newHome();
-    const layout = ociImage({ layers: [busybox, genuineLayer] });
-    const { digest, file } = blobOf(layout, 'layer');
+    const img = layout({ layers: [busybox, genuineLayer] });
+    const { digest, file } = blobOf(img, 'layer');
     fs.writeFileSync(file, gzipSync(forgedLayer));
     const archive = path.join(tmp, 'oci.tar');
-    execFileSync('tar', ['-C', layout, '-cf', archive, '.']);
+    execFileSync('tar', ['-C', img, '-cf', archive, '.']);
     const r = await cli(home, ['images', 'load', archive]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`blob ${digest} has digest sha256:[0-9a-f]{64}; the image was not loaded`));
     expect(records(home)).toEqual([]);
-    fs.rmSync(layout, { recursive: true, force: true });
   });
 
   it('in a docker save archive: a plain layer that is not its diff_id, and files named by a digest they do not have', async () => {

@@ -65,6 +65,8 @@ export interface ImageSpec {
   compression?: Compression[];
   config?: Record<string, unknown>;
   architecture?: string;
+  /** What the config claims the layers hold, instead of their true diff_ids (a forged or corrupt image). */
+  diffIds?: string[];
 }
 
 export class Layout {
@@ -91,7 +93,7 @@ export class Layout {
       return { mediaType, ...this.put(blob), diffId: `sha256:${sha(raw)}` };
     });
     const cfg = this.put(
-      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', created: '2026-01-01T00:00:00Z', config: spec.config ?? {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } })),
+      Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', created: '2026-01-01T00:00:00Z', config: spec.config ?? {}, rootfs: { type: 'layers', diff_ids: spec.diffIds ?? layers.map((l) => l.diffId) } })),
     );
     const manifest = this.put(
       Buffer.from(
@@ -129,15 +131,36 @@ export function ociImage(spec: ImageSpec): string {
   return l.finish([l.image(spec)]);
 }
 
-/** A `docker save` archive (docker's manifest.json format, uncompressed layers) of one image. */
-export async function dockerSaveArchive(file: string, spec: { layers: Buffer[]; config?: Record<string, unknown>; tags: string[] }): Promise<string> {
-  const diffIds = spec.layers.map((l) => `sha256:${sha(l)}`);
+export interface DockerSaveSpec {
+  layers: Buffer[];
+  config?: Record<string, unknown>;
+  tags: string[];
+  /** What the config claims the layers hold, instead of their true diff_ids. */
+  diffIds?: string[];
+  /** Gzip the layers (podman can), rather than docker's plain tar. */
+  gzip?: boolean;
+  /** Lay the files out as docker 25+ does: config and layers under blobs/sha256/, each named by its digest. */
+  blobNames?: boolean;
+  /** Bytes written in place of the config or of one layer after every name and digest was computed. */
+  tamper?: { config?: Buffer; layer?: { index: number; data: Buffer } };
+}
+
+/** A `docker save` archive (docker's manifest.json format, uncompressed layers unless gzip) of one image. */
+export async function dockerSaveArchive(file: string, spec: DockerSaveSpec): Promise<string> {
+  const diffIds = spec.diffIds ?? spec.layers.map((l) => `sha256:${sha(l)}`);
   const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: spec.config ?? {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
-  const cfgName = `${sha(cfg)}.json`;
-  const entries: Entry[] = [{ path: cfgName, data: cfg }];
-  const layerNames = spec.layers.map((l, i) => {
+  const cfgName = spec.blobNames ? `blobs/sha256/${sha(cfg)}` : `${sha(cfg)}.json`;
+  const entries: Entry[] = spec.blobNames ? [{ path: 'blobs/', type: 'directory' }, { path: 'blobs/sha256/', type: 'directory' }] : [];
+  entries.push({ path: cfgName, data: spec.tamper?.config ?? cfg });
+  const layerNames = spec.layers.map((raw, i) => {
+    const l = spec.gzip ? gzipSync(raw) : raw;
+    const data = spec.tamper?.layer?.index === i ? spec.tamper.layer.data : l;
+    if (spec.blobNames) {
+      entries.push({ path: `blobs/sha256/${sha(l)}`, data });
+      return `blobs/sha256/${sha(l)}`;
+    }
     const dir = sha(Buffer.concat([l, Buffer.from(String(i))]));
-    entries.push({ path: `${dir}/`, type: 'directory' }, { path: `${dir}/layer.tar`, data: l }, { path: `${dir}/VERSION`, data: '1.0' });
+    entries.push({ path: `${dir}/`, type: 'directory' }, { path: `${dir}/layer.tar`, data }, { path: `${dir}/VERSION`, data: '1.0' });
     return `${dir}/layer.tar`;
   });
   entries.push({ path: 'manifest.json', data: JSON.stringify([{ Config: cfgName, RepoTags: spec.tags, Layers: layerNames }]) });

@@ -3,7 +3,8 @@
 // over that layer and continue from that memory instead of booting (the guest is then told its own name, clock,
 // entropy and LAN address). A template is keyed by everything its memory and disk depend on, so a change of any
 // input (guest assets, image base, cpus, memory, disk size, network, DNS, accelerator) keys another one; templates
-// of bases that are gone, or all of them, are removed by `boxlite images prune`.
+// of bases that are gone, or all of them, are removed by `boxlite images prune`. The base is named by the verified
+// layer blobs it was built from (images/assemble.ts), so images whose layers differ never share a template.
 //   home/templates/<key>.json   { layer, state, ... }    the state file lives in home/states (see states.ts)
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -5,6 +5,11 @@
 // unprivileged process cannot put in a folder (other users' ownership, device nodes, fifos, xattrs such as file
 // capabilities) is recorded on the side and written into the finished file system with debugfs, so the result is
 // the same whether boxlite runs as root or as a normal user.
+//
+// A base is shared by every image whose layer blobs are the same bytes, and named by them: blobs are verified
+// against their digests as they arrive (pull.ts, load.ts). What a config claims the layers hold (diff_ids) is
+// checked as each layer is unpacked, and recorded beside the base only once every layer matched, so a claim
+// alone never selects a base another image's layers built.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -18,9 +23,11 @@ import { ensureDir, readJson, renameDurable, sha256, writeJsonAtomic } from '../
 import { pidAlive } from '../../util/proc.js';
 import { acquireLock } from '../../util/lock.js';
 import type { ImageRecord, ImageStore } from './store.js';
+import { checkDiffIdCount, diffIdMismatch } from './verify.js';
 
-/** Bumped when the way bases are built changes, so old bases are rebuilt rather than reused. */
-const BASE_FORMAT = 'ext4-1';
+/** Bumped when the way bases are built or named changes, so old bases are rebuilt rather than reused. ext4-1 bases
+ *  were named by unchecked diff_ids (an image could claim another's): none of them is trusted. */
+const BASE_FORMAT = 'ext4-2';
 
 export interface Base {
   path: string;
@@ -30,28 +37,50 @@ export interface Base {
 
 const TYPE_BITS: Record<Fix['type'], number> = { file: 0o100000, directory: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 };
 
+/** Named by the layer blobs' digests, which the store verified: the base is a function of exactly those bytes. */
 export function baseKey(rec: ImageRecord): string {
-  const layers = rec.diffIds.length === rec.layers.length ? rec.diffIds : rec.layers.map((l) => l.digest);
-  return sha256(BASE_FORMAT, ...layers).slice(0, 32);
+  return sha256(BASE_FORMAT, ...rec.layers.map((l) => l.digest)).slice(0, 32);
 }
 
-/** The base of an image if it was built, else null. */
-export function existingBase(store: ImageStore, rec: ImageRecord): Base | null {
+interface BaseMeta {
+  sizeMib: number;
+  /** The diff_ids the layers were found to have while they were unpacked. */
+  diffIds: string[];
+}
+
+function builtBase(store: ImageStore, rec: ImageRecord): { base: Base; diffIds: string[] } | null {
   const key = baseKey(rec);
-  const meta = readJson<{ sizeMib: number }>(path.join(store.basesDir, `${key}.json`));
+  const meta = readJson<BaseMeta>(path.join(store.basesDir, `${key}.json`));
   const file = path.join(store.basesDir, `${key}.ext4`);
-  return meta && fs.existsSync(file) ? { path: file, sizeMib: meta.sizeMib } : null;
+  return meta && fs.existsSync(file) ? { base: { path: file, sizeMib: meta.sizeMib }, diffIds: Array.isArray(meta.diffIds) ? meta.diffIds : [] } : null;
+}
+
+/** The base of an image if it was built from its layers and they hold what its config claims, else null. */
+export function existingBase(store: ImageStore, rec: ImageRecord): Base | null {
+  const b = builtBase(store, rec);
+  return b && b.diffIds.length === rec.diffIds.length && b.diffIds.every((d, i) => d === rec.diffIds[i]) ? b.base : null;
+}
+
+/** The base built from these layers, for an image whose config must claim what they were found to hold. */
+function claimed(b: { base: Base; diffIds: string[] }, rec: ImageRecord, name: string): Base {
+  if (b.diffIds.length !== rec.layers.length) {
+    throw new ImageError(`image ${name}: the record of its base ${b.base.path} is damaged (it does not say what the layers hold): remove the boxes made from it and run 'boxlite images prune'`);
+  }
+  const i = b.diffIds.findIndex((d, j) => d !== rec.diffIds[j]);
+  if (i >= 0) throw diffIdMismatch(`image ${name}`, i + 1, rec.layers[i].digest, rec.diffIds[i], b.diffIds[i], 'no box was made from it');
+  return b.base;
 }
 
 /** Builds the image's base once (other processes wait for it); returns it. */
 export async function ensureBase(store: ImageStore, rec: ImageRecord, name: string, say?: (m: string) => void): Promise<Base> {
-  const have = existingBase(store, rec);
-  if (have) return have;
+  checkDiffIdCount(`image ${name}`, rec);
+  const have = builtBase(store, rec);
+  if (have) return claimed(have, rec, name);
   const key = baseKey(rec);
   const lock = await acquireLock(path.join(store.basesDir, `${key}.lock`), `the assembly of image ${name}`, 30 * 60_000);
   try {
-    const again = existingBase(store, rec);
-    if (again) return again;
+    const again = builtBase(store, rec);
+    if (again) return claimed(again, rec, name);
     say?.(`assembling ${name} (${rec.layers.length} layer${rec.layers.length === 1 ? '' : 's'})`);
     // The image's root is a folder inside a private one (0700): while it is unpacked, its setuid files and
     // devices' owners are not for other users of this host to reach.
@@ -65,10 +94,12 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
       const fixes: Fixes = new Map();
       fs.mkdirSync(staging);
       const root = new SafeRoot(staging, 'contain');
-      for (const layer of rec.layers) {
+      for (const [i, layer] of rec.layers.entries()) {
         const file = store.blobPath(layer.digest);
         if (!fs.existsSync(file)) throw new ImageError(`image ${name}: layer ${layer.digest} is missing from the store: pull the image again`);
-        await applyLayer(await openLayer(file), root, fixes, `image ${name}, layer ${layer.digest.slice(7, 19)}`);
+        // Hashed as it is unpacked; a layer that is not what the config claims ends the build, leaving nothing.
+        const diffId = await applyLayer(await openLayer(file), root, fixes, `image ${name}, layer ${layer.digest.slice(7, 19)}`);
+        if (diffId !== rec.diffIds[i]) throw diffIdMismatch(`image ${name}`, i + 1, layer.digest, rec.diffIds[i], diffId, 'nothing was built');
       }
       // What mke2fs will need: whole 4 KiB blocks per file, one per folder (what later layers deleted is not counted).
       const { bytes, entries } = measure(staging);
@@ -81,7 +112,8 @@ export async function ensureBase(store: ImageStore, rec: ImageRecord, name: stri
       fs.chmodSync(part, 0o444);
       const final = path.join(store.basesDir, `${key}.ext4`);
       renameDurable(part, final);
-      writeJsonAtomic(path.join(store.basesDir, `${key}.json`), { sizeMib, image: rec.id, builtAt: new Date().toISOString(), format: BASE_FORMAT });
+      // The metadata last: without it the base is not there (existingBase), so a build cut short leaves none.
+      writeJsonAtomic(path.join(store.basesDir, `${key}.json`), { sizeMib, diffIds: rec.diffIds, image: rec.id, builtAt: new Date().toISOString(), format: BASE_FORMAT });
       return { path: final, sizeMib };
     } catch (e) {
       fs.rmSync(part, { force: true });

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import { ImageError } from '../../core/errors.js';
 import { SafeRoot, UnsafeEntryError, type Resolved } from '../../util/safe-root.js';
 import { BadXattrError, extract as tarExtract, failEntry, xattrsOf } from '../../util/tar.js';
+import { hashingStream } from './verify.js';
 
 export interface Fix {
   type: 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo';
@@ -37,7 +38,8 @@ function dropFixes(fixes: Fixes, rel: string): void {
   for (const k of fixes.keys()) if (k === rel || k.startsWith(prefix)) fixes.delete(k);
 }
 
-export async function applyLayer(input: Readable, root: SafeRoot, fixes: Fixes, what: string): Promise<void> {
+/** Applies one layer's tar stream; returns the sha256 of every byte of it that was read: the layer's true diff_id. */
+export async function applyLayer(input: Readable, root: SafeRoot, fixes: Fixes, what: string): Promise<string> {
   const extract = tarExtract();
   const thisLayer = new Set<string>();
   /** Removes what a lower layer put there, and its recorded fixes (a device node lives only there). */
@@ -203,10 +205,12 @@ export async function applyLayer(input: Readable, root: SafeRoot, fixes: Fixes, 
       failEntry(stream, next, e instanceof UnsafeEntryError || e instanceof BadXattrError ? new ImageError(`${what}: ${e.message}; the image was refused`) : (e as Error));
     }
   });
+  const hashed = hashingStream();
   try {
-    await pipeline(input, extract);
+    await pipeline(input, hashed.stream, extract);
   } catch (e) {
     if (e instanceof ImageError || (e as NodeJS.ErrnoException).code === 'ENOSPC') throw e;
     throw new ImageError(`${what} is not a readable tar stream: ${(e as Error).message}`);
   }
+  return hashed.digest();
 }

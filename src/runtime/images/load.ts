@@ -1,6 +1,7 @@
 // Local image sources: an OCI image layout folder, and an archive made by `docker save` / `podman save` (docker's
 // manifest.json format or an OCI layout in a tar, plain or gzip). Every blob is checked against its digest before
-// the image is recorded; a bad archive leaves the store as it was.
+// the image is recorded (and a docker save file named by a digest against that name); a bad archive leaves the
+// store as it was.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -13,6 +14,7 @@ import { canonicalName } from './reference.js';
 import { checkLayerType, DEFAULT_PLATFORM, pickPlatform } from './pull.js';
 import { digestHex, sha256Digest, type ImageRecord, type ImageStore, type LayerDescriptor } from './store.js';
 import { imageConfigOf } from './config.js';
+import { diffIdMismatch, namedDigest } from './verify.js';
 
 const isGzipFile = (file: string) => {
   const b = Buffer.alloc(2);
@@ -134,23 +136,28 @@ function readDockerArchive(store: ImageStore, dir: string, what: string): Pendin
     if (!fs.existsSync(abs)) throw new ImageError(`${what}: ${p}, named in manifest.json, is not in the archive`);
     return abs;
   };
+  /** A file named by a digest must have it: the name is the archive's claim about its content. */
+  const asNamed = (p: string, actual: string) => {
+    const named = namedDigest(p);
+    if (named && named !== actual) throw new DigestMismatchError(`${what}: ${p} does not match the digest it is named by: its content is ${actual}; the image was not loaded`);
+  };
   return list.map((img: any) => {
     const cfgData = fs.readFileSync(inside(img.Config));
-    const cfg = JSON.parse(cfgData.toString('utf8'));
     const configDigest = sha256Digest(cfgData);
-    const layers: LayerDescriptor[] = (img.Layers ?? []).map((l: unknown) => {
+    asNamed(img.Config, configDigest);
+    const cfg = JSON.parse(cfgData.toString('utf8'));
+    const diffIds = stringList(cfg.rootfs?.diff_ids);
+    const layers: LayerDescriptor[] = (img.Layers ?? []).map((l: unknown, i: number) => {
       const file = inside(l);
       const digest = `sha256:${sha256File(file)}`;
-      const layer = { digest, size: fs.statSync(file).size, mediaType: isGzipFile(file) ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.docker.image.rootfs.diff.tar' };
+      asNamed(l as string, digest);
+      const plain = !isGzipFile(file);
+      // An uncompressed layer's digest is its diff_id: what the config claims is checked here already (a
+      // compressed one's is checked as its base is built).
+      if (plain && diffIds[i] && diffIds[i] !== digest) throw diffIdMismatch(what, i + 1, digest, diffIds[i], digest, 'it was not loaded');
+      const layer = { digest, size: fs.statSync(file).size, mediaType: plain ? 'application/vnd.docker.image.rootfs.diff.tar' : 'application/vnd.docker.image.rootfs.diff.tar.gzip' };
       importBlob(store, file, digest, what, true);
       return layer;
-    });
-    const diffIds = stringList(cfg.rootfs?.diff_ids);
-    layers.forEach((l, i) => {
-      // An uncompressed layer's digest is its diff ID: check what the config says it must be.
-      if (l.mediaType.endsWith('.tar') && diffIds[i] && diffIds[i] !== l.digest) {
-        throw new DigestMismatchError(`${what}: layer ${i + 1} has digest ${l.digest} but the image config expects ${diffIds[i]}; the image was not loaded`);
-      }
     });
     store.putBlob(cfgData, configDigest, what);
     const manifest = Buffer.from(

@@ -25,7 +25,8 @@ export interface ImageRecord {
   platform: string;
   configDigest: string;
   layers: LayerDescriptor[];
-  /** Uncompressed layer digests from the config: what the layers contain, whatever their compression. */
+  /** Uncompressed layer digests from the config: what its maker claims the layers contain, whatever their
+   *  compression. Checked against the layers' content when the image's base is built (assemble.ts). */
   diffIds: string[];
   config: ImageConfig;
   created?: string;

@@ -34,6 +34,16 @@ export interface HelperSpec {
   timeoutMs?: number;
 }
 
+/** What the user can do about a helper's failure, from its own last words (null when nothing is known to help). */
+export function helperFix(log: string): string | null {
+  if (/No permissions to create new namespace|creating new namespace failed|setting up uid map: Permission denied|unshare failed: Operation not permitted/i.test(log)) {
+    return 'this host does not let a normal user make user namespaces, which the helper runs in: allow them (sysctl kernel.unprivileged_userns_clone=1, and user.max_user_namespaces above 0; on Ubuntu also kernel.apparmor_restrict_unprivileged_userns=0), or run boxlite as root';
+  }
+  if (/Too many open files|EMFILE/i.test(log)) return 'the open-file limit was reached: raise it (ulimit -n) and start the box again';
+  if (/No space left on device|ENOSPC/i.test(log)) return 'the disk holding the home is full: free some space and start the box again';
+  return null;
+}
+
 /** The helper's pid while it runs, else null. */
 export function helperPid(dir: string, name: string): number | null {
   let lines: string[];
@@ -85,7 +95,8 @@ export async function startHelper(s: HelperSpec): Promise<number> {
       if ('file' in s.ready ? fs.existsSync(s.ready.file) : out.includes(`${s.ready.line}\n`)) break;
       if (exited !== null || Date.now() > deadline) {
         const why = tailLines(s.log, 5).join(' ');
-        throw new Error(`${s.what} ${exited !== null ? `exited with status ${exited}` : 'did not start'}${why ? `: ${why}` : ''}`);
+        const fix = helperFix(why);
+        throw new Error(`${s.what} ${exited !== null ? `exited with status ${exited}` : 'did not start'}${why ? `: ${why}` : ''}${fix ? `; ${fix}` : ''}`);
       }
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -44,3 +44,12 @@ describe('passt command line', () => {
     expect(b).not.toContain('--dns-forward');
   });
 });
+
+describe("a helper's failure", () => {
+  it('names the fix when the cause is one the user can mend', async () => {
+    const { helperFix } = await import('../../src/vmm/helpers.js');
+    expect(helperFix('bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces')).toMatch(/sysctl kernel\.unprivileged_userns_clone=1/);
+    expect(helperFix('accept: Too many open files')).toMatch(/ulimit -n/);
+    expect(helperFix('passt: something odd')).toBeNull();
+  });
+});

@@ -6,6 +6,8 @@ import { Duplex } from 'node:stream';
 import { LINK_HELLO, LINK_READY } from '../src/core/protocol.js';
 
 const READ_SIZE = 64 * 1024;
+const PORT_WRITE_MAX = 32 * 1024; // virtio_console caps each write() of a port at 32 KiB
+const IOV_MAX = 1024;
 const NEW_HELLO = new RegExp(`^${LINK_HELLO}([0-9a-f]{16})\n`);
 // read() returns 0 at once while no host is connected, so an idle port is polled. Polled every 50 ms, four ports
 // cost an idle box ~10 % of a host core under TCG; once the kernel is asked to signal a host's arrival (SIGIO,
@@ -53,6 +55,12 @@ class PortConnection extends Duplex {
     if (this.ended) return cb();
     this.write_(chunk).then(() => cb(), (err) => cb(err));
   }
+  // HTTP/2 hands over each frame as a 9-byte header and its payload (16 KiB at most): what queued up while the
+  // port was busy goes out joined, in one system call, not one trip through the thread pool (and one port buffer
+  // in the guest's kernel and in QEMU) per piece. Measured under TCG, joining beat writing the pieces as they are.
+  _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this._write(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+  }
   // The HTTP/2 server ends a connection it gave up on (a protocol error: say, bytes of a host that is no longer
   // there, left in a memory that was saved and restored) by ending its side: the connection is then over, and the
   // port goes back to waiting for a HELLO.
@@ -72,15 +80,20 @@ class PortConnection extends Duplex {
 export function servePort(devicePath: string, onConnection: (d: Duplex) => void, log: (m: string) => void): void {
   const fd = fs.openSync(devicePath, 'r+');
   fds.push(fd);
+  // The port's driver takes at most PORT_WRITE_MAX bytes per write(); a writev of pieces that size moves a large
+  // buffer in one system call (the kernel writes them one by one) and one trip through the thread pool.
   const write = (b: Buffer): Promise<void> =>
     new Promise((resolve, reject) => {
-      const loop = (off: number) =>
-        fs.write(fd, b, off, b.length - off, null, (err, n) => {
+      const loop = (off: number) => {
+        const pieces: Buffer[] = [];
+        for (let at = off; at < b.length && pieces.length < IOV_MAX; at += PORT_WRITE_MAX) pieces.push(b.subarray(at, at + PORT_WRITE_MAX));
+        fs.writev(fd, pieces, null, (err, n) => {
           // EPIPE/ENODEV: the host went away; the connection ends when read() says so.
           if (err) return (err as NodeJS.ErrnoException).code === 'EPIPE' ? resolve() : reject(err);
           if (off + n < b.length) loop(off + n);
           else resolve();
         });
+      };
       loop(0);
     });
 

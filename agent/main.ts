@@ -13,6 +13,7 @@ import { AGENT_PORT_NAME_PREFIX, CONSOLE_CLEAN_SHUTDOWN, PROTOCOL_VERSION, type 
 import { armHostSignal, servePort } from './channel.js';
 import { ExecError, ProcessTable } from './exec.js';
 import { tarFrom, untarInto } from './files.js';
+import { encodeOutputChunk } from './wire.js';
 import { prepareRestore, restored, thawRootFs } from './restore.js';
 import { netInterfaces, usage } from './usage.js';
 import { BUSYBOX } from '../src/core/guest.js';
@@ -102,7 +103,9 @@ function main(): void {
     }),
   });
 
-  server.addService(pkg.Execution.service, {
+  // Output's messages are OutputMessages, encoded by hand (agent/wire.ts).
+  const execution = { ...pkg.Execution.service, Output: { ...pkg.Execution.service.Output, responseSerialize: encodeOutputChunk } };
+  server.addService(execution, {
     exec: unary<any>((req) => {
       const p = procs.start({
         argv: req.argv,
@@ -125,9 +128,11 @@ function main(): void {
       } catch (e) {
         return call.emit('error', { code: grpc.status.NOT_FOUND, details: (e as Error).message });
       }
-      const detach = p.attach((c) => {
+      // The next message is taken once this one has been written out (the write's callback), so the process's
+      // output waits in its own pipe while the host reads slower than it writes.
+      const detach = p.attach((c, done) => {
         if (c === null) call.end();
-        else call.write({ stream: c.stream, data: c.data });
+        else call.write(c, () => done());
       });
       call.on('cancelled', detach);
       call.on('close', detach);

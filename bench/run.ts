@@ -4,6 +4,7 @@
 //   memory    see memory.ts: warm start, pause/resume, forks, an idle box's resident memory
 //   jail      see start.ts: the same box started jailed and unjailed
 //   network   see network.ts      egress   see egress.ts      state   see state.ts      project   see project.ts      images   see images.ts
+//   output    see output.ts: 256 MiB of exec output to the host beside a TCP transfer out of the same box
 // BENCH_ONLY=state,network runs only those sections; BENCH_RUNS sets the repetitions of the start section.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,6 +15,7 @@ import { loadAssets } from '../src/runtime/assets.js';
 import { jailBench, startBench } from './start.js';
 import { imageBench } from './images.js';
 import { networkBench } from './network.js';
+import { outputBench } from './output.js';
 import { egressBench } from './egress.js';
 import { stateBench } from './state.js';
 import { projectBench } from './project.js';
@@ -45,6 +47,7 @@ async function main(): Promise<number> {
     ['jail', () => jailBench(home, rootfs, runs)],
     ['memory', () => memoryBench(rt, image, runs)],
     ['network', () => networkBench(rt, rootfs)],
+    ['output', () => outputBench(rt, home, rootfs)],
     ['egress', () => egressBench(rt, rootfs)],
     ['state', () => stateBench(rt, rootfs)],
     ['project', () => projectBench(home, image)],

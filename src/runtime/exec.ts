@@ -9,7 +9,7 @@ import { agentClient } from './channel.js';
 import { startBox } from './boot.js';
 import { restoreUnfinished } from './memory.js';
 import { countExec, markActive } from './activity.js';
-import { Execution, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
+import { Execution, relayCall, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
 import type { RuntimeContext } from './context.js';
 
 const GRPC_FAILED_PRECONDITION = 9;
@@ -136,8 +136,8 @@ export async function uploadTar(ctx: RuntimeContext, id: string, dest: string, t
 export async function downloadTar(ctx: RuntimeContext, id: string, boxPath: string): Promise<NodeJS.ReadableStream> {
   const client = await awake(ctx, id);
   const call = client.files.download({ path: boxPath });
-  const out = new PassThrough();
-  call.on('data', (m: { data: Buffer }) => out.write(m.data));
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  relayCall(call, (m: { data: Buffer }) => ({ to: out, data: m.data }));
   call.on('end', () => out.end());
   call.on('error', (e: grpc.ServiceError) => out.destroy(new ExecError(`download of ${boxPath}: ${e.details ?? e.message}`)));
   return out;

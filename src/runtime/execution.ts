@@ -2,6 +2,7 @@
 // Built from the agent's separate Exec / Output / Input / Wait calls, so any process can attach to it by id.
 import { constants } from 'node:os';
 import { PassThrough, Writable } from 'node:stream';
+import type * as grpc from '@grpc/grpc-js';
 import type { AgentClient } from '../vmm/agent-client.js';
 
 export interface ExecOptions {
@@ -36,9 +37,29 @@ export function signalExitCode(signal: string): number {
   return 128 + (n ?? 0);
 }
 
+// What each of stdout and stderr holds for a reader that has not read it yet. Past that the output call is paused,
+// which stops the box sending (HTTP/2 flow control) and, in the box, the command's pipe: output not read waits in
+// the box, as a child process's does. A reader must read both streams (a few KiB of stderr fit here unread).
+const STREAM_BUFFER = 1 << 20;
+
+/** Relays the messages of a server-streaming call into readables, pausing the call while any of them is full. */
+export function relayCall(call: grpc.ClientReadableStream<unknown>, pick: (m: any) => { to: Writable; data: Buffer }): void {
+  const full = new Set<Writable>();
+  call.on('data', (m) => {
+    const { to, data } = pick(m);
+    if (to.write(data) || full.has(to)) return;
+    full.add(to);
+    call.pause();
+    to.once('drain', () => {
+      full.delete(to);
+      if (full.size === 0) call.resume();
+    });
+  });
+}
+
 export class Execution {
-  readonly stdout = new PassThrough();
-  readonly stderr = new PassThrough();
+  readonly stdout = new PassThrough({ highWaterMark: STREAM_BUFFER });
+  readonly stderr = new PassThrough({ highWaterMark: STREAM_BUFFER });
   private stdinStream: Writable | null = null;
   private outputDone: Promise<void>;
 
@@ -61,7 +82,7 @@ export class Execution {
   private follow(): Promise<void> {
     return new Promise((resolve) => {
       const call = this.client.execution.output({ execId: this.id });
-      call.on('data', (c: { stream: number; data: Buffer }) => (c.stream === 1 ? this.stderr : this.stdout).write(c.data));
+      relayCall(call, (c: { stream: number; data: Buffer }) => ({ to: c.stream === 1 ? this.stderr : this.stdout, data: c.data }));
       const finish = (err?: Error) => {
         this.stdout.end();
         this.stderr.end();

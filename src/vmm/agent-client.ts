@@ -134,7 +134,9 @@ export class AgentClient {
     // The flow-control window: how much the agent may send on a stream before the host says it has read it. At
     // HTTP/2's 64 KiB the window update's round trip through a TCG guest capped a stream at ~1.3 MiB/s (measured);
     // the host still holds at most this much (plus grpc-js's few messages) of a stream nobody reads.
-    const opts = { 'grpc.max_receive_message_length': 64 << 20, 'grpc.enable_retries': 0, 'grpc-node.flow_control_window': FLOW_WINDOW };
+    // The agent sends messages of at most 1 MiB (exec output); an agent the guest replaced may send anything, and a
+    // message is held whole before it is read: 8 MiB bounds what one costs the host.
+    const opts = { 'grpc.max_receive_message_length': 8 << 20, 'grpc.enable_retries': 0, 'grpc-node.flow_control_window': FLOW_WINDOW };
     const creds = grpc.credentials.createInsecure();
     this.guest = new pkg.Guest(target, creds, opts);
     // All three share one channel (grpc-js pools by target and options), hence one port connection.

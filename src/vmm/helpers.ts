@@ -27,6 +27,8 @@ export interface HelperSpec {
   mark: string;
   /** Its own output goes here (also what a failure message quotes). */
   log: string;
+  /** Variables it gets beside the helpers' own environment. */
+  env?: Record<string, string>;
   /** Open files handed to it as fds 3, 4, … (a seccomp filter for bubblewrap). */
   fds?: number[];
   /** Ready when this file exists (a socket it creates), or when it prints this line on stdout. */
@@ -80,7 +82,7 @@ export async function startHelper(s: HelperSpec): Promise<number> {
   if ('file' in s.ready) fs.rmSync(s.ready.file, { force: true });
   const log = fs.openSync(s.log, 'w', 0o600);
   const byLine = 'line' in s.ready;
-  const child = spawn(s.command, s.args, { detached: true, env: helperEnv(), stdio: ['ignore', byLine ? 'pipe' : log, log, ...(s.fds ?? [])] });
+  const child = spawn(s.command, s.args, { detached: true, env: { ...helperEnv(), ...s.env }, stdio: ['ignore', byLine ? 'pipe' : log, log, ...(s.fds ?? [])] });
   fs.closeSync(log);
   let exited: number | null = null;
   const onExit = (code: number | null) => (exited = code ?? -1);

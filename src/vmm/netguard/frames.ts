@@ -1,12 +1,11 @@
 // What the network guard decides about each Ethernet frame a guest sends, and the stream framing QEMU's
-// `-netdev stream` uses (a 4-byte big-endian length before each frame). Pure: no sockets here.
+// `-netdev stream` uses (a 4-byte big-endian length before each frame). Pure: no sockets here. A frame is judged
+// by its Ethernet, ARP, IPv4 and TCP or UDP headers.
 //
 // A guest's root can write any frame to its NIC, so nothing about a frame is taken on trust: a frame is judged by
 // its own headers, and one too short to judge is dropped.
 export const ETH_ARP = 0x0806;
 export const ETH_IPV4 = 0x0800;
-/** Enough of a frame to judge it: the Ethernet header and an ARP body, or an IPv4 header and a TCP header. */
-export const HEAD_BYTES = 54;
 /** QEMU's and passt's largest frame (65520 MTU plus the Ethernet header, rounded up). */
 export const MAX_FRAME = 65_552;
 
@@ -99,64 +98,34 @@ export function arpAnnouncement(mac: string, address: string): Buffer {
 /** Whether a frame is for every station (broadcast or multicast: the group bit of its destination MAC). */
 export const isGroupFrame = (frame: Buffer) => (frame[0] & 1) === 1;
 
-/** Reads the length-prefixed records of one direction of a QEMU stream netdev, in the chunks they arrive in, and
- *  hands on only the records `keep` accepts, as slices of those chunks (nothing is copied but the few header bytes
- *  a record split across chunks needs). A record is judged once its first HEAD_BYTES (or all of it, if shorter)
- *  have arrived; the rest of it follows that verdict. */
-export class RecordFilter {
-  private head = Buffer.alloc(4 + HEAD_BYTES);
-  private headHave = 0;
-  /** Bytes of the current record still to come after its head, and whether they are passed on. */
-  private rest = 0;
-  private passing = false;
+/** Splits one direction of a QEMU stream netdev into its length-prefixed records as the chunks arrive, and says
+ *  which bytes to pass on: only whole records that `keep` accepts, in order, as slices of what arrived (a record
+ *  split across chunks is carried over, copied once). Whole records matter: Debian 12's passt copes with a record
+ *  cut across two writes, but slowly (measured: a box's uploads fell from 100 to 21 MiB/s). */
+export class RecordSplitter {
+  private carry: Buffer = Buffer.alloc(0);
 
-  constructor(
-    private readonly keep: (head: Buffer, frameLength: number) => boolean,
-    private readonly out: (b: Buffer) => void,
-  ) {}
+  constructor(private readonly keep: (frame: Buffer) => boolean) {}
 
   /** Throws on a record no stream netdev would send (longer than MAX_FRAME): the stream is then not QEMU's. */
-  push(chunk: Buffer): void {
+  push(chunk: Buffer): Buffer[] {
+    const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    const out: Buffer[] = [];
+    let run = 0; // start of the kept records not yet handed out
     let i = 0;
-    let runStart = -1; // start of a run of passed bytes within this chunk, written in one slice
-    const flush = (end: number) => {
-      if (runStart >= 0 && end > runStart) this.out(chunk.subarray(runStart, end));
-      runStart = -1;
-    };
-    while (i < chunk.length) {
-      if (this.rest > 0) {
-        const n = Math.min(this.rest, chunk.length - i);
-        if (this.passing && runStart < 0) runStart = i;
-        if (!this.passing) flush(i);
-        i += n;
-        this.rest -= n;
-        continue;
-      }
-      // A record's head: its length, then enough of its frame to judge.
-      const startOfHead = i - this.headHave; // where this record began: < 0 when in an earlier chunk
-      const wanted = this.headHave < 4 ? 4 : 4 + Math.min(HEAD_BYTES, this.head.readUInt32BE(0));
-      const n = Math.min(wanted - this.headHave, chunk.length - i);
-      chunk.copy(this.head, this.headHave, i, i + n);
-      this.headHave += n;
-      i += n;
-      if (this.headHave < 4) continue;
-      const len = this.head.readUInt32BE(0);
+    while (buf.length - i >= 4) {
+      const len = buf.readUInt32BE(i);
       if (len > MAX_FRAME) throw new Error(`a frame of ${len} bytes (at most ${MAX_FRAME})`);
-      if (this.headHave < 4 + Math.min(HEAD_BYTES, len)) continue;
-      this.passing = len > 0 && this.keep(this.head.subarray(4, this.headHave), len);
-      this.rest = len - (this.headHave - 4);
-      if (!this.passing) flush(Math.max(startOfHead, 0));
-      else if (startOfHead >= 0) {
-        if (runStart < 0) runStart = startOfHead; // the head is in this chunk: it joins the run
-      } else {
-        // The head began in an earlier chunk: its bytes go out from the copy, the rest of the record from here.
-        this.out(Buffer.from(this.head.subarray(0, this.headHave)));
-        runStart = i;
+      if (buf.length - i - 4 < len) break;
+      if (len === 0 || !this.keep(buf.subarray(i + 4, i + 4 + len))) {
+        if (i > run) out.push(buf.subarray(run, i));
+        run = i + 4 + len;
       }
-      this.headHave = 0;
+      i += 4 + len;
     }
-    // A head still incomplete is not passed on yet: it goes out from the copy once judged.
-    flush(chunk.length - Math.min(this.headHave, chunk.length));
+    if (i > run) out.push(buf.subarray(run, i));
+    this.carry = i === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(i));
+    return out;
   }
 }
 

@@ -106,13 +106,15 @@ export async function networkBench(rt: Runtime, rootfs: string): Promise<[string
       loopLat.push((await get(lwPort)).ms);
     }
     // The network guard every box has: what its process holds, and what of that is its own (the rest is node's
-    // binary and libraries, shared by every such process on the host).
+    // binary and libraries, shared by every such process on the host), once it has been quiet for a while (it
+    // gives back its read buffers after 2 s of no traffic).
+    await new Promise((r) => setTimeout(r, 5000));
     const gpid = guardPid(rt.home.boxDir(box.id));
     const kib = (file: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(file, 'utf8'))?.[1] ?? NaN);
     const guardRss = gpid ? kib(`/proc/${gpid}/status`, 'VmRSS') : NaN;
     const guardOwn = gpid ? kib(`/proc/${gpid}/smaps_rollup`, 'Private_Clean') + kib(`/proc/${gpid}/smaps_rollup`, 'Private_Dirty') : NaN;
     return [
-      ['network guard of a box: resident, of which its own', `${(guardRss / 1024).toFixed(0)} MiB, ${(guardOwn / 1024).toFixed(0)} MiB`],
+      ['network guard of a box after these transfers, quiet: resident, of which its own', `${(guardRss / 1024).toFixed(0)} MiB, ${(guardOwn / 1024).toFixed(0)} MiB`],
       ['TCP host → box through a forward, 64 MiB (median of 3)', `${rate(UP, median(ups))}  (host loopback: ${rate(UP, loopUp)})`],
       ['TCP box → host through a forward, 32 MiB HTTP (median of 3)', `${rate(DOWN, median(downs))}  (host loopback: ${rate(DOWN, loopDown)})`],
       ['HTTP request latency through a forward (median of 30)', `${median(lat).toFixed(1)} ms  (host loopback: ${median(loopLat).toFixed(2)} ms)`],

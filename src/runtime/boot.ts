@@ -184,11 +184,13 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
   for (let attempt = 1; ; attempt++) {
     await ctx.engine.settle(dir); // the last run's supervisor ends that run's helpers: it must be gone first
     dropTopAliases(dir); // names only the last run's VM used
+    let guard: { ready: Promise<number> } | null = null;
     try {
       const passt = { dir, ports, dns: rec.options.dns ?? [], socket: box.passtSocket, runAs: box.as };
       const lan = rec.options.lan;
-      // The guard (in front of every NIC) reaches passt only once QEMU connects: both start at once.
-      const guard = net || lan
+      // The guard (in front of every NIC) reaches passt only once QEMU connects, and its sockets exist at once:
+      // it starts beside passt and QEMU, and is waited for once the VM runs.
+      guard = net || lan
         ? startGuard(dir, {
             name: rec.name,
             uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address } : undefined,
@@ -196,12 +198,11 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
             as: box.as ?? null,
           })
         : null;
-      guard?.catch(() => {}); // awaited below; a helper that failed first must not leave this one unhandled
+      guard?.ready.catch(() => {}); // awaited below; a helper that failed first must not leave this one unhandled
       if (net && settings) {
         await startEgress({ dir, box: rec.name, policy: settings.policy, passt });
         if (settings.secrets) await configureEgress(dir, settings);
       } else if (net) await startPasst(passt);
-      await guard;
       for (const [i, b] of binds.entries()) await startShare({ dir, index: i, source: b.hostPath, readOnly: b.readOnly, vmm: box.as });
     } catch (e) {
       stopHelpers(dir);
@@ -228,7 +229,9 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
     if (incoming) markRestoring(ctx, id, true);
     try {
       await ctx.engine.start(vm);
+      await guard?.ready;
     } catch (e) {
+      await ctx.engine.kill(dir);
       stopHelpers(dir);
       markRestoring(ctx, id, false);
       throw new BootError(`box ${rec.name} cannot start: ${(e as Error).message}`);

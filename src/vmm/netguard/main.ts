@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import koffi from 'koffi';
 import { RecordSplitter, arpAnnouncement, ipNumber, record, uplinkVerdict } from './frames.js';
 import { LanLinks } from './lan.js';
-import { GUARD_MARK, type GuardConfig } from './guard.js';
+import { GUARD_MARK, LAN_FD, UPLINK_FD, type GuardConfig } from './guard.js';
 import { EventWriter, denialReporter, eventsFile } from '../egress/events.js';
 
 const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
@@ -77,9 +77,9 @@ function collectWhenQuiet(): void {
  *  nothing closes the descriptor under it (the process ends with the VM). */
 const handedOver = new Set<net.Socket>();
 
-/** Accepts the VM's one connection on a socket made for it (QEMU connects at its start), read READ_BYTES at a time. */
-async function listenForVm(file: string, as: GuardConfig['as'], onVm: (s: net.Socket) => void): Promise<net.Server> {
-  fs.rmSync(file, { force: true });
+/** Accepts the VM's one connection on the listening socket boxlite made for it (handed over as an fd, so that
+ *  QEMU could connect while the guard was still starting), read READ_BYTES at a time. */
+async function listenForVm(fd: number, onVm: (s: net.Socket) => void): Promise<net.Server> {
   let taken = false;
   // Paused: the accepted socket never reads, so the descriptor can be read by a Socket with a buffer of its own
   // (net.Server takes no read buffer; a connecting socket's onread is the way Node offers).
@@ -99,10 +99,7 @@ async function listenForVm(file: string, as: GuardConfig['as'], onVm: (s: net.So
     } as net.SocketConstructorOpts);
     onVm(vm);
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(file, resolve));
-  // A jailed QEMU runs as the box's uid; the folder is closed to everyone else.
-  if (as) fs.chownSync(file, as.uid, as.gid);
-  fs.chmodSync(file, 0o600);
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd }, resolve));
   return server;
 }
 
@@ -152,12 +149,12 @@ async function guardMain(dir: string, cfg: GuardConfig): Promise<void> {
   const hosts = new HostAddresses();
   // Opened before the guard gives up root: the box's folder is the home's.
   const report = denialReporter(new EventWriter(fs.openSync(eventsFile(dir), 'a+', 0o600)), cfg.name);
-  if (cfg.uplink) await listenForVm(cfg.uplink.listen, cfg.as, uplink(cfg.uplink, hosts, note, report, quit));
+  if (cfg.uplink) await listenForVm(UPLINK_FD, uplink(cfg.uplink, hosts, note, report, quit));
   if (cfg.lan) {
     const lan = new LanLinks(cfg.lan, note);
     // Made while the guard may still enter the home: the LAN's folder is closed to the box's uid.
     await lan.join();
-    await listenForVm(cfg.lan.listen, cfg.as, (vm) => lan.attachVm(vm, () => quit('the VM closed its LAN NIC')));
+    await listenForVm(cfg.uplink ? LAN_FD : UPLINK_FD, (vm) => lan.attachVm(vm, () => quit('the VM closed its LAN NIC')));
   }
   process.on('SIGTERM', () => quit('told to'));
   collectWhenQuiet();

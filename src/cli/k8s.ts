@@ -1,0 +1,75 @@
+// `boxlite k8s …`: the project on a Kubernetes cluster. render prints the objects (and nothing else on stdout);
+// the k8s modules load only when a k8s command runs (their schemas are large).
+import { findProjectFile, loadProject } from '../spec/load.js';
+import { helpFor, parseArgs, UsageError, type OptionSpec } from './args.js';
+import type { Cli, Command } from './command.js';
+
+const FILE: Record<string, OptionSpec> = {
+  file: { short: 'f', value: true, help: 'the project file (default: boxlite.yaml here or in a folder above)' },
+  project: { short: 'p', value: true, help: 'the project name (default: name: in the file, else the folder name)' },
+  namespace: { short: 'n', value: true, help: "the namespace (default: the project's name, and a Namespace object for it)" },
+  'runtime-class': { value: true, help: 'the pods\' RuntimeClass (default kata-qemu: Kata Containers on QEMU)' },
+  api: { value: true, help: 'sandbox (agent-sandbox\'s Sandbox, the default) or statefulset (a StatefulSet of 1 and a headless Service)' },
+  cni: { value: true, help: 'cilium: render domain rules as a CiliumNetworkPolicy with toFQDNs' },
+  'allow-host-path': { help: 'mount host folders as hostPath volumes of the node (refused otherwise)' },
+  'secrets-as-env': { help: 'make secrets environment variables from a Secret (the box can read them; refused otherwise)' },
+  'include-secret-values': { help: "with --secrets-as-env: print the Secret with the values (read now from their env or file)" },
+  'setup-as-init': { help: "run setup in an init container on the box's claim (refused otherwise: bake it with --push)" },
+};
+
+const SUB: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
+  render: { usage: 'k8s render [-f FILE] [-n NS] [--runtime-class NAME] [--api sandbox|statefulset] [OPTIONS]', help: 'print the project as Kubernetes objects (a YAML stream for kubectl apply -f -)', opts: FILE },
+};
+
+export function k8sUsage(): string {
+  return ['Usage: boxlite k8s COMMAND', '', ...Object.entries(SUB).map(([k, c]) => `  ${k.padEnd(8)} ${c.help}`)].join('\n');
+}
+
+function renderOptions(o: Record<string, unknown>) {
+  const api = (o.api as string | undefined) ?? 'sandbox';
+  if (api !== 'sandbox' && api !== 'statefulset') throw new UsageError(`k8s: --api must be sandbox or statefulset (got "${api}")`);
+  if (o.cni !== undefined && o.cni !== 'cilium') throw new UsageError(`k8s: --cni knows only cilium (got "${o.cni}")`);
+  if (o['include-secret-values'] && !o['secrets-as-env']) throw new UsageError('k8s: --include-secret-values prints the Secret that --secrets-as-env makes: give both');
+  return {
+    namespace: o.namespace as string | undefined,
+    runtimeClass: o['runtime-class'] as string | undefined,
+    api: api as 'sandbox' | 'statefulset',
+    cni: o.cni as 'cilium' | undefined,
+    allowHostPath: !!o['allow-host-path'],
+    secretsAsEnv: !!o['secrets-as-env'],
+    includeSecretValues: !!o['include-secret-values'],
+    setupAsInit: !!o['setup-as-init'],
+  };
+}
+
+async function k8sCommand(cli: Cli, argv: string[]): Promise<number> {
+  const [sub, ...args] = argv;
+  if (!sub || sub === '--help' || sub === '-h') {
+    cli.out(k8sUsage());
+    return sub ? 0 : 1;
+  }
+  const c = SUB[sub];
+  if (!c) throw new UsageError(`k8s: unknown command "${sub}"\n\n${k8sUsage()}`);
+  if (args.includes('--help') || args.includes('-h')) {
+    cli.out(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}`);
+    return 0;
+  }
+  const p = parseArgs(args, c.opts, -1, `k8s ${sub}`);
+  if (p.positionals.length) throw new UsageError(`k8s ${sub}: takes no arguments (got ${p.positionals.join(' ')})`);
+  const file = findProjectFile({ file: (p.opts.file as string) ?? cli.project.file });
+  const spec = loadProject(file, { projectName: (p.opts.project as string) ?? cli.project.project });
+  for (const w of spec.warnings) cli.err(`boxlite: ${w}`);
+  const opts = renderOptions(p.opts);
+  const { renderProject } = await import('../k8s/render.js');
+  const { validateAll } = await import('../k8s/validate.js');
+  const { toYamlStream } = await import('../k8s/output.js');
+  const r = renderProject(spec, opts);
+  await validateAll(r.objects);
+  for (const w of r.warnings) cli.err(`boxlite: ${w}`);
+  process.stdout.write(toYamlStream(r.objects));
+  return 0;
+}
+
+export const K8S_COMMANDS: Record<string, Command> = {
+  k8s: { usage: 'k8s COMMAND', help: 'the project on Kubernetes: render (plan, apply and down to come)', opts: {}, ownHelp: true, run: (cli, args) => k8sCommand(cli, args) },
+};

@@ -15,6 +15,7 @@ const FILE: Record<string, OptionSpec> = {
   'secrets-as-env': { help: 'make secrets environment variables from a Secret (the box can read them; refused otherwise)' },
   'include-secret-values': { help: "with --secrets-as-env: print the Secret with the values (read now from their env or file)" },
   'setup-as-init': { help: "run setup in an init container on the box's claim (refused otherwise: bake it with --push)" },
+  push: { value: true, help: 'REGISTRY: commit each box as provisioned here (boxlite up), push it there, and render the pushed images' },
 };
 
 const SUB: Record<string, { usage: string; help: string; opts: Record<string, OptionSpec> }> = {
@@ -63,7 +64,10 @@ async function k8sCommand(cli: Cli, argv: string[]): Promise<number> {
   const { renderProject } = await import('../k8s/render.js');
   const { validateAll } = await import('../k8s/validate.js');
   const { toYamlStream } = await import('../k8s/output.js');
-  const r = renderProject(spec, opts);
+  // Refusals other than what --push answers (setup, folder images) are reported before anything is pushed.
+  if (p.opts.push) renderProject(spec, { ...opts, images: Object.fromEntries(Object.keys(spec.boxes).map((b) => [b, 'registry.invalid/check:0'])) });
+  const images = p.opts.push ? await (await import('../k8s/push.js')).pushBoxes(cli.rt, spec, p.opts.push as string, cli.err) : undefined;
+  const r = renderProject(spec, { ...opts, images });
   await validateAll(r.objects);
   for (const w of r.warnings) cli.err(`boxlite: ${w}`);
   process.stdout.write(toYamlStream(r.objects));
@@ -71,5 +75,5 @@ async function k8sCommand(cli: Cli, argv: string[]): Promise<number> {
 }
 
 export const K8S_COMMANDS: Record<string, Command> = {
-  k8s: { usage: 'k8s COMMAND', help: 'the project on Kubernetes: render (plan, apply and down to come)', opts: {}, ownHelp: true, run: (cli, args) => k8sCommand(cli, args) },
+  k8s: { usage: 'k8s COMMAND', help: 'the project on Kubernetes: render', opts: {}, ownHelp: true, run: (cli, args) => k8sCommand(cli, args) },
 };

@@ -3,6 +3,8 @@
 // in another home — has the committed files with their owners, modes and xattrs, and not the deleted ones. A
 // running box is committed as of one instant while it keeps writing; an upload cut half way resumes.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { execFile } from 'node:child_process';
@@ -11,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupHome, cli, quietRuntime, testHome } from '../helpers.js';
 import { debianLayout, push, startRegistry, type Registry } from '../registry.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
+import { fromYamlStream } from '../../src/k8s/output.js';
+import { validateAll } from '../../src/k8s/validate.js';
 
 const execFileP = promisify(execFile);
 let reg: Registry;
@@ -210,6 +214,40 @@ describe('an upload cut half way', () => {
     } finally {
       proxy.close();
       await box.remove({ force: true });
+    }
+  });
+});
+
+describe('k8s render --push', () => {
+  it('commits and pushes each provisioned box and renders the pushed images, pinned by digest, setup baked in', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-push-'));
+    const file = path.join(dir, 'boxlite.yaml');
+    fs.writeFileSync(file, `name: shop\nboxes:\n  web:\n    image: ${base}\n    memory: 384MiB\n    setup: ["echo provisioned > /srv/setup.txt"]\n    command: [python3, -m, http.server, "8000"]\n    ports: ["8000"]\n`);
+    try {
+      expect((await cli(home, ['-f', file, 'k8s', 'render'])).stderr).toContain('box web, setup: a pod has no step that runs once');
+      const up = await cli(home, ['-f', file, 'up']);
+      expect(up.code).toBe(0);
+      const r = await cli(home, ['-f', file, 'k8s', 'render', '--push', reg.host]);
+      expect(r.stderr).toContain(`pushed ${reg.host}/shop/web@sha256:`);
+      expect(r.code).toBe(0);
+      const objs = fromYamlStream(r.stdout);
+      await validateAll(objs);
+      const sb = objs.find((o) => o.kind === 'Sandbox') as any;
+      const image: string = sb.spec.podTemplate.spec.containers[0].image;
+      expect(image).toMatch(new RegExp(`^${reg.host}/shop/web@sha256:[0-9a-f]{64}$`));
+      expect(sb.spec.podTemplate.spec.initContainers).toBeUndefined();
+      const cfg = await skopeo(image, '--config');
+      expect(cfg.config.Cmd).toEqual(['python3', '-m', 'http.server', '8000']);
+      // The layer the commit added holds what setup wrote.
+      const oci = path.join(dir, 'oci');
+      await execFileP('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${image}`, `oci:${oci}`]);
+      const last = (await skopeo(image)).Layers.at(-1).slice(7);
+      const listing = (await execFileP('tar', ['-tzf', path.join(oci, 'blobs', 'sha256', last)])).stdout.split('\n');
+      expect(listing).toContain('srv/setup.txt');
+      expect(listing.some((l) => l.startsWith('etc/resolv.conf') || l.startsWith('.boxlite'))).toBe(false);
+    } finally {
+      await cli(home, ['-f', file, 'down', '--remove']);
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -131,7 +131,7 @@ export function renderProject(spec: ProjectSpec, opts: RenderOptions = {}): Rend
       [RESTART]: b.restart,
       ...(Object.keys(b.dependsOn).length ? { [DEPENDS_ON]: formatDependsOn(b.dependsOn, (d) => names[d] ?? d) } : {}),
     };
-    const templates = b.volumes.flatMap((m) => (m.type === 'volume' && !shared(m.source) ? [{ metadata: { name: volName(m.source) }, spec: claimSpec(spec.volumes[m.source].sizeMib, 'ReadWriteOnce') }] : []));
+    const templates = b.volumes.flatMap((m) => (m.type === 'volume' && !shared(m.source) ? [{ metadata: { name: volName(m.source), labels: projectLabels(spec.name) }, spec: claimSpec(spec.volumes[m.source].sizeMib, 'ReadWriteOnce') }] : []));
 
     if (b.ports.length) objects.push(portsService(b, `${name}-ports`, namespace, labels));
     objects.push(...(boxPolicies(b, { project: spec.name, namespace, name, labels, cilium: opts.cni === 'cilium', refuse }) as unknown as K8sObject[]));

@@ -193,10 +193,10 @@ describe('a file that uses every field', () => {
 
   it('maps named volumes to claim templates with their size, read_only to readOnly', () => {
     const { objects } = render(EVERY);
-    expect(find(objects, 'Sandbox', 'db').spec.volumeClaimTemplates).toEqual([{ metadata: { name: 'pgdata' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '4096Mi' } } } }]);
+    expect(find(objects, 'Sandbox', 'db').spec.volumeClaimTemplates).toEqual([{ metadata: { name: 'pgdata', labels: { 'app.kubernetes.io/managed-by': 'boxlite', 'app.kubernetes.io/part-of': 'every' } }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '4096Mi' } } } }]);
     expect(pod(find(objects, 'Sandbox', 'api')).containers[0].volumeMounts).toEqual([{ name: 'cache', mountPath: '/cache', readOnly: true }]);
     const set = find(render(EVERY, { api: 'statefulset' }).objects, 'StatefulSet', 'db');
-    expect(set.spec.volumeClaimTemplates).toEqual([{ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'pgdata' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '4096Mi' } } } }]);
+    expect(set.spec.volumeClaimTemplates).toEqual([{ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'pgdata', labels: { 'app.kubernetes.io/managed-by': 'boxlite', 'app.kubernetes.io/part-of': 'every' } }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '4096Mi' } } } }]);
   });
 
   it('makes a volume several boxes mount one ReadWriteMany claim, with a note', async () => {

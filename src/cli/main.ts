@@ -11,11 +11,14 @@ import { VOLUME_COMMANDS } from './volumes.js';
 import { HOST_COMMANDS } from './host.js';
 import { STATS_COMMANDS } from './stats.js';
 import { completionScript } from './completion.js';
+import { K8S_COMMANDS } from './k8s.js';
+import { PUBLISH_COMMANDS } from './publish.js';
 import { PROJECT_COMMANDS, globalOptions, installNameResolver } from './project.js';
 
 const COMMANDS: Record<string, Command> = {
   setup: HOST_COMMANDS.setup,
   ...IMAGE_COMMANDS,
+  ...PUBLISH_COMMANDS,
   ...BOX_COMMANDS,
   events: EVENTS_COMMAND,
   ...STATE_COMMANDS,
@@ -23,6 +26,7 @@ const COMMANDS: Record<string, Command> = {
   doctor: HOST_COMMANDS.doctor,
   ...VOLUME_COMMANDS,
   ...PROJECT_COMMANDS,
+  ...K8S_COMMANDS,
   completion: {
     usage: 'completion bash|zsh',
     help: 'print a shell completion script: eval "$(boxlite completion bash)"',

@@ -96,6 +96,8 @@ const SPECIAL: [string, string][] = [
 const compile = (list: [string, string][]) => list.map(([c, why]) => ({ rule: parseRule(c), why }));
 const CLOSED_RULES = compile(CLOSED);
 const SPECIAL_RULES = compile(SPECIAL);
+/** The ranges an address rule opens only when it names them, no wider (for policies rendered elsewhere). */
+export const SPECIAL_RANGES: readonly string[] = SPECIAL.map(([c]) => c);
 const inRange = (n: number, r: EgressRule) => ((n & r.mask!) >>> 0) === r.net;
 
 export interface SpecialRange {

@@ -23,6 +23,8 @@ import { growVolume, reconfigureBox, removeBox, renameBox, resizeBox, stopBox, u
 import { attachTo, downloadTar, execIn, networkStats, processState, spawnIn, startDetached, uploadTar, type ExecInput, type NetworkStats } from './exec.js';
 import { Snapshots } from './snapshots.js';
 import { cloneBox, type CloneOptions } from './clone.js';
+import { commitBox, type CommitOptions, type CommitResult } from './commit.js';
+import { pushImage, type PushOptions, type PushResult } from './images/push.js';
 import { exportBox, importBox, type ImportOptions } from './transfer.js';
 import { copyIn, copyOut } from './copy.js';
 import type { CreateOptions, Reconfigure } from './options.js';
@@ -220,6 +222,16 @@ export class Runtime {
     return (await cloneBox(this.ctx, id, names, opts)).map((r) => new Box(this, r.id));
   }
 
+  /** The box's disk as an image in the store, named reference (a running box is frozen for that instant). */
+  commit(id: string, reference: string, opts: CommitOptions = {}): Promise<CommitResult> {
+    return commitBox(this.ctx, id, reference, opts);
+  }
+
+  /** Pushes a stored image to the registry its reference names (with the credentials pull uses). */
+  push(reference: string, opts: PushOptions = {}): Promise<PushResult> {
+    return pushImage(this.images, reference, opts);
+  }
+
   /** New boxes continuing a running box's processes from one instant (its memory and disk), each on its own; they
    *  are started unless { start: false }, a few at a time. */
   async fork(id: string, names: string[], opts: { start?: boolean } = {}): Promise<Box[]> {
@@ -372,6 +384,10 @@ export class Box {
   /** New boxes sharing this one's disk copy-on-write (at a snapshot with { snapshot }). */
   clone(names: string | string[], opts: CloneOptions = {}): Promise<Box[]> {
     return this.runtime.clone(this.id, Array.isArray(names) ? names : [names], opts);
+  }
+  /** This box's disk as an image named reference: its image's layers and one of what it changed. */
+  commit(reference: string, opts: CommitOptions = {}): Promise<CommitResult> {
+    return this.runtime.commit(this.id, reference, opts);
   }
   /** New boxes that continue this running box's processes from this instant (see Runtime.fork). */
   fork(names: string | string[], opts: { start?: boolean } = {}): Promise<Box[]> {

@@ -40,6 +40,10 @@ export interface PruneResult {
 export class Images {
   readonly store: ImageStore;
   private readonly registry: RegistryOptions;
+  /** The credentials and insecure hosts this runtime reaches registries with (pull's, and push's). */
+  get registryOptions(): RegistryOptions {
+    return this.registry;
+  }
 
   constructor(
     readonly home: Home,

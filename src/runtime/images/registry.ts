@@ -115,14 +115,21 @@ export class RegistryClient {
   }
 
   /** One request with the registry's authentication flow: on 401, fetch a token (or use basic) and retry once. */
-  async get(pathname: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET'): Promise<Response> {
-    const url = `${this.base}/v2/${pathname}`;
+  get(pathname: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET'): Promise<Response> {
+    return this.send(`${this.base}/v2/${pathname}`, { method, headers });
+  }
+
+  /** Any request to the registry (a URL it gave, such as an upload's Location, or a path under /v2/), with the
+   *  same authentication flow. A body is a Buffer, so it can be sent again after a 401. */
+  async send(url: string, o: { method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; headers?: Record<string, string>; body?: Buffer }): Promise<Response> {
+    const target = /^https?:/.test(url) ? url : url.startsWith('/') ? `${this.base}${url}` : `${this.base}/v2/${url}`;
     const send = async () => {
       try {
-        return await request(url, {
-          method,
-          headers: { ...headers, ...(this.authHeader ? { authorization: this.authHeader } : {}) },
-          maxRedirections: 5,
+        return await request(target, {
+          method: o.method,
+          headers: { ...(o.headers ?? {}), ...(this.authHeader ? { authorization: this.authHeader } : {}) },
+          body: o.body,
+          maxRedirections: o.method === 'GET' || o.method === 'HEAD' ? 5 : 0,
           headersTimeout: 60_000,
           bodyTimeout: 60_000,
         });
@@ -161,7 +168,8 @@ export class RegistryClient {
     }
     const u = new URL(ch.params.realm);
     if (ch.params.service) u.searchParams.set('service', ch.params.service);
-    u.searchParams.set('scope', ch.params.scope ?? `repository:${this.ref.repository}:pull`);
+    // A push that mounts a blob asks for two scopes at once, space-separated: each is its own parameter.
+    for (const sc of (ch.params.scope ?? `repository:${this.ref.repository}:pull`).split(' ').filter(Boolean)) u.searchParams.append('scope', sc);
     let res: Dispatcher.ResponseData;
     try {
       res = await request(u, {
@@ -190,7 +198,7 @@ export class RegistryClient {
   }
 
   /** Reads a registry error body ({errors:[{code,message}]}) for messages. */
-  private async errorCode(res: Response): Promise<string> {
+  async errorCode(res: Response): Promise<string> {
     try {
       const b = (await res.body.json()) as { errors?: { code?: string; message?: string }[] };
       return b.errors?.map((e) => e.code ?? e.message).join(', ') ?? '';

@@ -35,6 +35,8 @@ export interface ImageRecord {
   storedAt: string;
   /** Where it came from: a registry, a tarball, an OCI layout. */
   origin: string;
+  /** A commit: the references of the images its layers came from, so a push can mount them from there. */
+  mountFrom?: string[];
 }
 
 const DIGEST_RE = /^sha256:([a-f0-9]{64})$/;

@@ -1,4 +1,5 @@
 // Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
+import { printable } from '../util/printable.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULTS } from '../core/defaults.js';
@@ -352,7 +353,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
 };
 
 function formatEvent(e: EgressEvent): string {
-  return `${e.time}  ${e.box}  denied ${e.kind} ${e.protocol} ${e.destination}  (${e.rule})`;
+  return printable(`${e.time}  ${e.box}  denied ${e.kind} ${e.protocol} ${e.destination}  (${e.rule})`, false);
 }
 
 export const EVENTS_COMMAND: Command = {

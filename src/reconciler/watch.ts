@@ -3,6 +3,7 @@
 // project's back is brought back per its restart policy (with backoff), a command that ended likewise, health
 // checks run at their intervals, and the snapshot policy's `every` is honoured. An invalid edit is reported and the
 // last good project stays in force. stop() ends the watch and leaves the boxes running.
+import { printable } from '../util/printable.js';
 import * as path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { EgressEvent, IdlePauser, Runtime } from '../runtime/runtime.js';
@@ -200,7 +201,7 @@ export class Watcher {
         const handle = this.rt.get(box.id);
         const seen = handle.eventsSince(this.denialCursor.get(box.id) ?? -1);
         this.denialCursor.set(box.id, seen.cursor);
-        for (const e of seen.events) this.emit({ type: 'denied', box: spec.name, event: e, message: `${spec.name}: denied ${e.kind} to ${e.destination} (${e.rule})` });
+        for (const e of seen.events) this.emit({ type: 'denied', box: spec.name, event: e, message: printable(`${spec.name}: denied ${e.kind} to ${e.destination} (${e.rule})`, false) });
       }
       const label = projectLabel(rec);
       if (spec.command && label?.command) {

@@ -193,7 +193,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       guard = net || lan
         ? startGuard(dir, {
             name: rec.name,
-            uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address } : undefined,
+            uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address, policed: !!settings } : undefined,
             lan: lan ? { listen: box.lanSocket, box: id, mac: lan.mac, address: lan.address, folder: ensureDir(ctx.home.lanDir(lan.segment), 0o700) } : undefined,
             as: box.as ?? null,
           })

@@ -18,7 +18,7 @@ export interface ForeignManifest {
 }
 
 /** What the user gives again on the command line, in place of what an archive may not bring by itself. */
-export type ImportOverrides = Pick<CreateOptions, 'ports' | 'volumes' | 'binds'>;
+export type ImportOverrides = Pick<CreateOptions, 'ports' | 'volumes' | 'binds' | 'dns'>;
 
 const isLoopback = (ip: unknown) => ip === undefined || (typeof ip === 'string' && /^127\./.test(ip)); // unset: loopback, as -p
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
@@ -53,6 +53,9 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
   if (binds.length && !given.binds) notes.push(`host folders it mounted were dropped (${binds.map((b) => `${b.hostPath}:${b.target}`).join(', ')}): give them again with -v if you trust them`);
   if (volumes.length && !given.volumes) notes.push(`named volumes it mounted were dropped (${volumes.map((v) => v.volume).join(', ')}): give them again with -v`);
   if (o.lan) notes.push('its project LAN address was dropped: a box of a project is made by boxlite up');
+  // Its DNS servers decide where every name the box looks up points, a secret's host among them: the archive's
+  // choice of resolver is not taken.
+  if (Array.isArray(o.dns) && o.dns.length) notes.push(`its DNS servers were dropped (${o.dns.map(String).join(', ')}): it uses this host's resolver; give them again with 'boxlite import --dns' if you trust them`);
   // Where a secret's value is read on this host, and where it may go, is the user's choice: an archive naming
   // a host file and its own host would have that file sent there.
   const secrets = list(o.secrets, 'secrets');
@@ -72,7 +75,7 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
       workingDir: o.workingDir,
       user: o.user,
       network: o.network,
-      dns: o.dns,
+      dns: given.dns,
       // Its outbound rules are kept: they only ever narrow what the box reaches.
       egress: o.egress,
       hostname: o.hostname,

@@ -41,19 +41,52 @@ function validate(data: unknown): ErrorObject[] {
   return validator(data) ? [] : [...(validator.errors ?? [])];
 }
 
-/** Finds the project file: FILE when given, else boxlite.yaml (or .yml) in dir or the nearest folder above it. */
-export function findProjectFile(opts: { file?: string; dir?: string } = {}): string {
+/** Why a project file found by walking up is not this user's to trust (another user owns it or its folder), or
+ *  null. git's rule (CVE-2022-24765): a file another user planted above the working folder must not decide what
+ *  boxlite does. sudo keeps the invoking user's files usable. */
+export function foreignOwner(file: string): string | null {
+  const me = process.getuid?.();
+  if (me === undefined) return null;
+  const ok = new Set([me, ...(me === 0 && process.env.SUDO_UID ? [Number(process.env.SUDO_UID)] : [])]);
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (st && !ok.has(st.uid)) return `it belongs to ${userName(st.uid)}`;
+  // A folder another user owns lets them swap the file, unless it is sticky (as /tmp is).
+  const dir = fs.statSync(path.dirname(file), { throwIfNoEntry: false });
+  if (dir && !ok.has(dir.uid) && !(dir.mode & 0o1000)) return `its folder belongs to ${userName(dir.uid)}`;
+  return null;
+}
+
+function userName(uid: number): string {
+  try {
+    const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    if (line) return `user ${line.split(':')[0]} (uid ${uid})`;
+  } catch {}
+  return `uid ${uid}`;
+}
+
+/** Finds the project file: FILE when given, else boxlite.yaml (or .yml) in dir or the nearest folder above it that
+ *  is this user's; one another user owns is named (onSkip) and passed over. */
+export function findProjectFile(opts: { file?: string; dir?: string; onSkip?: (message: string) => void } = {}): string {
   if (opts.file) {
     const f = path.resolve(opts.file);
     if (!fs.existsSync(f)) throw new SpecError([{ file: f, line: 1, col: 1, path: '', message: 'no such file: check the path given with -f/--file' }]);
     return f;
   }
   const start = path.resolve(opts.dir ?? process.cwd());
+  const skipped: string[] = [];
   for (let d = start; ; d = path.dirname(d)) {
-    for (const n of PROJECT_FILES) if (fs.existsSync(path.join(d, n))) return path.join(d, n);
+    for (const n of PROJECT_FILES) {
+      const f = path.join(d, n);
+      if (!fs.existsSync(f)) continue;
+      const foreign = foreignOwner(f);
+      if (!foreign) return f;
+      const note = `${f} is not used: ${foreign}, not to you; give it with -f if you trust it, or take it over (chown)`;
+      skipped.push(note);
+      (opts.onSkip ?? ((m) => process.stderr.write(`boxlite: ${m}\n`)))(note);
+    }
     if (path.dirname(d) === d) break;
   }
-  throw new NoProjectError(`no boxlite.yaml in ${start} or any folder above it: create one (see examples/), or give one with -f FILE`);
+  throw new NoProjectError(`no boxlite.yaml of yours in ${start} or any folder above it${skipped.length ? ` (${skipped.length} passed over, named above)` : ''}: create one (see examples/), or give one with -f FILE`);
 }
 
 export class NoProjectError extends SpecError {

@@ -10,6 +10,7 @@ import type { EgressEvent, IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
+import { requireTrust, UntrustedProjectError } from './trust.js';
 import { applyLock, LOCK_FILE, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
 import { plan, policyDue, renderPlan, type Plan } from './plan.js';
@@ -44,6 +45,8 @@ export interface WatchOptions extends LoadOptions {
   locked?: boolean;
   /** listr2's renderer for an edit's apply: silent (default) or simple (lines, as the CLI shows them). */
   renderer?: 'simple' | 'silent';
+  /** A hash of reaching parts accepted for this watch (BOXLITE_TRUST); others need `boxlite trust`. */
+  trustAccept?: string;
 }
 
 /** Whether a policy brings back a box (or command) that stopped: `stopped` says it was stopped by a person. */
@@ -136,6 +139,13 @@ export class Watcher {
       next = applyLock(written, readLock(lockPathOf(written)), { locked: this.opts.locked });
     } catch (e) {
       this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
+      return;
+    }
+    try {
+      requireTrust(this.rt.home.root, next, this.opts.trustAccept);
+    } catch (e) {
+      if (!(e instanceof UntrustedProjectError)) throw e;
+      this.emit({ type: 'invalid-edit', message: `the edit is not applied; the boxes stay as they are:\n${e.message}` });
       return;
     }
     if (next.name !== this.project.name) {

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineCounter, parseDocument, Scalar, visit } from 'yaml';
+import { isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit } from 'yaml';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { createRequire } from 'node:module';
 import { SpecError, type SpecProblem } from './errors.js';
@@ -138,15 +138,24 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
 
   // ${VAR} interpolation, in values only; a plain scalar that was interpolated is read again as YAML so that
   // "cpus: ${CPUS:-2}" is a number, as it would be written literally.
-  const env = { ...readDotenv(dir, shown), ...(opts.env ?? process.env) };
+  const host = opts.env ?? process.env;
+  const env = { ...readDotenv(dir, shown), ...host };
   const warnings: string[] = [];
   const problems: SpecProblem[] = [];
+  // Which of the host's variables the file reads, and where: a cloned file must not read them unapproved.
+  const hostVariables: HostVariable[] = [];
   visit(doc, {
-    Scalar(key, node) {
+    Scalar(key, node, ancestors) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
       const at = node.range?.[0] ?? 0;
+      const reads = new Proxy(env, {
+        get(t, name) {
+          if (typeof name === 'string' && host[name] !== undefined && !hostVariables.some((v) => v.name === name && v.at === at)) hostVariables.push({ name, at, ...where(ancestors, node) });
+          return t[name as string];
+        },
+      });
       try {
-        const v = interpolate(node.value, env, (m) => warnings.push(`${shown}:${pos(at).line}:${pos(at).col}: ${m}`));
+        const v = interpolate(node.value, reads, (m) => warnings.push(`${shown}:${pos(at).line}:${pos(at).col}: ${m}`));
         node.value = node.type === Scalar.PLAIN && v !== node.value ? reparse(v) : v;
       } catch (e) {
         if (!(e instanceof InterpolationError)) throw e;
@@ -160,7 +169,24 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
   const schemaErrors = validate(data);
   if (schemaErrors.length) throw new SpecError(explain(schemaErrors, doc, problem));
 
-  return normalize(data, { file, dir, doc, problem, warnings, projectName: opts.projectName });
+  const spec = normalize(data, { file, dir, doc, problem, warnings, projectName: opts.projectName });
+  return hostVariables.length ? { ...spec, hostVariables: hostVariables.map(({ at: _at, ...v }) => v) } : spec;
+}
+
+type HostVariable = NonNullable<ProjectSpec['hostVariables']>[number] & { at: number };
+
+/** The box and field a scalar sits under, from its ancestors: boxes.web.env.KEY → web, env.KEY. */
+function where(ancestors: readonly unknown[], node: unknown): { box: string; field: string } {
+  const keys: string[] = [];
+  const chain = [...ancestors, node];
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i];
+    if (isPair(a)) keys.push(String(isScalar(a.key) ? a.key.value : a.key));
+    else if (isSeq(a)) keys.push(`[${a.items.indexOf(chain[i + 1] as never)}]`);
+  }
+  const box = keys[0] === 'boxes' && keys.length > 1 ? keys[1] : '';
+  const field = (box ? keys.slice(2) : keys).join('.').replace(/\.\[/g, '[');
+  return { box, field: field || '(top level)' };
 }
 
 function reparse(v: string): unknown {

@@ -1,4 +1,5 @@
 // Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
+import { cgroupUsage, readBoxCgroup } from '../vmm/cgroup.js';
 import { printable } from '../util/printable.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -317,7 +318,9 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const metrics = await box.metrics();
       const jail = describeJail(jailWanted(), probeJail());
       const denied = info.options.egress || info.options.secrets?.length ? eventCounts(rt.home.boxDir(box.id)) : undefined;
-      out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
+      const cg = readBoxCgroup(rt.home.boxDir(box.id));
+      const limits = cg && (cg.mode === 'none' ? { cgroup: 'none', why: cg.why } : { cgroup: cg.mode, ...cg.limits, dirs: cg.dirs, ...(info.state === 'running' ? { usage: cgroupUsage(cg.dirs) } : {}) });
+      out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) }, ...(limits ? { limits } : {}) }, null, 2));
       return 0;
     },
   },

@@ -1,5 +1,6 @@
 // Stopping, removing and changing a box. Each takes the box's operation lock (one at a time per box) and changes
 // its record only through RecordStore.update, so nothing another process wrote meanwhile is lost.
+import { dropBoxCgroup } from '../vmm/cgroup.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BoxExistsError, BoxStateError, InvalidOptionError, VolumeInUseError } from '../core/errors.js';
@@ -89,6 +90,7 @@ export async function removeBox(ctx: RuntimeContext, id: string, opts: { force?:
     stopHelpers(dir);
     dropClient(ctx, id);
     await ctx.engine.settle(dir);
+    await dropBoxCgroup(dir);
     unconfine(ctx, id);
     await withRegistryLock(ctx, async () => {
       ctx.records.forget(id);

@@ -3,7 +3,7 @@
 // reach beyond the box (host folders, named volumes, the project LAN, fixed host ports) is dropped unless the user
 // gives it again; the disk must be a plain qcow2 of the kind export writes: no backing file (it would read a host
 // file), no external data file, no encryption, no feature export never writes.
-import { run } from '../util/exec.js';
+import { runTool } from '../vmm/tool-jail.js';
 import { ArchiveError, InvalidOptionError } from '../core/errors.js';
 import { checkName } from '../core/names.js';
 import { validateOptions, type CreateOptions } from './options.js';
@@ -98,7 +98,7 @@ export async function checkForeignDisk(file: string, what: string, diskSizeMib: 
   const refuse = (why: string) => new ArchiveError(`${what}: its disk ${why}; nothing was imported`);
   let info: Record<string, any>;
   try {
-    info = JSON.parse(await run('qemu-img', ['info', '--output=json', '-f', 'qcow2', file]));
+    info = JSON.parse(await runTool('qemu-img', ['info', '--output=json', '-f', 'qcow2', file], { rw: [file] })); // parsed jailed: the archive's author wrote it
   } catch (e) {
     throw refuse(`is not a readable qcow2 image (${(e as Error).message.split('\n')[0]})`);
   }

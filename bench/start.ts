@@ -67,32 +67,48 @@ export async function startBench(rt: Runtime, rootfs: string, runs: number): Pro
 /** The jail's cost: the same box started jailed and unjailed, alternately, in one run. */
 export async function jailBench(home: string, rootfs: string, runs: number): Promise<[string, string][]> {
   const { Runtime } = await import('../src/runtime/runtime.js');
+  const { readBoxCgroup, cgroupUsage } = await import('../src/vmm/cgroup.js');
   const result: [string, string][] = [];
-  const times: Record<string, number[]> = { on: [], off: [] };
+  // The jail and the per-box cgroup, each on and off in the same run: jail on with limits, jail on without, off.
+  const modes = ['on', 'on, limits off', 'off'] as const;
+  const times: Record<string, number[]> = Object.fromEntries(modes.map((m) => [m, []]));
   const rss: Record<string, number> = {};
+  let peak: { peakMib?: number; limitMib?: number } = {};
   const rts = { on: new Runtime({ home, say: () => {}, jail: true }), off: new Runtime({ home, say: () => {}, jail: false }) };
   const box = await rts.on.create({ rootfs, name: 'jail-bench', memoryMib: 512 });
   try {
     await box.start(); // builds the disk; not counted
     await box.stop();
     for (let i = 0; i < runs; i++) {
-      for (const mode of ['on', 'off'] as const) {
-        const rt = rts[mode];
+      for (const mode of modes) {
+        const rt = mode === 'off' ? rts.off : rts.on;
+        if (mode === 'on, limits off') process.env.BOXLITE_CGROUPS = 'off';
+        else delete process.env.BOXLITE_CGROUPS;
         const t = performance.now();
         await rt.start(box.id);
         await rt.exec(box.id, ['true']);
         times[mode].push(performance.now() - t);
         const st = rt.engine.status(rt.home.boxDir(box.id));
         if (st.kind === 'running') rss[mode] = rssMiB(st.pid);
+        const cg = readBoxCgroup(rt.home.boxDir(box.id));
+        if (mode === 'on' && cg && cg.mode !== 'none') {
+          // What the VMM peaked at once its guest has touched most of its RAM (the limit's overhead is sized by it).
+          await rt.exec(box.id, ['sh', '-c', 'mkdir -p /m && mount -t tmpfs -o size=400m t /m && dd if=/dev/zero of=/m/x bs=1M count=380 2>/dev/null; rm -f /m/x; umount /m']);
+          peak = cgroupUsage(cg.dirs);
+        }
         await rt.stop(box.id);
       }
     }
-    for (const mode of ['on', 'off'] as const) {
+    delete process.env.BOXLITE_CGROUPS;
+    for (const mode of modes) {
       result.push([`cold start → first exec, jail ${mode} (median of ${runs})`, ms(median(times[mode]))]);
       result.push([`QEMU resident memory, jail ${mode}`, `${rss[mode]?.toFixed(0)} MiB`]);
     }
     result.push(['jail cost on start (median difference)', ms(median(times.on) - median(times.off))]);
+    result.push(['cgroup limits cost on start (median difference)', ms(median(times.on) - median(times['on, limits off']))]);
+    if (peak.limitMib) result.push(['VMM peak memory, 512 MiB guest with 380 MiB touched', `${peak.peakMib} MiB of its ${peak.limitMib} MiB limit`]);
   } finally {
+    delete process.env.BOXLITE_CGROUPS;
     await rts.on.remove(box.id, { force: true }).catch(() => {});
     rts.on.close();
     rts.off.close();

@@ -1,4 +1,6 @@
 // Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
+import { cgroupUsage, readBoxCgroup } from '../vmm/cgroup.js';
+import { printable } from '../util/printable.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULTS } from '../core/defaults.js';
@@ -38,9 +40,15 @@ const BOX_OPTS: Record<string, OptionSpec> = {
 const DETACH: OptionSpec = { short: 'd', help: 'leave the command running in the box and return (its output is discarded)' };
 const STOP_OPTS: Record<string, OptionSpec> = { time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } };
 
-/** SOURCE on the command line: an existing folder (a root file system or an OCI layout) or an image reference. */
-function sourceOption(src: string): { image?: string; rootfs?: string } {
-  return fs.existsSync(src) && fs.statSync(src).isDirectory() ? { rootfs: src } : { image: src };
+/** SOURCE on the command line: a folder (a root file system or an OCI layout) when written as a path (with a '/',
+ *  or starting with '.' or '~'), else an image reference — as docker reads it. A folder in the working directory
+ *  that a bare name would also name (a cloned repository's ./alpine beside the image alpine) is not taken
+ *  silently: it is said which one was. */
+export function sourceOption(src: string, say: (m: string) => void = () => {}): { image?: string; rootfs?: string } {
+  const isDir = (p: string) => fs.existsSync(p) && fs.statSync(p).isDirectory();
+  if (/^(\.|~)|\//.test(src)) return isDir(src) ? { rootfs: src } : { image: src };
+  if (isDir(src)) say(`boxlite: "${src}" is taken as the image ${src}, not the folder ./${src} here: give ./${src} for the folder`);
+  return { image: src };
 }
 
 /** -v NAME:/path[:ro] (a named volume) or -v /host/path:/path[:ro] (a host folder or file), as docker reads them. */
@@ -110,13 +118,13 @@ export const BOX_COMMANDS: Record<string, Command> = {
     usage: 'run [OPTIONS] SOURCE [--] [CMD…]',
     help: 'create and start a box, run a command in it, show its output',
     opts: { ...BOX_OPTS, detach: DETACH, rm: { help: 'remove the box when the command ends' }, interactive: EXEC_OPTS.interactive, tty: EXEC_OPTS.tty, timeout: EXEC_OPTS.timeout },
-    async run({ rt, out }, args, spec) {
+    async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, 1, 'run');
       if (p.positionals.length !== 1) throw new UsageError('run: give a SOURCE (an image reference, a root filesystem folder or an OCI layout)');
       const e = execOptions(p.opts);
       // Without a daemon nothing would be left to remove the box when a detached command ends.
       if (p.opts.detach && p.opts.rm) throw new UsageError('run: -d and --rm cannot go together (boxlite has no daemon to remove the box later): drop --rm, and remove it with boxlite rm -f');
-      const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
+      const box = await rt.create({ ...sourceOption(p.positionals[0], err), ...boxCreateOptions(p.opts), autoRemove: !!p.opts.rm });
       try {
         const cfg = box.info().source.config;
         const argv = p.rest.length ? [...cfg.entrypoint, ...p.rest] : [...cfg.entrypoint, ...cfg.cmd];
@@ -138,10 +146,10 @@ export const BOX_COMMANDS: Record<string, Command> = {
     usage: 'create [OPTIONS] SOURCE',
     help: 'record a new box (its disk and VM are made on first start)',
     opts: BOX_OPTS,
-    async run({ rt, out }, args, spec) {
+    async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'create');
       if (p.positionals.length !== 1) throw new UsageError('create: give exactly one SOURCE (an image reference, a root filesystem folder or an OCI layout)');
-      const box = await rt.create({ ...sourceOption(p.positionals[0]), ...boxCreateOptions(p.opts) });
+      const box = await rt.create({ ...sourceOption(p.positionals[0], err), ...boxCreateOptions(p.opts) });
       out(box.name);
       return 0;
     },
@@ -310,7 +318,9 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const metrics = await box.metrics();
       const jail = describeJail(jailWanted(), probeJail());
       const denied = info.options.egress || info.options.secrets?.length ? eventCounts(rt.home.boxDir(box.id)) : undefined;
-      out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) } }, null, 2));
+      const cg = readBoxCgroup(rt.home.boxDir(box.id));
+      const limits = cg && (cg.mode === 'none' ? { cgroup: 'none', why: cg.why } : { cgroup: cg.mode, ...cg.limits, dirs: cg.dirs, ...(info.state === 'running' ? { usage: cgroupUsage(cg.dirs) } : {}) });
+      out(JSON.stringify({ ...shown(info), networkStats, metrics, ...(denied ? { denied } : {}), dir: rt.home.boxDir(box.id), console: box.consolePath(), jail: { on: jail.on, detail: jail.detail, ...(info.vmmUid ? { uid: info.vmmUid } : {}) }, ...(limits ? { limits } : {}) }, null, 2));
       return 0;
     },
   },
@@ -352,7 +362,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
 };
 
 function formatEvent(e: EgressEvent): string {
-  return `${e.time}  ${e.box}  denied ${e.kind} ${e.protocol} ${e.destination}  (${e.rule})`;
+  return printable(`${e.time}  ${e.box}  denied ${e.kind} ${e.protocol} ${e.destination}  (${e.rule})`, false);
 }
 
 export const EVENTS_COMMAND: Command = {

@@ -1,4 +1,5 @@
 // Commands about this host: setup (Debian packages and guest assets) and doctor (what works here, what to fix).
+import { cgroupSupport, vmmOverheadMib } from '../vmm/cgroup.js';
 import { setup, loadAssets, missingPackages, HOST_PACKAGES } from '../runtime/assets.js';
 import { qemuBinary } from '../vmm/qemu.js';
 import { probeHost } from '../vmm/accel.js';
@@ -51,7 +52,8 @@ export const HOST_COMMANDS: Record<string, Command> = {
       }
       const jail = describeJail(jailWanted(), probeJail());
       line(jail.on || !jailWanted(), 'jail', jail.detail);
-      out(`     ${''.padEnd(12)} resource limits per box: rlimits (files, processes, file size); no cgroup (not implemented)`);
+      const cg = cgroupSupport();
+      line(true, 'limits', cg.mode === 'none' ? `rlimits per box (files, processes, file size); no cgroup: ${cg.why}` : `a cgroup ${cg.mode} per box: memory = its RAM + the VMM's overhead (${vmmOverheadMib(512, 'tcg')} MiB for 512 MiB under TCG), 512 tasks, CPU weight by its vCPUs; and rlimits`);
       const mode = fs.statSync(rt.home.root).mode & 0o777;
       line(mode === 0o700, 'home', `${rt.home.root} (${mode.toString(8).padStart(4, '0')}${mode === 0o700 ? ', private to you' : ': others may read it'})`);
       return ok ? 0 : 1;

@@ -1,5 +1,6 @@
 // The boxlite command line: global options, dispatch to one command group per file, and one way of reporting
 // errors (a BoxliteError's message names the thing and the fix; anything else is a bug, shown with its stack).
+import { printable } from '../util/printable.js';
 import { BoxliteError } from '../core/errors.js';
 import { projectRuntime } from '../reconciler/project.js';
 import { helpFor, HelpRequested, parseArgs, UsageError } from './args.js';
@@ -57,7 +58,7 @@ export async function main(argvIn: string[]): Promise<number> {
   try {
     ({ ctx: project, rest: argv } = globalOptions(argvIn));
   } catch (e) {
-    stderr(`boxlite: ${(e as Error).message}`);
+    stderr(`boxlite: ${printable((e as Error).message)}`);
     return 1;
   }
   const [cmd, ...args] = argv;
@@ -85,9 +86,10 @@ export async function main(argvIn: string[]): Promise<number> {
       stdout(`Usage: boxlite ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}\n  -h, --help                  show this help`);
       return 0;
     }
-    if (e instanceof UsageError) stderr(`boxlite: ${e.message}${c.ownHelp ? '' : `\nUsage: boxlite ${c.usage}`}`);
-    else if (e instanceof BoxliteError) stderr(`boxlite: ${e.message}`);
-    else stderr(`boxlite: ${(e as Error).stack ?? e}`);
+    // An error may quote the guest (its console's last lines, an agent's message): shown as printable text only.
+    if (e instanceof UsageError) stderr(`boxlite: ${printable(e.message)}${c.ownHelp ? '' : `\nUsage: boxlite ${c.usage}`}`);
+    else if (e instanceof BoxliteError) stderr(`boxlite: ${printable(e.message)}`);
+    else stderr(`boxlite: ${printable(String((e as Error).stack ?? e))}`);
     return cmd === 'run' || cmd === 'exec' ? 125 : 1;
   } finally {
     rt.close();

@@ -7,6 +7,8 @@ import { findProjectFile, loadProject, NoProjectError } from '../spec/load.js';
 import { Project, downProject, type DownResult } from '../reconciler/project.js';
 import { renderPlan } from '../reconciler/plan.js';
 import { projectLabel } from '../reconciler/label.js';
+import type { TrustState } from '../reconciler/trust.js';
+import { describePart } from '../spec/reach.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 import type { Cli, Command, ProjectContext } from './command.js';
 
@@ -72,13 +74,24 @@ function open(cli: Cli, ctx: ProjectContext, locked = false): Project {
   return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked });
 }
 
-async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean }): Promise<boolean> {
+/** plan's marks for what the file reaches outside its folder: each part, and whether it is approved here. */
+function renderReach(s: TrustState): string {
+  if (!s.parts.length) return '';
+  const head = s.approved ? `reaches outside the project (approved on this machine, ${s.hash}):` : `reaches outside the project — up refuses until approved with 'boxlite trust' (${s.hash}):`;
+  const fresh = new Set(s.unapproved);
+  return `\n\n${head}\n${s.parts.map((p) => `  ${fresh.has(p) ? '!' : ' '} ${describePart(p)}`).join('\n')}`;
+}
+
+const TRUST = { help: "approve what the file reaches outside its folder (as 'boxlite trust' does) and go on" };
+
+async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean; trust?: boolean }): Promise<boolean> {
   const waitTimeoutMs = o.waitTimeoutS !== undefined ? Number(o.waitTimeoutS) * 1000 : undefined;
   if (waitTimeoutMs !== undefined && !(waitTimeoutMs > 0)) throw new UsageError(`--wait-timeout must be a positive number of seconds (got "${o.waitTimeoutS}")`);
   const r = await project.up({
     wait: o.wait,
     waitTimeoutMs,
     removeOrphans: o.removeOrphans,
+    trust: o.trust || undefined,
     renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
     onPlan: (p) => {
       const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
@@ -128,15 +141,17 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
     opts: { ...PROJECT_OPTS, json: { help: 'print the plan as JSON' }, 'remove-orphans': { help: 'plan the removal of boxes no longer declared' }, locked: LOCKED },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'plan');
-      const pl = await open(cli, context(cli, p.opts), !!p.opts.locked).plan({ removeOrphans: !!p.opts['remove-orphans'] });
-      if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b) }, null, 2));
-      else cli.out(renderPlan(pl));
+      const project = open(cli, context(cli, p.opts), !!p.opts.locked);
+      const pl = await project.plan({ removeOrphans: !!p.opts['remove-orphans'] });
+      const t = project.trustState();
+      if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b), trust: t }, null, 2));
+      else cli.out(renderPlan(pl) + (pl.changed || !t.approved ? renderReach(t) : ''));
       return pl.changed ? 2 : 0;
     },
   },
 
   up: {
-    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked]',
+    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked] [--trust]',
     help: 'make the boxes match boxlite.yaml (create, start, update, recreate) and leave them running',
     opts: {
       ...PROJECT_OPTS,
@@ -146,24 +161,25 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       'remove-orphans': { help: 'remove boxes of the project that are no longer declared' },
       detach: { short: 'd', help: 'return once applied (the default: boxes keep running)' },
       locked: LOCKED,
+      trust: TRUST,
     },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'up');
       const project = open(cli, context(cli, p.opts), !!p.opts.locked);
-      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'] });
+      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'], trust: !!p.opts.trust });
       if (!p.opts.watch) return ok ? 0 : 1;
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
     },
   },
 
   watch: {
-    usage: 'watch [-f FILE] [-p NAME] [--remove-orphans]',
+    usage: 'watch [-f FILE] [-p NAME] [--remove-orphans] [--trust]',
     help: "'up', then keep the boxes converged (same as up --watch)",
-    opts: { ...PROJECT_OPTS, 'remove-orphans': { help: 'remove boxes no longer declared' } },
+    opts: { ...PROJECT_OPTS, 'remove-orphans': { help: 'remove boxes no longer declared' }, trust: TRUST },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'watch');
       const project = open(cli, context(cli, p.opts));
-      await upOnce(cli, project, { removeOrphans: !!p.opts['remove-orphans'] });
+      await upOnce(cli, project, { removeOrphans: !!p.opts['remove-orphans'], trust: !!p.opts.trust });
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
     },
   },
@@ -208,6 +224,26 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       for (const ref of r.removed) cli.out(`${ref}: no box uses it any more (removed)`);
       if (!r.images.length) cli.out('no image references to lock (folders and OCI layouts are not locked)');
       cli.out(`wrote ${path.relative(process.cwd(), r.file) || r.file}`);
+      return 0;
+    },
+  },
+
+  trust: {
+    usage: 'trust [-f FILE] [-p NAME] [--revoke]',
+    help: 'approve what boxlite.yaml reaches outside its folder (host folders and files, host secrets and variables, ports beyond loopback)',
+    opts: { ...PROJECT_OPTS, revoke: { help: 'forget the approval: up refuses again until the next trust' } },
+    async run(cli, args, spec) {
+      const p = parseArgs(args, spec, -1, 'trust');
+      const project = open(cli, context(cli, p.opts));
+      const shown = project.shownFile;
+      if (p.opts.revoke) {
+        const s = project.trust({ revoke: true });
+        cli.out(s.parts.length ? `${shown}: approval forgotten; up refuses until 'boxlite trust' again` : `${shown} reaches nothing outside its folder: it needs no approval`);
+        return 0;
+      }
+      const s = project.trust();
+      if (!s.parts.length) cli.out(`${shown} reaches nothing outside its folder: it needs no approval`);
+      else cli.out(`approved for ${shown} on this machine (${s.hash}):\n${s.parts.map((x) => `  ${describePart(x)}`).join('\n')}\nan edit that reaches further needs 'boxlite trust' again`);
       return 0;
     },
   },

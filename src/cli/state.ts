@@ -113,12 +113,13 @@ export const STATE_COMMANDS: Record<string, Command> = {
   },
 
   import: {
-    usage: 'import FILE [--name NAME] [-p PORT…] [-v VOLUME…]',
+    usage: 'import FILE [--name NAME] [-p PORT…] [-v VOLUME…] [--dns IP…]',
     help: "make a box from an archive written by 'boxlite export' (what it mounted or published is not taken from it)",
     opts: {
       name: { value: true, help: 'a name for the imported box (default: its exported name)' },
       publish: { short: 'p', value: true, multiple: true, help: 'forward a host port, as with create (the archive\'s fixed host ports are not used)' },
       volume: { short: 'v', value: true, multiple: true, help: 'mount a named volume or a host folder, as with create (the archive\'s are not used)' },
+      dns: { value: true, multiple: true, help: "DNS servers for the box, as with create (the archive's are not used)" },
     },
     async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'import');
@@ -129,6 +130,7 @@ export const STATE_COMMANDS: Record<string, Command> = {
         ports: p.opts.publish as string[] | undefined,
         volumes: p.opts.volume ? (mounts.volumes ?? []) : undefined,
         binds: p.opts.volume ? (mounts.binds ?? []) : undefined,
+        dns: p.opts.dns as string[] | undefined,
       });
       for (const n of box.notes) err(`boxlite: import: ${n}`);
       out(box.name);

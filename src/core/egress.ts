@@ -1,5 +1,6 @@
 // A box's outbound policy: rules as users write them ("api.example.com", "*.github.com", "10.1.2.0/24:443",
 // "9.9.9.9:53/udp") and the decision for one connection. Pure: the gateway process (src/vmm/egress) asks it.
+import { createRequire } from 'node:module';
 import { InvalidOptionError } from './errors.js';
 
 export interface EgressPolicy {
@@ -26,6 +27,15 @@ export const RULE_FORMS = '"api.example.com", "*.example.com", "203.0.113.7", "2
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+let suffixes: { getDomain: (d: string, o: object) => string | null } | null = null;
+
+/** Whether a name is a public suffix (the Public Suffix List, private domains such as github.io included), read
+ *  from a maintained package only when a wildcard needs it. */
+export function isPublicSuffix(domain: string): boolean {
+  suffixes ??= createRequire(import.meta.url)('tldts') as NonNullable<typeof suffixes>;
+  return suffixes.getDomain(domain, { allowPrivateDomains: true }) === null;
+}
 
 export const ipToNumber = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 export const isIpv4 = (s: string) => IPV4.test(s);
@@ -57,6 +67,8 @@ export function parseRule(text: string): EgressRule {
   if (domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) {
     throw bad(`"${addr}" is not a domain name${addr.includes('*') ? ' (a wildcard is allowed only as the first label, "*.")' : ''}`);
   }
+  // "*.co.uk" or "*.github.io" names everybody's domains below a public suffix, not a service.
+  if (wildcard && isPublicSuffix(domain)) throw bad(`"${domain}" is a public suffix, so "*.${domain}" would name every domain registered under it: name the domain itself (*.example.${domain})`);
   return { ...base, kind: wildcard ? 'wildcard' : 'domain', host: domain };
 }
 
@@ -89,6 +101,8 @@ const SPECIAL: [string, string][] = [
   ['10.0.0.0/8', 'a private range'],
   ['100.64.0.0/10', 'a shared (carrier NAT) range'],
   ['169.254.0.0/16', 'link-local and cloud metadata'],
+  ['168.63.129.16/32', "cloud metadata (Azure's wire server)"],
+  ['192.0.0.0/24', 'IETF protocol assignments and cloud metadata'],
   ['172.16.0.0/12', 'a private range'],
   ['192.168.0.0/16', 'a private range'],
   ['224.0.0.0/3', 'multicast and reserved'],
@@ -218,7 +232,7 @@ export function parseSecrets(list: unknown, makePlaceholder: (name: string) => s
     const hosts = s.hosts.map((h) => {
       const r = parseRule(String(h));
       if ((r.kind !== 'domain' && r.kind !== 'wildcard') || r.port !== undefined) throw new InvalidOptionError(`${what}: host "${h}" must be a domain or *.domain, without a port`);
-      // A wildcard as wide as *.com would send the value to anyone's host.
+      // A wildcard as wide as *.com would send the value to anyone's host (parseRule refuses *.co.uk and the like).
       if (r.host.split('.').length < 2) throw new InvalidOptionError(`${what}: host "${h}" is too wide: name a domain of at least two labels (api.example.com, *.example.com)`);
       return r.text.toLowerCase();
     });

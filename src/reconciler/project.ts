@@ -15,6 +15,7 @@ import type { ApplyResult } from './apply.js';
 import type { Watcher, WatchOptions } from './watch.js';
 import { applyLock, lockPathOf, readLock, writeLock, type LockResult } from './lock.js';
 import { loadAssets } from '../runtime/assets.js';
+import { approve, requireTrust, revoke, trustState, type TrustState } from './trust.js';
 
 export interface ProjectOptions extends LoadOptions {
   /** The project file; default boxlite.yaml in dir (or the working folder) or the nearest folder above. */
@@ -38,6 +39,9 @@ export interface UpOptions {
   renderer?: 'default' | 'simple' | 'silent';
   /** Called with the plan before anything is applied. */
   onPlan?: (p: Plan) => void;
+  /** What the file reaches outside its folder must be approved (boxlite trust): true approves it now; a hash
+   *  accepts exactly that set for this run (default: $BOXLITE_TRUST). */
+  trust?: boolean | string;
 }
 
 export interface UpResult extends ApplyResult {
@@ -117,6 +121,8 @@ export class Project {
   /** Makes the boxes match the file: create, start, update, restart or recreate what differs. */
   async up(opts: UpOptions = {}): Promise<UpResult> {
     if (opts.waitTimeoutMs !== undefined && !(opts.waitTimeoutMs > 0)) throw new InvalidOptionError(`the wait timeout must be a positive number of seconds (got ${opts.waitTimeoutMs / 1000})`);
+    if (opts.trust === true) approve(this.runtime.home.root, this.spec);
+    else requireTrust(this.runtime.home.root, this.spec, acceptedHash(opts.trust));
     const lock = await lockProject(this.runtime, this.name, this.say);
     try {
       const pl = await this.plan({ removeOrphans: opts.removeOrphans });
@@ -142,9 +148,26 @@ export class Project {
    *  onEvent gets each event typed (plan, applied, restarting, health, snapshot, idle…); say gets its line. */
   async watch(opts: Omit<WatchOptions, keyof LoadOptions> = {}): Promise<Watcher> {
     const { Watcher } = await import('./watch.js');
-    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name, locked: this.locked });
+    // An edit that reaches further than approved is not applied: a box that can write its own project folder
+    // cannot widen its reach. Only the set approved (or accepted) when the watch began, or approved since, is.
+    requireTrust(this.runtime.home.root, this.spec, acceptedHash(opts.trustAccept));
+    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name, locked: this.locked, trustAccept: acceptedHash(opts.trustAccept) });
     await w.start();
     return w;
+  }
+
+  /** What the file reaches outside its folder, and whether that is approved on this machine. */
+  trustState(): TrustState {
+    return trustState(this.runtime.home.root, this.spec, acceptedHash(undefined));
+  }
+
+  /** Approves what the file reaches outside its folder now (boxlite trust); revoke forgets the approval. */
+  trust(opts: { revoke?: boolean } = {}): TrustState {
+    if (opts.revoke) {
+      revoke(this.runtime.home.root, this.file);
+      return trustState(this.runtime.home.root, this.spec);
+    }
+    return approve(this.runtime.home.root, this.spec);
   }
 
   /** The file's path relative to the working folder, for messages. */
@@ -155,6 +178,11 @@ export class Project {
   close(): void {
     if (this.ownsRuntime) this.runtime.close();
   }
+}
+
+/** A hash accepted for this run: given, or $BOXLITE_TRUST (CI's non-interactive approval). */
+function acceptedHash(given: boolean | string | undefined): string | undefined {
+  return typeof given === 'string' ? given : process.env.BOXLITE_TRUST || undefined;
 }
 
 /** down by project name: works from the records, so also when the project file is gone or broken. */

@@ -3,12 +3,14 @@
 // project's back is brought back per its restart policy (with backoff), a command that ended likewise, health
 // checks run at their intervals, and the snapshot policy's `every` is honoured. An invalid edit is reported and the
 // last good project stays in force. stop() ends the watch and leaves the boxes running.
+import { printable } from '../util/printable.js';
 import * as path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { EgressEvent, IdlePauser, Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec, RestartPolicy } from '../spec/types.js';
 import type { ExitReason } from '../runtime/types.js';
 import { loadProject, type LoadOptions } from '../spec/load.js';
+import { requireTrust, UntrustedProjectError } from './trust.js';
 import { applyLock, LOCK_FILE, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
 import { plan, policyDue, renderPlan, type Plan } from './plan.js';
@@ -43,6 +45,8 @@ export interface WatchOptions extends LoadOptions {
   locked?: boolean;
   /** listr2's renderer for an edit's apply: silent (default) or simple (lines, as the CLI shows them). */
   renderer?: 'simple' | 'silent';
+  /** A hash of reaching parts accepted for this watch (BOXLITE_TRUST); others need `boxlite trust`. */
+  trustAccept?: string;
 }
 
 /** Whether a policy brings back a box (or command) that stopped: `stopped` says it was stopped by a person. */
@@ -137,6 +141,13 @@ export class Watcher {
       this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
       return;
     }
+    try {
+      requireTrust(this.rt.home.root, next, this.opts.trustAccept);
+    } catch (e) {
+      if (!(e instanceof UntrustedProjectError)) throw e;
+      this.emit({ type: 'invalid-edit', message: `the edit is not applied; the boxes stay as they are:\n${e.message}` });
+      return;
+    }
     if (next.name !== this.project.name) {
       this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;
@@ -200,7 +211,7 @@ export class Watcher {
         const handle = this.rt.get(box.id);
         const seen = handle.eventsSince(this.denialCursor.get(box.id) ?? -1);
         this.denialCursor.set(box.id, seen.cursor);
-        for (const e of seen.events) this.emit({ type: 'denied', box: spec.name, event: e, message: `${spec.name}: denied ${e.kind} to ${e.destination} (${e.rule})` });
+        for (const e of seen.events) this.emit({ type: 'denied', box: spec.name, event: e, message: printable(`${spec.name}: denied ${e.kind} to ${e.destination} (${e.rule})`, false) });
       }
       const label = projectLabel(rec);
       if (spec.command && label?.command) {

@@ -6,6 +6,7 @@ import { AGENT_PORTS } from '../core/protocol.js';
 import { GUEST_NET } from '../core/network.js';
 import { BootError, BoxStateError, QemuMissingError } from '../core/errors.js';
 import { noteAccel } from '../vmm/accel.js';
+import { boxLimits, prepareBoxCgroup } from '../vmm/cgroup.js';
 import { startPasst } from '../vmm/passt.js';
 import { configureEgress, startEgress } from '../vmm/egress/gateway.js';
 import { gatewaySettings } from './secrets.js';
@@ -193,7 +194,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       guard = net || lan
         ? startGuard(dir, {
             name: rec.name,
-            uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address } : undefined,
+            uplink: net ? { listen: box.netSocket, helper: box.passtSocket, mac: NET_MAC, address: GUEST_NET.address, policed: !!settings } : undefined,
             lan: lan ? { listen: box.lanSocket, box: id, mac: lan.mac, address: lan.address, folder: ensureDir(ctx.home.lanDir(lan.segment), 0o700) } : undefined,
             as: box.as ?? null,
           })
@@ -225,6 +226,7 @@ async function boot(ctx: RuntimeContext, rec: BoxRecord, incoming?: { state: Sav
       shares: binds.map((_, i) => ({ socket: shareSocket(dir, i), tag: `fs${i}` })),
       jail: box.jail,
       incoming: incoming?.state.file,
+      cgroupProcs: prepareBoxCgroup(dir, id, boxLimits(rec.options.memoryMib, rec.options.cpus, accel.accel))?.procs,
     };
     if (incoming) markRestoring(ctx, id, true);
     try {

@@ -73,16 +73,19 @@ export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, 
     });
     if (!top) throw new ExecError(`cp: ${boxPath} in box ${box.name} gave nothing to copy`);
     const target = path.join(parent, name);
-    if (fs.lstatSync(target, { throwIfNoEntry: false })?.isDirectory() && fs.lstatSync(path.join(stage, top)).isDirectory()) {
+    const there = fs.lstatSync(target, { throwIfNoEntry: false });
+    const incomingDir = fs.lstatSync(path.join(stage, top)).isDirectory();
+    // As docker cp: a folder merges into a folder, a file replaces a file; nothing on the host is ever removed to
+    // make room (the box chose what its path is, and a file named like a host folder must not empty it).
+    if (there?.isDirectory() && !incomingDir) throw new ExecError(`cp: ${target} is a folder on the host and ${boxPath} in box ${box.name} is not: nothing was copied; choose another destination`);
+    if (there && !there.isDirectory() && incomingDir) throw new ExecError(`cp: ${target} is a file on the host and ${boxPath} in box ${box.name} is a folder: nothing was copied; choose another destination`);
+    if (there?.isDirectory()) {
       try {
         fs.cpSync(path.join(stage, top), target, { recursive: true, force: true, verbatimSymlinks: true });
       } catch (e) {
         throw new ExecError(`cp: cannot merge ${boxPath} of box ${box.name} into ${target}: ${(e as Error).message}`);
       }
-    } else {
-      fs.rmSync(target, { recursive: true, force: true });
-      fs.renameSync(path.join(stage, top), target);
-    }
+    } else fs.renameSync(path.join(stage, top), target); // over a file or a symlink: replaces that entry alone
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
   }

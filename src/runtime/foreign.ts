@@ -3,7 +3,7 @@
 // reach beyond the box (host folders, named volumes, the project LAN, fixed host ports) is dropped unless the user
 // gives it again; the disk must be a plain qcow2 of the kind export writes: no backing file (it would read a host
 // file), no external data file, no encryption, no feature export never writes.
-import { run } from '../util/exec.js';
+import { runTool } from '../vmm/tool-jail.js';
 import { ArchiveError, InvalidOptionError } from '../core/errors.js';
 import { checkName } from '../core/names.js';
 import { validateOptions, type CreateOptions } from './options.js';
@@ -18,7 +18,7 @@ export interface ForeignManifest {
 }
 
 /** What the user gives again on the command line, in place of what an archive may not bring by itself. */
-export type ImportOverrides = Pick<CreateOptions, 'ports' | 'volumes' | 'binds'>;
+export type ImportOverrides = Pick<CreateOptions, 'ports' | 'volumes' | 'binds' | 'dns'>;
 
 const isLoopback = (ip: unknown) => ip === undefined || (typeof ip === 'string' && /^127\./.test(ip)); // unset: loopback, as -p
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
@@ -53,6 +53,9 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
   if (binds.length && !given.binds) notes.push(`host folders it mounted were dropped (${binds.map((b) => `${b.hostPath}:${b.target}`).join(', ')}): give them again with -v if you trust them`);
   if (volumes.length && !given.volumes) notes.push(`named volumes it mounted were dropped (${volumes.map((v) => v.volume).join(', ')}): give them again with -v`);
   if (o.lan) notes.push('its project LAN address was dropped: a box of a project is made by boxlite up');
+  // Its DNS servers decide where every name the box looks up points, a secret's host among them: the archive's
+  // choice of resolver is not taken.
+  if (Array.isArray(o.dns) && o.dns.length) notes.push(`its DNS servers were dropped (${o.dns.map(String).join(', ')}): it uses this host's resolver; give them again with 'boxlite import --dns' if you trust them`);
   // Where a secret's value is read on this host, and where it may go, is the user's choice: an archive naming
   // a host file and its own host would have that file sent there.
   const secrets = list(o.secrets, 'secrets');
@@ -72,7 +75,7 @@ export function checkManifest(raw: unknown, what: string, given: ImportOverrides
       workingDir: o.workingDir,
       user: o.user,
       network: o.network,
-      dns: o.dns,
+      dns: given.dns,
       // Its outbound rules are kept: they only ever narrow what the box reaches.
       egress: o.egress,
       hostname: o.hostname,
@@ -95,7 +98,7 @@ export async function checkForeignDisk(file: string, what: string, diskSizeMib: 
   const refuse = (why: string) => new ArchiveError(`${what}: its disk ${why}; nothing was imported`);
   let info: Record<string, any>;
   try {
-    info = JSON.parse(await run('qemu-img', ['info', '--output=json', '-f', 'qcow2', file]));
+    info = JSON.parse(await runTool('qemu-img', ['info', '--output=json', '-f', 'qcow2', file], { rw: [file] })); // parsed jailed: the archive's author wrote it
   } catch (e) {
     throw refuse(`is not a readable qcow2 image (${(e as Error).message.split('\n')[0]})`);
   }

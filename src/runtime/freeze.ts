@@ -27,6 +27,17 @@ export async function withFrozenFs<T>(ctx: RuntimeContext, id: string, fn: () =>
   }
 }
 
+/** A frozen layer is read by the boxes made from it and written by nobody: its file was the box's disk, owned by the
+ *  box's VMM uid, which would otherwise keep the right to open it for writing under every clone. It now belongs to
+ *  the home's owner, readable only. (A descriptor the VMM opened before the freeze cannot be taken back; QEMU
+ *  itself reopens the file read-only when it becomes a backing file.) */
+function sealLayer(layer: string): void {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  if (uid !== undefined && gid !== undefined) fs.chownSync(layer, uid, gid);
+  fs.chmodSync(layer, 0o644);
+}
+
 /** Freezes a box's current disk into a layer and returns it (the box goes on over it). With memory (a file), the
  *  running box's memory is saved there at the same instant. Call holding the box's and the registry's locks. */
 export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: string, opts: { warmExec?: boolean } = {}): Promise<string> {
@@ -72,6 +83,7 @@ export async function freeze(ctx: RuntimeContext, rec: BoxRecord, memory?: strin
     }
     fs.renameSync(next, disk); // the old name goes; its file lives on as the layer
   }
+  sealLayer(layer);
   // Snapshots taken so far now live in the layer.
   await ctx.records.update(rec.id, (r) => ({ ...r, snapshots: (r.snapshots ?? []).map((s) => (chain[0].snapshots.includes(s.name) ? { ...s, frozen: true, layer } : s)) }));
   return layer;

@@ -23,6 +23,12 @@ export interface ChainImage {
   snapshots: string[];
 }
 
+/** What a disk tool working on a box's disk (written by its VMM) is given: the disk, and read-only what it may
+ *  stand on (layers and image bases); a backing file named elsewhere is not in its view. */
+export function diskToolFiles(home: Home, disk: string): { rw: string[]; ro: string[] } {
+  return { rw: [disk], ro: [home.layersDir, path.join(home.root, 'images', 'bases')] };
+}
+
 /** The disk and the images under it, top first (-U: also while QEMU has them open). */
 export async function backingChain(disk: string): Promise<ChainImage[]> {
   const out = JSON.parse(await run('qemu-img', ['info', '-U', '--backing-chain', '--output=json', disk])) as {

@@ -1,14 +1,15 @@
 // Stopping, removing and changing a box. Each takes the box's operation lock (one at a time per box) and changes
 // its record only through RecordStore.update, so nothing another process wrote meanwhile is lost.
+import { runTool } from '../vmm/tool-jail.js';
+import { dropBoxCgroup } from '../vmm/cgroup.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BoxExistsError, BoxStateError, InvalidOptionError, VolumeInUseError } from '../core/errors.js';
 import { MIN_DISK_MIB } from '../core/defaults.js';
 import { checkName } from '../core/names.js';
-import { run } from '../util/exec.js';
 import { acquireLock, type Lock } from '../util/lock.js';
 import { stopHelpers } from '../vmm/helpers.js';
-import { collectLayers, dependentsOf } from './layers.js';
+import { collectLayers, dependentsOf, diskToolFiles } from './layers.js';
 import { unconfine } from './confine.js';
 import { ensureDisk } from './disks.js';
 import { asCreateOptions, EGRESS_FIELDS, LIVE_FIELDS, needsGateway, validateOptions, type Reconfigure } from './options.js';
@@ -89,6 +90,7 @@ export async function removeBox(ctx: RuntimeContext, id: string, opts: { force?:
     stopHelpers(dir);
     dropClient(ctx, id);
     await ctx.engine.settle(dir);
+    await dropBoxCgroup(dir);
     unconfine(ctx, id);
     await withRegistryLock(ctx, async () => {
       ctx.records.forget(id);
@@ -155,7 +157,7 @@ export async function resizeBox(ctx: RuntimeContext, id: string, diskSizeMib: nu
     if (boxStatus(ctx, rec).state === 'running') throw new BoxStateError(`box ${rec.name} is running: stop it first ('boxlite stop ${rec.name}'), then resize`);
     if (diskSizeMib === rec.options.diskSizeMib) return;
     const disk = await ensureDisk(ctx, rec);
-    await run('qemu-img', ['resize', '-q', disk, `${diskSizeMib}M`]);
+    await runTool('qemu-img', ['resize', '-q', disk, `${diskSizeMib}M`], diskToolFiles(ctx.home, disk));
     const fsSizeMib = rec.fsSizeMib ?? (rec.source.kind === 'dir' ? rec.options.diskSizeMib : undefined);
     await ctx.records.update(id, (r) => ({ ...r, options: { ...r.options, diskSizeMib }, fsSizeMib }));
   });

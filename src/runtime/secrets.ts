@@ -35,6 +35,30 @@ function valueOf(rec: BoxRecord, s: SecretRef): string {
   return v;
 }
 
+const SECRET_FILE_MAX = 64 * 1024;
+
+/** A secret's file: a regular file (a FIFO or a device would hold the start for ever, or read without end),
+ *  opened without waiting, of at most 64 KiB; its last newline is not part of the value. */
+function readSecretFile(file: string, bad: (why: string) => Error): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    throw bad(`cannot be opened (${(e as NodeJS.ErrnoException).code})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw bad(`is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'a special file'})`);
+    if (st.size > SECRET_FILE_MAX) throw bad(`is larger than a secret can be (${st.size} bytes, at most ${SECRET_FILE_MAX})`);
+    const buf = Buffer.alloc(st.size);
+    const v = buf.subarray(0, fs.readSync(fd, buf, 0, st.size, 0)).toString('utf8').replace(/\r?\n$/, '');
+    if (!v) throw bad('is empty');
+    return v;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function rawValue(rec: BoxRecord, s: SecretRef): string {
   const src = s.source;
   if ('env' in src) {
@@ -43,11 +67,8 @@ function rawValue(rec: BoxRecord, s: SecretRef): string {
     return v;
   }
   if ('file' in src) {
-    try {
-      const v = fs.readFileSync(src.file, 'utf8').replace(/\r?\n$/, '');
-      if (v) return v;
-    } catch {}
-    throw new SecretMissingError(`box ${rec.name}: secret ${s.name} comes from the file ${src.file}, which cannot be read or is empty: fix the file and run this again`);
+    const v = readSecretFile(src.file, (why) => new SecretMissingError(`box ${rec.name}: secret ${s.name} comes from the file ${src.file}, which ${why}: fix the file and run this again`));
+    return v;
   }
   const v = given.get(rec.id)?.get(s.name);
   if (!v) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} was given by the program that made the box, not to this process: start it from a program that gives it (secrets: [{ name, value, hosts }]), or give it from an environment variable or a file`);

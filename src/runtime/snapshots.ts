@@ -3,13 +3,14 @@
 // agent syncs and freezes the guest's file system, the engine takes the snapshot between guest requests, and the
 // agent thaws. The qcow2 file is the source of truth for which snapshots exist; the record keeps when each was
 // taken.
+import { runTool } from '../vmm/tool-jail.js';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { run } from '../util/exec.js';
 import { failpoint } from '../util/failpoint.js';
 import { BoxStateError, SnapshotExistsError, SnapshotInUseError, SnapshotNotFoundError } from '../core/errors.js';
 import { checkName } from '../core/names.js';
-import { backingChain, collectLayers, createTop, dependentsOf, isLayer, layerFromSnapshot } from './layers.js';
+import { backingChain, collectLayers, createTop, dependentsOf, diskToolFiles, isLayer, layerFromSnapshot } from './layers.js';
 import { diskPath, ensureDisk, ROOT_DISK } from './disks.js';
 import { withFrozenFs } from './freeze.js';
 import { isRunning } from './status.js';
@@ -77,7 +78,7 @@ export class Snapshots {
           failpoint('snapshot:taken');
         });
       } else {
-        await run('qemu-img', ['snapshot', '-c', name, this.disk]);
+        await runTool('qemu-img', ['snapshot', '-c', name, this.disk], diskToolFiles(this.ctx.home, this.disk));
       }
       // The record after the snapshot: if this process dies in between, list() still shows the snapshot.
       await this.ctx.records.update(this.id, (r) => ({ ...r, snapshots: [...(r.snapshots ?? []).filter((s) => s.name !== name), info] }));
@@ -128,7 +129,7 @@ export class Snapshots {
     await withBoxLock(this.ctx, this.id, async () => {
       if (this.running()) throw new BoxStateError(`box ${this.ctx.records.get(this.id).name} was started again during the restore; stop it and retry`);
       const where = (await this.located()).find((l) => l.name === name)!;
-      if (!where.frozen) await run('qemu-img', ['snapshot', '-a', name, this.disk]);
+      if (!where.frozen) await runTool('qemu-img', ['snapshot', '-a', name, this.disk], diskToolFiles(this.ctx.home, this.disk));
       else {
         // It lives in a layer shared with clones, which must not change: the box gets a new top over a layer
         // made of the snapshot's view (the box's own writes up to it are copied, not the image).
@@ -163,7 +164,7 @@ export class Snapshots {
     await withBoxLock(this.ctx, this.id, async () => {
       if (where.frozen) await run('qemu-img', ['snapshot', '-d', name, where.file]);
       else if (this.running()) await this.ctx.engine.deleteDiskSnapshot(this.ctx.home.boxDir(this.id), ROOT_DISK, name);
-      else await run('qemu-img', ['snapshot', '-d', name, this.disk]);
+      else await runTool('qemu-img', ['snapshot', '-d', name, this.disk], diskToolFiles(this.ctx.home, this.disk));
       await this.forget(name);
       fs.rmSync(path.join(stateDir(this.ctx, this.id), `snapshot-${name}.state`), { force: true });
     });

@@ -1,5 +1,6 @@
 // A box's state as it is now: the record says what boxlite last did; the engine says whether the VM still runs;
 // the guest console and QEMU's log say why a VM that should run has gone.
+import { printable } from '../util/printable.js';
 import * as path from 'node:path';
 import { CONSOLE_AGENT_EXITED, CONSOLE_CLEAN_SHUTDOWN, CONSOLE_ERROR_MARK } from '../core/protocol.js';
 import { tailLines } from '../util/fs.js';
@@ -38,9 +39,9 @@ export const isRunning = (ctx: RuntimeContext, id: string) => {
   return !!r && boxStatus(ctx, r).state === 'running';
 };
 
-/** The guest console since the last boot. */
+/** The guest console since the last boot, as printable text: its lines end up in errors, records and `ps`. */
 export function bootConsole(ctx: RuntimeContext, id: string, lines = 200): string[] {
-  const all = tailLines(ctx.engine.consolePath(ctx.home.boxDir(id)), lines);
+  const all = tailLines(ctx.engine.consolePath(ctx.home.boxDir(id)), lines).map((l) => printable(l, false));
   const start = all.map((l) => l.startsWith('--- boxlite: boot at')).lastIndexOf(true);
   return start >= 0 ? all.slice(start + 1) : all;
 }

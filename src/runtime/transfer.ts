@@ -2,12 +2,13 @@
 // image base folded in, so the archive needs nothing else), and a manifest last with the box's options and the
 // size and sha256 of every part. Import checks every part before anything is registered: a truncated or
 // tampered archive is refused and leaves nothing behind.
+import { runTool } from '../vmm/tool-jail.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, failEntry, pack as tarPack } from '../util/tar.js';
-import { run } from '../util/exec.js';
+import { diskToolFiles } from './layers.js';
 import { ensureDir, renameDurable, sha256File } from '../util/fs.js';
 import { tryLock } from '../util/lock.js';
 import { failpoint } from '../util/failpoint.js';
@@ -43,7 +44,8 @@ export async function exportBox(ctx: RuntimeContext, id: string, file: string): 
     const flat = `${out}.disk-${process.pid}`;
     try {
       // A standalone copy of the disk as the guest sees it (snapshots are not carried).
-      await run('qemu-img', ['convert', '-O', 'qcow2', disk, flat]);
+      fs.writeFileSync(flat, '', { mode: 0o600 }); // made here, so the jailed converter is handed only it to write
+      await runTool('qemu-img', ['convert', '-O', 'qcow2', disk, flat], { rw: [disk, flat], ro: diskToolFiles(ctx.home, disk).ro });
       const size = fs.statSync(flat).size;
       const sum = sha256File(flat);
       const manifest: Manifest = {

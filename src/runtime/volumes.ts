@@ -1,6 +1,7 @@
 // Named volumes: ext4 disks of their own under home/volumes/{name}/, attached to a box as an extra virtio disk
 // and mounted by the guest's init. They outlive the boxes that use them; a volume belongs to one running box at a
 // time (QEMU also takes a write lock on the file, so two VMs can never share one by accident).
+import { runTool } from '../vmm/tool-jail.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Home } from './home.js';
@@ -102,8 +103,9 @@ export class Volumes {
     await withLock(this.lock, `the volumes in ${this.home.root}`, async () => {
       const disk = this.diskPath(name);
       fs.truncateSync(disk, sizeMib * 1024 * 1024);
-      await run('/usr/sbin/e2fsck', ['-f', '-p', disk]).catch(() => {}); // resize2fs wants a freshly checked fs
-      await run('/usr/sbin/resize2fs', [disk]);
+      // Guests wrote this file system: its checker and resizer run jailed (tool-jail.ts).
+      await runTool('/usr/sbin/e2fsck', ['-f', '-p', disk], { rw: [disk] }).catch(() => {}); // resize2fs wants a freshly checked fs
+      await runTool('/usr/sbin/resize2fs', [disk], { rw: [disk] });
       writeJsonAtomic(path.join(this.dir(name), 'volume.json'), { ...v, sizeMib }, 0o600);
     });
   }

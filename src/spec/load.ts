@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineCounter, parseDocument, Scalar, visit } from 'yaml';
+import { isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit } from 'yaml';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { createRequire } from 'node:module';
 import { SpecError, type SpecProblem } from './errors.js';
@@ -41,19 +41,52 @@ function validate(data: unknown): ErrorObject[] {
   return validator(data) ? [] : [...(validator.errors ?? [])];
 }
 
-/** Finds the project file: FILE when given, else boxlite.yaml (or .yml) in dir or the nearest folder above it. */
-export function findProjectFile(opts: { file?: string; dir?: string } = {}): string {
+/** Why a project file found by walking up is not this user's to trust (another user owns it or its folder), or
+ *  null. git's rule (CVE-2022-24765): a file another user planted above the working folder must not decide what
+ *  boxlite does. sudo keeps the invoking user's files usable. */
+export function foreignOwner(file: string): string | null {
+  const me = process.getuid?.();
+  if (me === undefined) return null;
+  const ok = new Set([me, ...(me === 0 && process.env.SUDO_UID ? [Number(process.env.SUDO_UID)] : [])]);
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (st && !ok.has(st.uid)) return `it belongs to ${userName(st.uid)}`;
+  // A folder another user owns lets them swap the file, unless it is sticky (as /tmp is).
+  const dir = fs.statSync(path.dirname(file), { throwIfNoEntry: false });
+  if (dir && !ok.has(dir.uid) && !(dir.mode & 0o1000)) return `its folder belongs to ${userName(dir.uid)}`;
+  return null;
+}
+
+function userName(uid: number): string {
+  try {
+    const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    if (line) return `user ${line.split(':')[0]} (uid ${uid})`;
+  } catch {}
+  return `uid ${uid}`;
+}
+
+/** Finds the project file: FILE when given, else boxlite.yaml (or .yml) in dir or the nearest folder above it that
+ *  is this user's; one another user owns is named (onSkip) and passed over. */
+export function findProjectFile(opts: { file?: string; dir?: string; onSkip?: (message: string) => void } = {}): string {
   if (opts.file) {
     const f = path.resolve(opts.file);
     if (!fs.existsSync(f)) throw new SpecError([{ file: f, line: 1, col: 1, path: '', message: 'no such file: check the path given with -f/--file' }]);
     return f;
   }
   const start = path.resolve(opts.dir ?? process.cwd());
+  const skipped: string[] = [];
   for (let d = start; ; d = path.dirname(d)) {
-    for (const n of PROJECT_FILES) if (fs.existsSync(path.join(d, n))) return path.join(d, n);
+    for (const n of PROJECT_FILES) {
+      const f = path.join(d, n);
+      if (!fs.existsSync(f)) continue;
+      const foreign = foreignOwner(f);
+      if (!foreign) return f;
+      const note = `${f} is not used: ${foreign}, not to you; give it with -f if you trust it, or take it over (chown)`;
+      skipped.push(note);
+      (opts.onSkip ?? ((m) => process.stderr.write(`boxlite: ${m}\n`)))(note);
+    }
     if (path.dirname(d) === d) break;
   }
-  throw new NoProjectError(`no boxlite.yaml in ${start} or any folder above it: create one (see examples/), or give one with -f FILE`);
+  throw new NoProjectError(`no boxlite.yaml of yours in ${start} or any folder above it${skipped.length ? ` (${skipped.length} passed over, named above)` : ''}: create one (see examples/), or give one with -f FILE`);
 }
 
 export class NoProjectError extends SpecError {
@@ -105,15 +138,24 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
 
   // ${VAR} interpolation, in values only; a plain scalar that was interpolated is read again as YAML so that
   // "cpus: ${CPUS:-2}" is a number, as it would be written literally.
-  const env = { ...readDotenv(dir, shown), ...(opts.env ?? process.env) };
+  const host = opts.env ?? process.env;
+  const env = { ...readDotenv(dir, shown), ...host };
   const warnings: string[] = [];
   const problems: SpecProblem[] = [];
+  // Which of the host's variables the file reads, and where: a cloned file must not read them unapproved.
+  const hostVariables: HostVariable[] = [];
   visit(doc, {
-    Scalar(key, node) {
+    Scalar(key, node, ancestors) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
       const at = node.range?.[0] ?? 0;
+      const reads = new Proxy(env, {
+        get(t, name) {
+          if (typeof name === 'string' && host[name] !== undefined && !hostVariables.some((v) => v.name === name && v.at === at)) hostVariables.push({ name, at, ...where(ancestors, node) });
+          return t[name as string];
+        },
+      });
       try {
-        const v = interpolate(node.value, env, (m) => warnings.push(`${shown}:${pos(at).line}:${pos(at).col}: ${m}`));
+        const v = interpolate(node.value, reads, (m) => warnings.push(`${shown}:${pos(at).line}:${pos(at).col}: ${m}`));
         node.value = node.type === Scalar.PLAIN && v !== node.value ? reparse(v) : v;
       } catch (e) {
         if (!(e instanceof InterpolationError)) throw e;
@@ -127,7 +169,24 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
   const schemaErrors = validate(data);
   if (schemaErrors.length) throw new SpecError(explain(schemaErrors, doc, problem));
 
-  return normalize(data, { file, dir, doc, problem, warnings, projectName: opts.projectName });
+  const spec = normalize(data, { file, dir, doc, problem, warnings, projectName: opts.projectName });
+  return hostVariables.length ? { ...spec, hostVariables: hostVariables.map(({ at: _at, ...v }) => v) } : spec;
+}
+
+type HostVariable = NonNullable<ProjectSpec['hostVariables']>[number] & { at: number };
+
+/** The box and field a scalar sits under, from its ancestors: boxes.web.env.KEY → web, env.KEY. */
+function where(ancestors: readonly unknown[], node: unknown): { box: string; field: string } {
+  const keys: string[] = [];
+  const chain = [...ancestors, node];
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i];
+    if (isPair(a)) keys.push(String(isScalar(a.key) ? a.key.value : a.key));
+    else if (isSeq(a)) keys.push(`[${a.items.indexOf(chain[i + 1] as never)}]`);
+  }
+  const box = keys[0] === 'boxes' && keys.length > 1 ? keys[1] : '';
+  const field = (box ? keys.slice(2) : keys).join('.').replace(/\.\[/g, '[');
+  return { box, field: field || '(top level)' };
 }
 
 function reparse(v: string): unknown {

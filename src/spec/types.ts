@@ -67,6 +67,8 @@ export interface ProjectSpec {
   boxes: Record<string, BoxSpec>;
   volumes: Record<string, VolumeSpec>;
   warnings: string[];
+  /** The host's variables the file read while interpolating (not its .env's), and where (absent: none). */
+  hostVariables?: { name: string; box: string; field: string }[];
 }
 
 export const HEALTH_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 };

@@ -11,6 +11,15 @@ import * as protoLoader from '@grpc/proto-loader';
 import { AGENT_PORTS, LINK_HELLO, LINK_READY, PROTOCOL_VERSION, type RestoredRequest } from '../core/protocol.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { tryLock, type Lock } from '../util/lock.js';
+import { BoxliteError } from '../core/errors.js';
+
+export class AgentGoneError extends BoxliteError {
+  readonly code: number;
+  constructor(cause: grpc.ServiceError) {
+    super(`the box's agent is gone (${cause.details || 'connection dropped'}): the box stopped or crashed while the call ran; 'boxlite ps -a' shows its state and 'boxlite logs --console BOX' why`);
+    this.code = cause.code;
+  }
+}
 import { AgentVersionError, BoxBusyError } from '../core/errors.js';
 import { runDir } from './engine.js';
 import { checkPeer, WrongPeerError } from './peer.js';
@@ -222,11 +231,12 @@ export class AgentClient {
 
   info: AgentInfo = { protocolVersion: 0, agentVersion: '', kernel: '', bootMs: 0 };
 
-  /** A unary call as a promise, with a deadline. */
+  /** A unary call as a promise, with a deadline; a connection that dropped (the VM stopped or crashed under the
+   *  call) is a BoxliteError saying so, keeping the gRPC code for callers that test it. */
   call<T>(service: 'guest' | 'execution' | 'files', method: string, req: unknown, timeoutMs = 30_000): Promise<T> {
     return new Promise((resolve, reject) => {
       (this as any)[service][method](req, { deadline: timeoutMs > 0 ? Date.now() + timeoutMs : Infinity }, (err: grpc.ServiceError | null, res: T) =>
-        err ? reject(err) : resolve(res),
+        err ? reject(err.code === grpc.status.UNAVAILABLE ? new AgentGoneError(err) : err) : resolve(res),
       );
     });
   }

@@ -41,6 +41,8 @@ export interface VmSpec {
   jail?: JailSpec;
   /** Continue from this saved state (saveState) instead of booting; the devices must be those it was saved with. */
   incoming?: string;
+  /** cgroup.procs files the VMM is started in (its limits: cgroup.ts), before it allocates anything. */
+  cgroupProcs?: string[];
 }
 
 /** What to do while the VM's CPUs are stopped for a save, so the disk and the memory are of one instant. */

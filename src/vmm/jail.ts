@@ -72,13 +72,13 @@ function ancestors(p: string): string[] {
 }
 
 /** The command line that runs cmd inside the jail (pure: for tests and for `inspect`). */
-export function jailArgv(spec: JailSpec, cmd: string[]): string[] {
+export function jailArgv(spec: JailSpec, cmd: string[], opts: { vmm?: boolean } = { vmm: true }): string[] {
   const limits = [`--nofile=${spec.limits.nofile}:${spec.limits.nofile}`, `--fsize=${spec.limits.fsizeBytes}:${spec.limits.fsizeBytes}`, '--core=0:0'];
   if (spec.limits.nproc) limits.push(`--nproc=${spec.limits.nproc}:${spec.limits.nproc}`);
   const b: string[] = [
     // QEMU is pid 1 of its own pid namespace; bwrap reports its pid as the host sees it on fd 3 (the supervisor
     // sends that to vm/jail.json), since the pidfile QEMU writes holds its pid in the namespace.
-    '--unshare-pid', '--as-pid-1', '--json-status-fd', '3', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
+    '--unshare-pid', ...(opts.vmm ? ['--as-pid-1', '--json-status-fd', '3'] : []), '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
     '--die-with-parent', '--new-session',
     '--ro-bind', '/usr', '/usr',
   ];

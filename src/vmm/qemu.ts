@@ -94,6 +94,9 @@ function supervisorPid(dir: string): number | null {
 // A restore's saved state is opened by the supervisor, read-only, as QEMU's fd 5 (its first argument; "" when
 // booting): QEMU reads it itself and opens nothing.
 const SUPERVISOR_SCRIPT =
+  // First into the box's cgroup (its children, QEMU and the console watcher, inherit it): a box that cannot be
+  // limited as planned does not start.
+  `for f in $BOXLITE_CGROUP_PROCS; do echo $$ > "$f" || { echo "boxlite: cannot join the box's cgroup ($f)" >&2; echo 97 > vm.exit; exit 97; }; done; ` +
   `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done ) & ` +
   `st=\${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log ${INCOMING_FD}<"$st"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ` +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
@@ -125,7 +128,7 @@ export class QemuEngine implements VmEngine {
     const spawnSupervisor = () =>
       spawn('/bin/sh', ['-c', SUPERVISOR_SCRIPT, SUPERVISOR_MARK, spec.incoming ?? '', ...argv], {
         cwd: spec.dir,
-        env: helperEnv(),
+        env: { ...helperEnv(), BOXLITE_CGROUP_PROCS: (spec.cgroupProcs ?? []).join(' ') },
         detached: true, // its own session: survives the CLI, and a Ctrl-C in the terminal does not reach it
         stdio: ['ignore', log, log],
       });

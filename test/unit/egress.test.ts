@@ -18,6 +18,8 @@ describe('rules', () => {
     ['api.example.com', { kind: 'domain', host: 'api.example.com' }],
     ['API.Example.com:443', { kind: 'domain', host: 'api.example.com', port: 443 }],
     ['*.github.com', { kind: 'wildcard', host: 'github.com' }],
+    ['*.example.co.uk', { kind: 'wildcard', host: 'example.co.uk' }],
+    ['co.uk', { kind: 'domain', host: 'co.uk' }], // one name, not everyone's
     ['203.0.113.7', { kind: 'cidr', host: '203.0.113.7', mask: 0xffffffff }],
     ['203.0.113.9/24:53/udp', { kind: 'cidr', host: '203.0.113.9/24', port: 53, protocol: 'udp', net: ((203 << 24) | (113 << 8)) >>> 0, mask: 0xffffff00 }],
     ['0.0.0.0/0:443/tcp', { kind: 'cidr', mask: 0, net: 0, port: 443, protocol: 'tcp' }],
@@ -33,6 +35,9 @@ describe('rules', () => {
     ['example.com:80/icmp', 'it is malformed'],
     ['api.example.com/24', 'is not an IPv4 address, so it takes no prefix'],
     ['-bad.example.com', 'is not a domain name'],
+    ['*.co.uk', '"co.uk" is a public suffix, so "*.co.uk" would name every domain registered under it: name the domain itself (*.example.co.uk)'],
+    ['*.github.io', '"github.io" is a public suffix'],
+    ['*.com:443', '"com" is a public suffix'],
   ])('refuses %j: %s', (text, why) => {
     expect(() => parseRule(text)).toThrow(InvalidOptionError);
     expect(() => parseRule(text)).toThrow(why);
@@ -60,6 +65,8 @@ describe('decisions', () => {
     ['a private address an allowed name resolved to', d('10.0.0.5', 443, ['api.example.com']), false, 'a private range (closed unless an allow rule names the address)'],
     ['a private address an address rule names', d('10.1.2.3', 5432), true, 'allow 10.1.2.3'],
     ['cloud metadata', d('169.254.169.254', 80, ['api.example.com']), false, 'link-local and cloud metadata (closed unless an allow rule names the address)'],
+    ["Azure's wire server", d('168.63.129.16', 80, ['api.example.com']), false, "cloud metadata (Azure's wire server) (closed unless an allow rule names the address)"],
+    ['IETF protocol assignments', d('192.0.0.192', 80, ['api.example.com']), false, 'IETF protocol assignments and cloud metadata (closed unless an allow rule names the address)'],
     ["the host's own address", d('192.0.2.2', 443, ['api.example.com']), false, "the host's own address (closed unless an allow rule names the address)"],
     ['UDP where the rule says UDP', d('9.9.9.9', 53, [], 'udp'), true, 'allow 9.9.9.9:53/udp'],
     ['TCP where the rule says UDP', d('9.9.9.9', 53, [], 'tcp'), false, 'no allow rule matches'],
@@ -212,6 +219,18 @@ describe('secret injection (the request rewriter)', () => {
     expect((await run('x.svc.example', [req.replace('Host: api.example.com', 'Host: x.svc.example')])).out).toContain('Bearer sk-real');
   });
 
+  it("never puts the value in a request's path (servers log and publish paths), nor in a header's name", async () => {
+    const H = 'Host: api.example.com\r\n';
+    for (const req of [`PUT /repos/me/${P} HTTP/1.1\r\n${H}\r\n`, `GET /a/${P}?q=1 HTTP/1.1\r\n${H}\r\n`, `GET http://api.example.com/${P} HTTP/1.1\r\n${H}\r\n`, `GET /a?q=1#${P} HTTP/1.1\r\n${H}\r\n`]) {
+      const r = await run('api.example.com', [req]);
+      expect(r.error).toBe("secret KEY: its placeholder is in the request's path, where it is never replaced: send it in a header or the query");
+      expect(r.out).not.toContain('sk-real');
+    }
+    const named = await run('api.example.com', [`GET / HTTP/1.1\r\n${H}X-${P}: 1\r\n\r\n`]);
+    expect(named.error).toMatch(/in a header's name/);
+    expect(named.out).not.toContain('sk-real');
+  });
+
   it('leaves bodies alone, framed by Content-Length or chunks, and rewrites the next request on the connection', async () => {
     const body = `{"k":"${P}"}`;
     const H = 'Host: api.example.com\r\n';
@@ -227,6 +246,9 @@ describe('secret injection (the request rewriter)', () => {
     expect(r.misuse).toEqual([{ secret: 'KEY', host: 'evil.example.org' }]);
     expect(r.out).not.toContain('sk-real');
     expect((await run('svc.example', [`GET /?k=${P} HTTP/1.1\r\n\r\n`])).error).toBeDefined(); // the wildcard's apex is not covered
+    // The Host header is the guest's: reported as a host name's characters only (no escape reaches a terminal).
+    const esc = await run('evil.example.org', [`GET /?k=${P} HTTP/1.1\r\nHost: x\x1b]0;pwned\x07.org\r\n\r\n`]);
+    expect(esc.misuse).toEqual([{ secret: 'KEY', host: 'x?]0?pwned?.org' }]);
   });
 
   it('refuses a request for another host than the connection, and framing a server could read otherwise', async () => {

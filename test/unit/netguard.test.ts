@@ -40,9 +40,16 @@ describe('frames toward the network helper', () => {
     ['239.1.2.3', /multicast/],
     ['224.0.0.251', /multicast/],
     ['255.255.255.255', /broadcast/],
+    ['169.254.169.254', /cloud metadata \(open it with an allow rule naming the address\)/],
+    ['168.63.129.16', /cloud metadata/],
+    ['192.0.0.192', /cloud metadata/],
   ];
   it.each(closed)('drops IPv4 to %s', (dst, why) => expect(uplinkVerdict(ipv4('10.0.2.15', dst), host)?.why).toMatch(why));
   it.each(['8.8.8.8', '192.168.7.21', '10.0.2.2', '198.18.0.5'])('passes IPv4 to %s', (dst) => expect(uplinkVerdict(ipv4('10.0.2.15', dst), host)).toBeNull());
+  it('leaves all but the host itself to the egress gateway of a box with an outbound policy', () => {
+    for (const dst of ['192.168.7.20', '239.1.2.3', '169.254.169.254']) expect(uplinkVerdict(ipv4('10.0.2.15', dst), host, true)).toBeNull();
+    for (const dst of ['127.0.0.1', '0.0.0.0']) expect(uplinkVerdict(ipv4('10.0.2.15', dst), host, true)?.why).toMatch(/loopback|this network/);
+  });
   it('passes ARP, drops IPv6, other ethertypes, runts and bad headers', () => {
     expect(uplinkVerdict(arp(MAC, '10.0.2.15'), host)).toBeNull();
     const v6 = ipv4('10.0.2.15', '8.8.8.8');

@@ -29,7 +29,7 @@ afterAll(async () => {
 
 describe('a crowd of boxes', () => {
   it(`a ${BOXES}-box project comes up, every box answering`, async () => {
-    const up = await cli(home, ['up'], { cwd: dir, timeoutMs: 900_000 });
+    const up = await cli(home, ['up', '--trust'], { cwd: dir, timeoutMs: 900_000 });
     expect(up.code, up.stderr).toBe(0);
     const ps = JSON.parse((await cli(home, ['ps', '--json'], { cwd: dir })).stdout) as { name: string; state: string }[];
     expect(ps.filter((b) => b.state === 'running')).toHaveLength(BOXES);

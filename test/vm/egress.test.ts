@@ -208,7 +208,7 @@ describe('a project box with network rules', () => {
     fs.writeFileSync(file, yaml(eh.ips[3]));
     const project = Project.load({ file, runtime: rt });
     try {
-      expect((await project.up({ wait: true })).ok).toBe(true);
+      expect((await project.up({ wait: true, trust: true })).ok).toBe(true);
       const app = rt.get('eg.app');
       expect(await fetch(`http://${eh.ips[3]}:8080/`, app)).toBe(`host ${eh.ips[3]}`);
       // The peer's command (httpd) starts with it; it may not listen yet when up returns.

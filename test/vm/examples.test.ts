@@ -33,13 +33,13 @@ describe('examples/web-server', () => {
   it('comes up healthy and serves its page on the published port; logs show the requests', async () => {
     const port = await freePort();
     const env = { PYTHON_IMAGE: image, WEB_PORT: String(port) };
-    const up = await cli(home, ['-f', example('web-server'), 'up', '--wait'], { env, timeoutMs: scaled(400_000) });
+    const up = await cli(home, ['-f', example('web-server'), 'up', '--trust', '--wait'], { env, timeoutMs: scaled(400_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(up.stdout).toMatch(/site: create — healthy/);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('<h1>Hello from a boxlite box</h1>\n');
     const logs = await cli(home, ['-f', example('web-server'), 'logs', 'site'], { env });
     expect(logs.stdout).toMatch(/"GET \/ HTTP\/1\.1" 200/);
-    const again = await cli(home, ['-f', example('web-server'), 'up'], { env });
+    const again = await cli(home, ['-f', example('web-server'), 'up', '--trust'], { env });
     expect(again.stdout).toBe('project web-server: up to date (1 box running)\n');
     expect((await cli(home, ['-f', example('web-server'), 'down', '--remove'], { env })).code).toBe(0);
   }, scaled(420_000)); // image pulls, boots and setup under emulation take minutes
@@ -49,7 +49,7 @@ describe('examples/notes', () => {
   it('starts the API once the store is healthy; the API reaches the store by name; notes outlive the boxes', async () => {
     const port = await freePort();
     const env = { PYTHON_IMAGE: image, API_PORT: String(port) };
-    const up = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: scaled(600_000) });
+    const up = await cli(home, ['-f', example('notes'), 'up', '--trust', '--wait'], { env, timeoutMs: scaled(600_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     const rt = JSON.parse((await cli(home, ['ps', '-a', '--json'])).stdout) as { project: { box: string; health?: { at: string } }; startedAt: string }[];
     const store = rt.find((r) => r.project.box === 'store')!;
@@ -62,7 +62,7 @@ describe('examples/notes', () => {
     expect((await fetch(`http://127.0.0.1:${port}/notes/nothing`)).status).toBe(404);
 
     expect((await cli(home, ['-f', example('notes'), 'down', '--remove'], { env })).code).toBe(0);
-    const again = await cli(home, ['-f', example('notes'), 'up', '--wait'], { env, timeoutMs: scaled(600_000) });
+    const again = await cli(home, ['-f', example('notes'), 'up', '--trust', '--wait'], { env, timeoutMs: scaled(600_000) });
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(await (await fetch(`http://127.0.0.1:${port}/notes/today`)).json()).toEqual({ value: 'buy milk' });
     expect((await cli(home, ['-f', example('notes'), 'down', '--remove', '--volumes'], { env })).code).toBe(0);
@@ -104,14 +104,14 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
 
   it('runs its setup once: a virtualenv with the packages pip installed from the index', async () => {
     const env = { PYTHON_IMAGE: image, PIP_INDEX_URL: `http://${host.ip}:8080/simple`, PIP_TRUSTED_HOST: host.ip, AGENT_PACKAGES: 'boxlite-probe' };
-    const up = await cli(home, ['-f', example('python-agent'), 'up'], { env, timeoutMs: scaled(900_000) });
+    const up = await cli(home, ['-f', example('python-agent'), 'up', '--trust'], { env, timeoutMs: scaled(900_000) });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(up.stdout).toMatch(/agent: setup 2\/2: \/opt\/agent\/bin\/pip install --no-cache-dir boxlite-probe/);
     expect(up.stdout).toMatch(/agent: Successfully installed boxlite-probe-1\.0/);
     const r = await cli(home, ['-f', example('python-agent'), 'exec', 'agent', 'sh', '-c', 'python -c "import boxlite_probe; print(boxlite_probe.TOKEN)"; pwd; grep -c " /work " /proc/mounts'], { env });
     expect(r.stdout).toBe(`${token}\n/work\n1\n`);
     // Unchanged: the next up does not provision again.
-    const again = await cli(home, ['-f', example('python-agent'), 'up'], { env });
+    const again = await cli(home, ['-f', example('python-agent'), 'up', '--trust'], { env });
     expect(again.stdout).toBe('project python-agent: up to date (1 box running)\n');
     expect((await cli(home, ['-f', example('python-agent'), 'down', '--remove', '--volumes'], { env })).code).toBe(0);
   }, scaled(900_000)); // image pulls, boots and setup under emulation take minutes

@@ -248,6 +248,14 @@ describe('exec in a real box', () => {
       await box.copyOut('/srv/renamed', path.join(host, 'into'));
       expect(fs.readFileSync(path.join(host, 'into/renamed'), 'utf8')).toBe('key');
       expect(fs.readdirSync(host).filter((f) => f.startsWith('.boxlite-cp-'))).toEqual([]);
+      // A box whose path is a file named like a host folder cannot empty that folder: nothing is removed.
+      fs.mkdirSync(path.join(host, 'keep'));
+      fs.writeFileSync(path.join(host, 'keep', 'mine'), 'host data');
+      await box.exec(['sh', '-c', 'echo from-box > /srv/keep']);
+      const over = await cli(home, ['cp', 'shared:/srv/keep', host]);
+      expect(over.code).toBe(1);
+      expect(over.stderr).toBe(`boxlite: cp: ${path.join(host, 'keep')} is a folder on the host and /srv/keep in box shared is not: nothing was copied; choose another destination\n`);
+      expect(fs.readFileSync(path.join(host, 'keep', 'mine'), 'utf8')).toBe('host data');
       // bad input
       const missing = await cli(home, ['cp', 'shared:/no/such', host]);
       expect(missing.code).toBe(1);

@@ -220,7 +220,7 @@ describe('hostile box archives', () => {
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', good, '128M']);
   });
 
-  it("drops what would reach beyond the box (host folders, volumes, the LAN, fixed host ports) and says so", async () => {
+  it("drops what would reach beyond the box (host folders, volumes, the LAN, fixed host ports, its resolver) and says so", async () => {
     const a = await archive(path.join(tmp, 'reach.tar'), {
       name: 'reach',
       config: CONFIG,
@@ -230,6 +230,8 @@ describe('hostile box archives', () => {
         volumes: [{ volume: 'someones-data', target: '/data', readOnly: false }],
         lan: { mcast: '239.1.1.1:30000', address: '10.89.0.9', mac: '52:54:01:00:00:09' },
         ports: [{ hostIp: '0.0.0.0', hostPort: 22, guestPort: 22, protocol: 'tcp' }],
+        // A resolver of the archive's choice would decide where a secret's host points.
+        dns: ['203.0.113.53'],
       },
     }, good);
     const r = await cli(home, ['import', a]);
@@ -239,7 +241,9 @@ describe('hostile box archives', () => {
     expect(r.stderr).toContain('boxlite: import: its project LAN address was dropped');
     expect(r.stderr).toContain('boxlite: import: its fixed host ports were dropped');
     expect(r.stderr).toContain('boxlite: import: its ports published beyond this host now listen on 127.0.0.1 only');
+    expect(r.stderr).toContain("boxlite: import: its DNS servers were dropped (203.0.113.53): it uses this host's resolver; give them again with 'boxlite import --dns' if you trust them");
     const rec = JSON.parse((await cli(home, ['inspect', 'reach'])).stdout);
+    expect(rec.options.dns).toEqual([]);
     expect(rec.options.binds).toBeUndefined();
     expect(rec.options.volumes).toBeUndefined();
     expect(rec.options.lan).toBeUndefined();

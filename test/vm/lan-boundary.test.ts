@@ -62,7 +62,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-lanproj-'));
   const box = `    image: ${debianLayout()}\n    memory: 384MiB\n    disk: 512MiB\n`;
   fs.writeFileSync(path.join(dir, 'boxlite.yaml'), `name: lanb\nboxes:\n  a:\n${box}  b:\n${box}`);
-  const up = await cli(home, ['up'], { cwd: dir });
+  const up = await cli(home, ['up', '--trust'], { cwd: dir });
   expect(up.code, up.stderr).toBe(0);
   const rt = quietRuntime(home);
   lan = Object.fromEntries(rt.list().map((r: BoxRecord) => [projectLabel(r)!.box, { ...r.options.lan!, id: r.id }]));

@@ -36,7 +36,7 @@ afterAll(async () => {
 
 describe('boxlite.lock', () => {
   it('pins a tag: a moved tag changes nothing until lock --update, which plan shows as a recreate', async () => {
-    const noLock = await cli(home, ['up', '--locked'], { cwd: dir });
+    const noLock = await cli(home, ['up', '--trust', '--locked'], { cwd: dir });
     expect(noLock.code).toBe(1);
     expect(noLock.stderr).toContain("there is no");
     expect(noLock.stderr).toContain("boxlite lock");
@@ -49,7 +49,7 @@ describe('boxlite.lock', () => {
     expect(first.images[ref]).toEqual({ digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), platform: 'linux/amd64' });
     expect(lock.stdout).toContain(`${ref}: ${first.images[ref].digest} (added)`);
 
-    expect((await cli(home, ['up', '--locked'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust', '--locked'], { cwd: dir })).code).toBe(0);
     const version = async () => (await cli(home, ['exec', 'app', 'cat', '/version'], { cwd: dir })).stdout;
     expect(await version()).toBe('one\n');
 
@@ -57,7 +57,7 @@ describe('boxlite.lock', () => {
     await pushVersion('two');
     const plan = await cli(home, ['plan'], { cwd: dir });
     expect(plan.code, plan.stdout).toBe(0); // nothing to do: the lock still pins the first image
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     expect(await version()).toBe('one\n');
     // lock without --update keeps what is locked.
     expect((await cli(home, ['lock'], { cwd: dir })).stdout).toContain('(kept)');
@@ -71,7 +71,7 @@ describe('boxlite.lock', () => {
     expect(replan.stdout).toMatch(/ app: recreate/);
     expect(replan.stdout).toContain("1 to recreate");
     expect(replan.stdout).toContain(second.images[ref].digest);
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     expect(await version()).toBe('two\n');
   });
 
@@ -79,7 +79,7 @@ describe('boxlite.lock', () => {
     const yaml = fs.readFileSync(path.join(dir, 'boxlite.yaml'), 'utf8');
     fs.writeFileSync(path.join(dir, 'boxlite.yaml'), `${yaml}  extra: {image: ${reg.host}/other:2}\n`);
     try {
-      const r = await cli(home, ['up', '--locked'], { cwd: dir });
+      const r = await cli(home, ['up', '--trust', '--locked'], { cwd: dir });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`--locked: box extra's image ${reg.host}/other:2 is not in`);
       expect(r.stderr).toContain("run 'boxlite lock'");

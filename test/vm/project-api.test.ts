@@ -34,7 +34,7 @@ describe('the project API', () => {
     expect(plan.changed).toBe(true);
     expect(plan.boxes.map((b) => [b.box, b.action])).toEqual([['app', 'create']]);
 
-    const up = await project.up({ wait: true });
+    const up = await project.up({ wait: true, trust: true });
     expect(up.ok, JSON.stringify(up.errors)).toBe(true);
     expect((await project.plan()).changed).toBe(false);
     const box = rt.get('api.app');

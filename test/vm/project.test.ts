@@ -102,7 +102,7 @@ describe('a project', () => {
     expect(json).toMatchObject({ project: 'demo', changed: true, levels: [['web'], ['worker']], volumes: [{ name: 'data', action: 'create', sizeMib: 32 }] });
     expect(json.boxes.map((b: { box: string; action: string }) => `${b.box}:${b.action}`)).toEqual(['web:create', 'worker:create']);
 
-    const up = await cli(home, ['up', '--wait'], { cwd: dir });
+    const up = await cli(home, ['up', '--trust', '--wait'], { cwd: dir });
     expect(up.stderr).not.toMatch(/boxlite: (web|worker)/);
     expect(up.stdout).toMatch(/web: create — healthy/);
     expect(up.code).toBe(0);
@@ -116,7 +116,7 @@ describe('a project', () => {
 
     const pids = qemuPids(home).sort();
     expect(pids).toHaveLength(2);
-    const again = await cli(home, ['up'], { cwd: dir });
+    const again = await cli(home, ['up', '--trust'], { cwd: dir });
     expect(again.stdout).toBe('project demo: up to date (2 boxes running)\n');
     expect(again.code).toBe(0);
     expect(qemuPids(home).sort()).toEqual(pids);
@@ -160,7 +160,7 @@ describe('a project', () => {
     expect(plan.stdout).toContain('  ~   web: update in place\n        env.GREETING: (unset) → "hello"');
     expect(plan.stdout).toContain('  ~   worker: restart\n        memory: 192MiB → 256MiB');
     expect(plan.code).toBe(2);
-    const up = await cli(home, ['up'], { cwd: dir });
+    const up = await cli(home, ['up', '--trust'], { cwd: dir });
     expect(up.code).toBe(0);
     const after = records('demo');
     const web = (rs: typeof after) => rs.find((r) => r.project!.box === 'web')!;
@@ -180,7 +180,7 @@ describe('a project', () => {
     expect(plan.stdout).toMatch(/  \+ snapshot web@before-apply-\d{8}-\d{6} \(before_apply\)/);
     expect(plan.stdout).toContain('  -/+ web: recreate');
     expect(plan.stdout).toMatch(/the old box is kept, stopped, as demo\.web\.pre-\d{8}-\d{6}/);
-    const up = await cli(home, ['up', '--wait'], { cwd: dir });
+    const up = await cli(home, ['up', '--trust', '--wait'], { cwd: dir });
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('hello-again\n');
     const aside = records('demo').filter((r) => r.project!.retiredAt);
@@ -194,7 +194,7 @@ describe('a project', () => {
     expect((await cli(home, ['stop', aside[0].name])).code).toBe(0);
     // A second recreate: keep: 1 removes the first box kept aside.
     edit(dir, (s) => s.replace('hello-again', 'hello-third'));
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     const aside2 = records('demo').filter((r) => r.project!.retiredAt);
     expect(aside2).toHaveLength(1);
     expect(aside2[0].id).not.toBe(aside[0].id);
@@ -205,10 +205,10 @@ describe('a project', () => {
     edit(dir, withoutWorker);
     const plan = await cli(home, ['plan'], { cwd: dir });
     expect(plan.stdout).toContain("  ?   worker: orphan (kept)\n        (no longer declared: 'boxlite up --remove-orphans' removes it)");
-    const up = await cli(home, ['up'], { cwd: dir });
+    const up = await cli(home, ['up', '--trust'], { cwd: dir });
     expect(up.stderr).toContain('boxes no longer declared in boxlite.yaml: worker (kept');
     expect(records('demo').some((r) => r.project!.box === 'worker')).toBe(true);
-    expect((await cli(home, ['up', '--remove-orphans'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust', '--remove-orphans'], { cwd: dir })).code).toBe(0);
     expect(records('demo').some((r) => r.project!.box === 'worker')).toBe(false);
   });
 
@@ -219,7 +219,7 @@ describe('a project', () => {
     expect(records('demo')).toEqual([]);
     expect(qemuPids(home)).toEqual([]);
     expect((await cli(home, ['volume', 'ls'])).stdout).toMatch(/demo_data\s+32 MiB/);
-    expect((await cli(home, ['up', '--wait'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust', '--wait'], { cwd: dir })).code).toBe(0);
     expect((await cli(home, ['exec', 'web', 'cat', '/data/note'], { cwd: dir })).stdout).toBe('kept\n');
     // In use: refused.
     const rm = await cli(home, ['volume', 'rm', 'demo_data']);
@@ -238,7 +238,7 @@ describe('watch', () => {
   it('brings back a killed box, applies edits, survives an invalid edit, and leaves the boxes running on Ctrl-C', async () => {
     const p = await freePort();
     const dir = projectDir(WEB(p).replace('name: demo', 'name: watched').replace(/  worker:\n(    .*\n|      .*\n)*/, '').replace(/volumes:\n  data: .*\n/, '').replace('    volumes: ["data:/data"]\n', ''));
-    const w = new CliProcess(home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
+    const w = new CliProcess(home, ['up', '--trust', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
     try {
       await w.waitFor(/watching boxlite\.yaml/, 150_000);
       const [pid] = qemuPids(home).filter((x) => fs.readFileSync(`/proc/${x}/cmdline`, 'utf8').includes(records('watched')[0].id));
@@ -307,8 +307,8 @@ boxes:
   it.each(['up:created', 'up:booted', 'up:setup-running'])('an up killed at %s is finished by the next up', async (moment) => {
     const dir = projectDir(TWO);
     try {
-      await cliKilledAt(home, ['up'], moment, { cwd: dir });
-      const again = await cli(home, ['up'], { cwd: dir });
+      await cliKilledAt(home, ['up', '--trust'], moment, { cwd: dir });
+      const again = await cli(home, ['up', '--trust'], { cwd: dir });
       expect(again.code, again.stderr).toBe(0);
       converged('sturdy', ['a', 'b']);
       expect((await cli(home, ['exec', 'a', 'cat', '/root/state'], { cwd: dir })).stdout).toBe('provisioned\n');
@@ -319,7 +319,7 @@ boxes:
 
   it('two up at once: the second waits for the first, and each box exists once', async () => {
     const dir = projectDir(TWO.replace(/  b:\n(    .*\n|      .*\n)*/, ''));
-    const [r1, r2] = await Promise.all([cli(home, ['up'], { cwd: dir }), cli(home, ['up'], { cwd: dir })]);
+    const [r1, r2] = await Promise.all([cli(home, ['up', '--trust'], { cwd: dir }), cli(home, ['up', '--trust'], { cwd: dir })]);
     expect([r1.code, r2.code]).toEqual([0, 0]);
     expect(r1.stderr + r2.stderr).toMatch(/project sturdy is being changed by another boxlite process \(pid \d+\): waiting for it to finish/);
     expect(r1.stdout + r2.stdout).toContain('project sturdy: up to date (1 box running)');
@@ -329,21 +329,21 @@ boxes:
 
   it('a snapshot policy: up takes one when the newest is older than every, and prunes beyond keep, never manual ones', async () => {
     const dir = projectDir('name: policy\nboxes:\n  db:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n    snapshots: {every: 10s, keep: 1}\n');
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     const autos = () => (records('policy')[0].snapshots ?? []).filter((s) => s.auto).map((s) => s.name);
     expect(autos()).toEqual([]); // a new box: the clock starts now
     ageBox(home, 'policy.db', 10_500); // as if 10.5 s had passed: the box and its snapshots are that much older
     const plan = await cli(home, ['plan'], { cwd: dir });
     expect(plan.stdout).toMatch(/  \+ snapshot db@auto-\d{8}-\d{6} \(the box is older than 10s and has no automatic snapshot\)/);
     expect(plan.code).toBe(2);
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     const first = autos();
     expect(first).toHaveLength(1);
     expect((await cli(home, ['snapshot', 'create', 'db', 'mine'], { cwd: dir })).code).toBe(0);
     ageBox(home, 'policy.db', 10_500);
     const plan2 = await cli(home, ['plan'], { cwd: dir });
     expect(plan2.stdout).toContain(`  - snapshot db@${first[0]} (beyond keep: 1)`);
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     const ls = await cli(home, ['snapshot', 'ls', 'db'], { cwd: dir });
     expect(ls.stdout).toContain('mine');
     expect(ls.stdout).not.toContain(first[0]);
@@ -355,8 +355,8 @@ boxes:
   it('the same box name in two projects makes two boxes', async () => {
     const one = projectDir('name: one\nboxes:\n  web: {image: ./rootfs, memory: 192MiB, disk: 128MiB}\n');
     const two = projectDir('name: two\nboxes:\n  web: {image: ./rootfs, memory: 192MiB, disk: 128MiB}\n');
-    expect((await cli(home, ['up'], { cwd: one })).code).toBe(0);
-    expect((await cli(home, ['up'], { cwd: two })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: one })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: two })).code).toBe(0);
     expect((await cli(home, ['exec', 'web', 'hostname'], { cwd: one })).stdout).toBe('web\n');
     expect(records('one').map((r) => r.name)).toEqual(['one.web']);
     expect(records('two').map((r) => r.name)).toEqual(['two.web']);
@@ -368,7 +368,7 @@ boxes:
 
   it('a failing setup stops that box, leaves it for inspection, and the next up makes it again', async () => {
     const dir = projectDir('name: broken\nboxes:\n  app:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n    setup:\n      - echo step one\n      - echo about to fail >&2; exit 3\n');
-    const up = await cli(home, ['up'], { cwd: dir });
+    const up = await cli(home, ['up', '--trust'], { cwd: dir });
     expect(up.code).toBe(1);
     expect(up.stdout).toContain('app: about to fail');
     expect(up.stderr).toContain('boxlite: app: setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3. The box is left running for inspection: boxlite exec app sh');
@@ -379,7 +379,7 @@ boxes:
     const plan = await cli(home, ['plan'], { cwd: dir });
     expect(plan.stdout).toContain('  -/+ app: recreate\n        (its setup failed (setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3): made again from scratch)');
     edit(dir, (s) => s.replace('exit 3', 'true'));
-    expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
+    expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     expect(records('broken').map((r) => r.project!.setup)).toEqual(['done']);
     await cli(home, ['down', '--remove'], { cwd: dir });
   });

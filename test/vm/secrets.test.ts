@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { cleanupHome, cli, makeRootfs, quietRuntime, testHome } from '../helpers.js';
 import { HTTPS_NAME, startEgressHosts, type EgressHosts } from '../egress-host.js';
 import type { Box, EgressEvent, Runtime } from '../../src/runtime/runtime.js';
@@ -126,5 +127,16 @@ describe('secrets', () => {
     expect(r.stderr).toMatch(/secret NO_SUCH_VAR_\w+ comes from the environment variable NO_SUCH_VAR_\w+, which is not set here/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     await cli(home, ['rm', '-f', 'envsecret']);
+  });
+
+  it('a secret whose file is a FIFO or a device is refused at once, not read for ever', async () => {
+    const fifo = path.join(home, 'secret.fifo');
+    execFileSync('mkfifo', [fifo]);
+    for (const [file, kind] of [[fifo, 'a FIFO'], ['/dev/zero', 'a device']]) {
+      const b = await rt.create({ rootfs, memoryMib: 192, secrets: [{ name: 'FROM_FILE', file, hosts: ['api.example.com'] }] });
+      await expect(b.start()).rejects.toThrow(`secret FROM_FILE comes from the file ${file}, which is not a regular file (${kind}): fix the file and run this again`);
+      expect(b.info().state).toBe('created');
+      await rt.remove(b.id, { force: true });
+    }
   });
 });

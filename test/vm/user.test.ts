@@ -212,7 +212,7 @@ describe('as a normal user in a login session', () => {
       `name: mine\nboxes:\n  web:\n    image: ../rootfs\n    memory: 192MiB\n    disk: 128MiB\n    env: {MODE: ${mode}}\n    setup: ["mkdir -p /www && echo from-web > /www/index.html"]\n    command: httpd -f -p 80 -h /www\n  client:\n    image: ../rootfs\n    memory: 192MiB\n    disk: 128MiB\n    depends_on: [web]\n`;
     fs.writeFileSync(file, yaml('first'));
     fs.chownSync(file, uid, gid);
-    const [cmd, ...rest] = loginCommand(['-f', file, 'up', '--watch'], {});
+    const [cmd, ...rest] = loginCommand(['-f', file, 'up', '--trust', '--watch'], {});
     const watch: ChildProcess = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     watch.stdout!.on('data', (d) => (out += d));

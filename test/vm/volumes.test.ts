@@ -113,7 +113,7 @@ describe('in a project', () => {
       fs.writeFileSync(path.join(dir, 'src', 'main.sh'), 'echo running from the host folder\n');
       fs.symlinkSync(rootfs, path.join(dir, 'rootfs'));
       fs.writeFileSync(path.join(dir, 'boxlite.yaml'), 'name: vols\nboxes:\n  dev:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n    volumes: ["./src:/work:ro"]\n    working_dir: /work\n');
-      const up = await cli(home, ['up'], { cwd: dir });
+      const up = await cli(home, ['up', '--trust'], { cwd: dir });
       expect(up.code, up.stdout + up.stderr).toBe(0);
       expect((await cli(home, ['exec', 'dev', 'sh', 'main.sh'], { cwd: dir })).stdout).toBe('running from the host folder\n');
       expect((await cli(home, ['down', '--remove'], { cwd: dir })).code).toBe(0);

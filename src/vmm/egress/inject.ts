@@ -169,13 +169,37 @@ export class RequestRewriter extends Transform {
       const authority = /^https?:\/\/([^/?#]+)/i.exec(target ?? '')?.[1]?.toLowerCase().replace(/:\d+$/, '');
       const forHost = hosts.length === 1 && hosts[0] === this.host && (target?.startsWith('/') || authority === this.host);
       if (!secretCovers(s, this.host) || !forHost) {
-        this.onMisuse({ secret: s.name, host: forHost ? this.host : (hosts[0] ?? authority ?? this.host) });
-        throw new Error(`secret ${s.name} is not for ${forHost ? this.host : (hosts[0] ?? authority ?? this.host)}`);
+        // The Host header and the target are the guest's words: what is not a host name's character is shown as '?'.
+        const named = (forHost ? this.host : (hosts[0] ?? authority ?? this.host)).replace(/[^a-z0-9.:[\]-]/g, '?').slice(0, 255);
+        this.onMisuse({ secret: s.name, host: named });
+        throw new Error(`secret ${s.name} is not for ${named}`);
       }
-      head = head.split(s.placeholder).join(s.value);
     }
-    return head;
+    const carried = this.secrets.filter((s) => head.includes(s.placeholder));
+    return carried.length ? replaceWhereAllowed(lines, carried) : head;
   }
+}
+
+/** The head with each placeholder replaced by its value in the request target's query and in header values only:
+ *  a path, a fragment or a header's name that carries one is refused (a path is what servers log, publish and
+ *  echo — a repository or a page named by the value would show it to the world). */
+function replaceWhereAllowed(lines: string[], secrets: LiveSecret[]): string {
+  const swap = (text: string) => secrets.reduce((t, s) => t.split(s.placeholder).join(s.value), text);
+  const carries = (text: string) => secrets.find((s) => text.includes(s.placeholder));
+  const [method, target, version] = lines[0].split(' ');
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q);
+  const inPath = carries(path) ?? (query.includes('#') ? carries(query.slice(query.indexOf('#'))) : undefined);
+  if (inPath) throw new Error(`secret ${inPath.name}: its placeholder is in the request's path, where it is never replaced: send it in a header or the query`);
+  const out = [`${method} ${path}${swap(query)} ${version}`];
+  for (const l of lines.slice(1)) {
+    const colon = l.indexOf(':');
+    const named = carries(l.slice(0, colon));
+    if (named) throw new Error(`secret ${named.name}: its placeholder is in a header's name, where it is never replaced`);
+    out.push(l.slice(0, colon + 1) + swap(l.slice(colon + 1)));
+  }
+  return out.join('\r\n') + '\r\n\r\n';
 }
 
 /** The lines of a request head, refused unless plainly framed: CRLF only, no folded lines, a token then a colon. */

@@ -15,14 +15,25 @@ export const macBytes = (mac: string) => Buffer.from(mac.split(':').map((x) => p
 
 const inNet = (ip: number, net: string, bits: number) => ((ip ^ ipNumber(net)) & (bits ? (0xffffffff << (32 - bits)) >>> 0 : 0)) === 0;
 
-/** Destinations no box reaches through its network helper, whatever its rules: the host itself (its loopback,
- *  "this network", and every address it has) and multicast and broadcast, which the host's own sockets take too. */
-export function closedDestination(ip: number, hostAddresses: ReadonlySet<number>): string | null {
+/** Cloud metadata services, which hand out the host's credentials to whoever asks from it. */
+const METADATA: [string, number][] = [
+  ['169.254.0.0', 16], // link-local: AWS, GCP, Azure, OpenStack … at 169.254.169.254
+  ['168.63.129.16', 32], // Azure's wire server
+  ['192.0.0.0', 24], // IETF protocol assignments (Oracle's and others' metadata among them)
+];
+
+/** Destinations a box does not reach through its network helper. The host itself (its loopback and "this
+ *  network") never; without an outbound policy also every address the host has, multicast and broadcast (the
+ *  host's own sockets take those too) and cloud metadata. A box with a policy has its egress gateway decide
+ *  those (closed unless a rule names the address), so `policed` leaves them to it. */
+export function closedDestination(ip: number, hostAddresses: ReadonlySet<number>, policed = false): string | null {
   if (inNet(ip, '127.0.0.0', 8)) return "the host's loopback";
   if (inNet(ip, '0.0.0.0', 8)) return '"this network" (0.0.0.0/8), which is the host itself';
+  if (policed) return null;
   if (inNet(ip, '224.0.0.0', 4)) return 'a multicast group (the host takes part in them)';
   if (inNet(ip, '240.0.0.0', 4)) return 'a reserved or broadcast address';
   if (hostAddresses.has(ip)) return "one of the host's own addresses";
+  if (METADATA.some(([net, bits]) => inNet(ip, net, bits))) return 'cloud metadata (open it with an allow rule naming the address)';
   return null;
 }
 
@@ -33,7 +44,7 @@ export interface Denial {
 }
 
 /** Why a frame from the guest must not reach its network helper (passt), or null to pass it on. */
-export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>): Denial | null {
+export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>, policed = false): Denial | null {
   if (frame.length < 14) return { why: 'a runt frame' };
   const type = frame.readUInt16BE(12);
   if (type === ETH_ARP) return frame.length >= 42 ? null : { why: 'a truncated ARP frame' };
@@ -41,7 +52,7 @@ export function uplinkVerdict(frame: Buffer, hostAddresses: ReadonlySet<number>)
   if (type !== ETH_IPV4) return { why: `ethertype 0x${type.toString(16).padStart(4, '0')} (only IPv4 and ARP are carried)` };
   if (frame.length < 34 || frame[14] >> 4 !== 4 || (frame[14] & 15) < 5) return { why: 'a malformed IPv4 header' };
   const dst = frame.readUInt32BE(30);
-  const closed = closedDestination(dst, hostAddresses);
+  const closed = closedDestination(dst, hostAddresses, policed);
   if (!closed) return null;
   const denial: Denial = { why: `IPv4 to ${ipText(dst)}: ${closed}` };
   const l4 = 14 + (frame[14] & 15) * 4;

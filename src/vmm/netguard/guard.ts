@@ -24,7 +24,7 @@ export interface GuardConfig {
   /** The box's name, for its denial events. */
   name: string;
   /** The NIC to the network helper: the socket QEMU connects to, passt's, and the guest's MAC and address there. */
-  uplink?: { listen: string; helper: string; mac: string; address: string };
+  uplink?: { listen: string; helper: string; mac: string; address: string; policed: boolean };
   /** The NIC on the project LAN: the socket QEMU connects to, and the box's place on the LAN. */
   lan?: LanSpec & { listen: string };
   /** Started by root: the box's uid, which the guard becomes once its sockets exist. */

@@ -114,7 +114,7 @@ function uplink(cfg: NonNullable<GuardConfig['uplink']>, hosts: HostAddresses, n
     vm.pause();
     helper.once('connect', () => {
       const split = new RecordSplitter((frame) => {
-        const denied = uplinkVerdict(frame, hosts.current);
+        const denied = uplinkVerdict(frame, hosts.current, cfg.policed);
         if (denied) note(denied.why);
         if (denied?.event) report(denied.event);
         return !denied;

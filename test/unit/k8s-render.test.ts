@@ -229,7 +229,7 @@ describe('a file that uses every field', () => {
       // 10.20.0.0/16:443 less the denied 10.20.30.0/24
       { to: [{ ipBlock: { cidr: '10.20.0.0/16', except: ['10.20.30.0/24'] } }], ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'UDP', port: 443 }] },
       // 0.0.0.0/0:80 opens no private range, and not the denied address
-      { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3', '203.0.113.9/32'] } }], ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'UDP', port: 80 }] },
+      { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '168.63.129.16/32', '192.0.0.0/24', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3', '203.0.113.9/32'] } }], ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'UDP', port: 80 }] },
       { to: [{ ipBlock: { cidr: '9.9.9.9/32' } }], ports: [{ protocol: 'UDP', port: 53 }] },
     ]);
   });
@@ -238,7 +238,7 @@ describe('a file that uses every field', () => {
     const r = render(`boxes:\n  a:\n    image: alpine\n    network: {deny: ["198.51.100.0/24:22"]}\n`);
     await expectValid(r.objects);
     expect(find(r.objects, 'NetworkPolicy', 'a-egress').spec.egress.slice(2)).toEqual([
-      { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3', '198.51.100.0/24'] } }] },
+      { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '168.63.129.16/32', '192.0.0.0/24', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3', '198.51.100.0/24'] } }] },
       {
         to: [{ ipBlock: { cidr: '198.51.100.0/24' } }],
         ports: [

@@ -1,4 +1,4 @@
-// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
+// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs (logs.ts), events.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULTS } from '../core/defaults.js';
@@ -6,12 +6,12 @@ import { BoxliteError } from '../core/errors.js';
 import { formatPort } from '../core/network.js';
 import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
-import { commandLog } from '../reconciler/command.js';
 import { describeProjectBox, projectLabel } from '../reconciler/label.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
 import { contextProjectName } from './project.js';
 import { LayerBars } from './progress.js';
+import { LOGS_COMMAND } from './logs.js';
 import { printTable } from './table.js';
 import { describeJail, jailWanted, probeJail } from '../vmm/jail.js';
 import { eventCounts } from '../vmm/egress/events.js';
@@ -327,28 +327,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
     },
   },
 
-  logs: {
-    usage: 'logs [-n LINES] [-f] [--console] BOX',
-    help: "print a box's guest console (a project box with a command: the command's output)",
-    opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' }, console: { help: 'the guest console even for a box with a command' } },
-    async run({ rt }, args, spec) {
-      const p = parseArgs(args, spec, -1, 'logs');
-      if (p.positionals.length !== 1) throw new UsageError('logs: name one BOX');
-      const box = rt.get(p.positionals[0]);
-      const n = parseIntOpt(p.opts.tail, '--tail');
-      // A project box with a command: its output, as compose shows a service's; --console for the guest console.
-      if (projectLabel(box.info())?.applied.command && !p.opts.console) {
-        process.stdout.write(await commandLog(rt, box.id, n));
-        return 0;
-      }
-      const file = box.consolePath();
-      let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-      if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');
-      process.stdout.write(text);
-      if (p.opts.follow) await follow(file);
-      return 0;
-    },
-  },
+  logs: LOGS_COMMAND,
 };
 
 function formatEvent(e: EgressEvent): string {
@@ -369,21 +348,3 @@ export const EVENTS_COMMAND: Command = {
     return 0;
   },
 };
-
-/** Prints what is appended to a file until Ctrl-C. */
-async function follow(file: string): Promise<void> {
-  let pos = fs.existsSync(file) ? fs.statSync(file).size : 0;
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    fs.watchFile(file, { interval: 200 }, (cur) => {
-      if (cur.size <= pos) return;
-      const fd = fs.openSync(file, 'r');
-      const buf = Buffer.alloc(cur.size - pos);
-      fs.readSync(fd, buf, 0, buf.length, pos);
-      fs.closeSync(fd);
-      pos = cur.size;
-      process.stdout.write(buf);
-    });
-  });
-  fs.unwatchFile(file);
-}

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, NoProjectError } from '../spec/load.js';
 import { Project, downProject, type DownResult } from '../reconciler/project.js';
-import { renderPlan } from '../reconciler/plan.js';
+import { failedSummary, renderPlan } from '../reconciler/plan.js';
 import { projectLabel } from '../reconciler/label.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 import type { Cli, Command, ProjectContext } from './command.js';
@@ -90,7 +90,14 @@ async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeo
     const n = Object.keys(project.spec.boxes).length;
     cli.out(`project ${project.name}: up to date (${n} box${n === 1 ? '' : 'es'} running)`);
   }
-  for (const e of r.errors) cli.err(`boxlite: ${e.box ? `${e.box}: ` : ''}${e.message}`);
+  // Each box's failure was shown on its own line by the progress renderer; what failed outside the boxes was not.
+  for (const e of r.errors.filter((x) => !x.box)) cli.err(`boxlite: ${e.message}`);
+  if (!r.ok) {
+    const failed = [...new Set(r.errors.filter((e) => e.box).map((e) => e.box))];
+    const of = r.plan.boxes.filter((b) => b.spec).length;
+    // The last line says it: a failed up never ends under a tick.
+    cli.err(`✖ project ${project.name}: ${failed.length ? `${failedSummary(failed.length, of)} (${failed.join(', ')})` : 'up failed'}`);
+  }
   return r.ok;
 }
 

@@ -6,7 +6,11 @@ import type { HealthcheckSpec } from '../spec/types.js';
 import type { HealthState } from './label.js';
 import { BoxliteError } from '../core/errors.js';
 
-export class UnhealthyError extends BoxliteError {}
+export class UnhealthyError extends BoxliteError {
+  constructor(message: string, readonly lastOutput = '') {
+    super(message);
+  }
+}
 
 export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Promise<{ ok: boolean; output: string }> {
   try {
@@ -43,9 +47,9 @@ export async function waitHealthy(
     state = nextHealth(state, r, h, opts.startedAt);
     await opts.onState?.(state);
     if (state.status === 'healthy') return;
-    if (state.status === 'unhealthy') throw new UnhealthyError(`box ${box} is unhealthy: ${state.failingStreak} checks failed in a row; the last said: ${state.output}`);
+    if (state.status === 'unhealthy') throw new UnhealthyError(`box ${box} is unhealthy: ${state.failingStreak} checks failed in a row; the last said: ${state.output}`, state.output);
     if (Date.now() + h.intervalMs > opts.deadline) {
-      throw new UnhealthyError(`box ${box} did not become healthy in time; the last check said: ${state.output}`);
+      throw new UnhealthyError(`box ${box} did not become healthy in time; the last check said: ${state.output}`, state.output);
     }
     await new Promise((r) => setTimeout(r, h.intervalMs));
   }

@@ -324,6 +324,11 @@ const VERB: Record<BoxAction, string> = {
   orphan: 'orphan (kept)',
 };
 
+/** "2 of 3 boxes failed": how a failed up ends. */
+export function failedSummary(failed: number, of: number): string {
+  return `${failed} of ${of} box${of === 1 ? '' : 'es'} failed`;
+}
+
 export function renderPlan(p: Plan): string {
   const lines: string[] = [];
   for (const v of p.volumes) {

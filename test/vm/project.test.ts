@@ -371,13 +371,14 @@ boxes:
     const up = await cli(home, ['up'], { cwd: dir });
     expect(up.code).toBe(1);
     expect(up.stdout).toContain('app: about to fail');
-    expect(up.stderr).toContain('boxlite: app: setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3. The box is left running for inspection: boxlite exec app sh');
+    expect(up.stderr).toContain('✖ app: create [FAILED: setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3: about to fail. The box is left running for inspection: boxlite exec app sh');
+    expect(up.stderr.trimEnd().split('\n').at(-1)).toBe('✖ project broken: 1 of 1 box failed (app)');
     const [rec] = records('broken');
     expect(rec.state).toBe('running');
     expect(rec.project!.setup).toBe('failed');
     expect((await cli(home, ['exec', 'app', 'echo', 'inspectable'], { cwd: dir })).stdout).toBe('inspectable\n');
     const plan = await cli(home, ['plan'], { cwd: dir });
-    expect(plan.stdout).toContain('  -/+ app: recreate\n        (its setup failed (setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3): made again from scratch)');
+    expect(plan.stdout).toContain('  -/+ app: recreate\n        (its setup failed (setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3: about to fail): made again from scratch)');
     edit(dir, (s) => s.replace('exit 3', 'true'));
     expect((await cli(home, ['up'], { cwd: dir })).code).toBe(0);
     expect(records('broken').map((r) => r.project!.setup)).toEqual(['done']);

@@ -7,6 +7,7 @@ import { formatPort } from '../core/network.js';
 import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
 import { describeProjectBox, projectLabel } from '../reconciler/label.js';
+import { refreshHealth } from '../reconciler/health.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
 import { contextProjectName } from './project.js';
@@ -266,7 +267,13 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const p = parseArgs(args, spec, -1, 'ps');
       // Inside a project (or with -p/-f), ps lists that project's boxes.
       const proj = cli.project.project || cli.project.file || !p.opts['all-projects'] ? contextProjectName(cli.project) : undefined;
-      const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
+      const pick = () => cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
+      let boxes = pick();
+      if (!p.opts.quiet) {
+        // No daemon checks health: a running box's check is run now when its last one is older than its interval.
+        await Promise.all(boxes.map((b) => refreshHealth(cli.rt, b).catch(() => {})));
+        boxes = pick();
+      }
       if (p.opts.json) {
         cli.out(JSON.stringify(boxes.map(shown), null, 2));
         return 0;
@@ -289,7 +296,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
           b.source.kind === 'dir' ? b.source.path : b.source.kind === 'image' ? b.source.reference : 'imported',
           b.createdAt.replace('T', ' ').slice(0, 19),
           (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
-          label ? describeProjectBox(label) : '',
+          label ? describeProjectBox(label, b) : '',
         ];
       });
       printTable(['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS', 'PROJECT'], rows, cli.out);

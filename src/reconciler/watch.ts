@@ -15,7 +15,7 @@ import { plan, policyDue, renderPlan, type Plan } from './plan.js';
 import { lockProject, observe } from './names.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './command.js';
-import { projectLabel, updateProjectLabel } from './label.js';
+import { healthOfRun, projectLabel, updateProjectLabel } from './label.js';
 
 /** What a watch reports, typed for programs; `message` is the line the CLI prints. */
 export type WatchEvent =
@@ -219,7 +219,7 @@ export class Watcher {
       if (spec.healthcheck && now >= (this.nextHealthAt.get(spec.name) ?? 0)) {
         this.nextHealthAt.set(spec.name, now + spec.healthcheck.intervalMs);
         const r = await checkOnce(this.rt, box.id, spec.healthcheck);
-        const prev = label?.health;
+        const prev = healthOfRun(label, rec); // a result of an earlier run says nothing now
         const h = nextHealth(prev, r, spec.healthcheck, Date.parse(rec.startedAt ?? '') || now);
         if (prev?.status !== h.status) this.emit({ type: 'health', box: spec.name, status: h.status, output: h.output, message: `${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}` });
         await updateProjectLabel(this.rt, box.id, (l) => l && { ...l, health: h });

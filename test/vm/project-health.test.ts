@@ -1,0 +1,82 @@
+// Health in `ps` as a compose user reads it, and exec -t without a terminal, on one booted box: `starting` until a
+// check of this run passes, nothing for a stopped box, `unhealthy` with the last check's output; and -t fed by a
+// pipe says so instead of waiting for input that never comes.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../helpers.js';
+import { ProjectFixture } from '../project-fixture.js';
+
+let fx: ProjectFixture;
+let dir: string;
+
+// /dev/shm is a fresh tmpfs on every boot, so the check fails after each start until the file is made again. The
+// hour-long interval means ps checks only when told the last check is that old (see checkedAgo).
+const YAML = `name: clinic
+boxes:
+  web:
+    image: ./rootfs
+    memory: 192MiB
+    disk: 128MiB
+    healthcheck: {test: cat /dev/shm/ok, interval: 1h, retries: 2}
+`;
+
+beforeAll(async () => {
+  fx = new ProjectFixture();
+  dir = fx.dir(YAML);
+  const up = await cli(fx.home, ['up'], { cwd: dir });
+  expect(up.code, up.stdout + up.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await cli(fx.home, ['down', '--remove'], { cwd: dir });
+  await fx.cleanup();
+});
+
+/** Makes the box's last check look an interval old, as if that time had passed: ps then checks again. */
+function checkedAgo(): void {
+  const file = path.join(fx.home, 'boxes', fx.records('clinic')[0].id, 'box.json');
+  const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+  rec.label.health.at = new Date(Date.parse(rec.label.health.at) - 3_600_000).toISOString();
+  fs.writeFileSync(file, JSON.stringify(rec, null, 2));
+}
+
+/** The PROJECT column of web's row in `ps`. */
+async function project(...args: string[]): Promise<string> {
+  const ps = await cli(fx.home, ['ps', ...args], { cwd: dir });
+  expect(ps.code, ps.stderr).toBe(0);
+  const row = ps.stdout.split('\n').find((l) => l.includes('clinic/web'));
+  expect(row, ps.stdout).toBeDefined();
+  return row!.slice(row!.indexOf('clinic/web')).trimEnd();
+}
+
+describe('health in ps', () => {
+  it('starting before a check passed, healthy once one did, nothing when stopped, starting again after start', async () => {
+    expect(await project()).toBe('clinic/web starting');
+    expect((await cli(fx.home, ['exec', 'web', 'touch', '/dev/shm/ok'], { cwd: dir })).code).toBe(0);
+    checkedAgo();
+    expect(await project()).toBe('clinic/web healthy');
+
+    expect((await cli(fx.home, ['stop', 'web'], { cwd: dir })).code).toBe(0);
+    expect(await project('-a')).toBe('clinic/web');
+
+    expect((await cli(fx.home, ['start', 'web'], { cwd: dir })).code).toBe(0);
+    expect(await project()).toBe('clinic/web starting');
+    checkedAgo();
+    expect(await project()).toBe("clinic/web unhealthy (exit status 1: cat: can't open '/dev/shm/ok': No such file or directory)");
+  });
+});
+
+describe('exec -t without a terminal', () => {
+  it('says so at once instead of waiting', async () => {
+    const t = await cli(fx.home, ['exec', '-t', 'web', 'sh', '-c', 'cat'], { cwd: dir, input: 'hi\n' });
+    expect(t.code).toBe(125);
+    expect(t.stderr.split('\n')[0]).toBe('boxlite: -t: stdin is not a terminal, so the command would wait for input that never comes: use -i to send stdin to it, or -it from a terminal');
+    const it2 = await cli(fx.home, ['exec', '-it', 'web', 'sh', '-c', 'cat'], { cwd: dir, input: 'hi\n' });
+    expect(it2.code).toBe(125);
+    expect(it2.stderr.split('\n')[0]).toBe('boxlite: -t: stdin is not a terminal: drop -t and send it with -i alone');
+    const i = await cli(fx.home, ['exec', '-i', 'web', 'sh', '-c', 'cat'], { cwd: dir, input: 'hi\n' });
+    expect(i.code).toBe(0);
+    expect(i.stdout).toBe('hi\n');
+  });
+});

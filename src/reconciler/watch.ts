@@ -141,8 +141,9 @@ export class Watcher {
       this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;
     }
+    const said = new Set(this.project.warnings);
     this.project = next;
-    for (const w of next.warnings) this.emit({ type: 'warning', message: `warning: ${w}` });
+    for (const w of next.warnings) if (!said.has(w)) this.emit({ type: 'warning', message: `warning: ${w}` }); // once, not at every edit
     await this.converge('the project file changed');
   }
 

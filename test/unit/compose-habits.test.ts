@@ -1,0 +1,70 @@
+// What a compose user writes out of habit, through the CLI as they type it (`boxlite config` reads and checks the
+// file, no box needed): compose's key names get a "did you mean", "$i" in a command says how to keep it, once, at
+// its line:col, and a protocol after a colon gets the slash form.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli } from '../helpers.js';
+
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-home-'));
+const dirs: string[] = [];
+
+afterAll(() => {
+  for (const d of [home, ...dirs]) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** `boxlite config` in a folder holding this boxlite.yaml. */
+async function config(yaml: string) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-proj-'));
+  dirs.push(dir);
+  fs.writeFileSync(path.join(dir, 'boxlite.yaml'), yaml);
+  const r = await cli(home, ['config'], { cwd: dir });
+  return { ...r, err: r.stderr.trimEnd().split('\n') };
+}
+
+describe("compose's key names", () => {
+  it('services: did you mean boxes, and no second complaint that boxes is missing', async () => {
+    const r = await config('name: shop\nservices:\n  web:\n    image: x\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toEqual(['boxlite: boxlite.yaml:2:1: services: unknown key "services" (did you mean "boxes"? compose\'s services are boxes here)']);
+  });
+
+  it('environment: did you mean env; expose: not needed, with what to do instead', async () => {
+    const r = await config('name: shop\nboxes:\n  web:\n    image: x\n    environment: {A: b}\n    expose: ["80"]\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toEqual([
+      'boxlite: boxlite.yaml:5:5: boxes.web.environment: unknown key "environment" (did you mean "env"? compose\'s environment is env here, a mapping or a list of NAME=value)',
+      'boxlite.yaml:6:5: boxes.web.expose: unknown key "expose" (compose\'s expose is not needed: a project\'s boxes reach each other on any port by name over the project LAN; publish to the host with ports)',
+    ]);
+  });
+});
+
+describe('$ in a command', () => {
+  it('an unset $i says, once and at its own line:col, that $$i keeps it for the shell', async () => {
+    const r = await config("name: shop\nboxes:\n  web:\n    image: x\n    command: sh -c 'for i in 1 2; do echo $i $i; done'\n    setup: ['echo $i']\n");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("boxlite: warning: boxlite.yaml:5:43: variable i is not set: using an empty string (write $$i to keep a literal $i for the box's shell, set i, or write ${i:-default})\n");
+  });
+
+  it('$$i is the literal, with no warning', async () => {
+    const r = await config("name: shop\nboxes:\n  web:\n    image: x\n    command: sh -c 'for i in 1 2; do echo $$i; done'\n");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('for i in 1 2; do echo $i; done');
+  });
+});
+
+describe('a protocol after a colon', () => {
+  it('"80:8080:tcp" suggests "80:8080/tcp"', async () => {
+    const r = await config('name: shop\nboxes:\n  web:\n    image: x\n    ports: ["80:8080:tcp"]\n');
+    expect(r.code).toBe(1);
+    expect(r.err).toEqual(['boxlite: boxlite.yaml:5:13: boxes.web.ports[0]: "80:8080:tcp": the protocol goes after a slash: did you mean "80:8080/tcp"?']);
+  });
+
+  it('and on the command line, with an address', async () => {
+    const r = await cli(home, ['create', '-p', '127.0.0.1:80:8080:udp', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n')[0]).toBe('boxlite: port spec "127.0.0.1:80:8080:udp": the protocol goes after a slash: did you mean "127.0.0.1:80:8080/udp"?');
+  });
+});

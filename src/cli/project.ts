@@ -6,6 +6,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, NoProjectError } from '../spec/load.js';
 import { Project, downProject, type DownResult } from '../reconciler/project.js';
 import { failedSummary, renderPlan } from '../reconciler/plan.js';
+import { PlanProblemsError, type PlanProblem } from '../reconciler/preflight.js';
 import { projectLabel } from '../reconciler/label.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 import type { Cli, Command, ProjectContext } from './command.js';
@@ -72,20 +73,33 @@ function open(cli: Cli, ctx: ProjectContext, locked = false): Project {
   return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked });
 }
 
+/** What the plan found up would fail on, a line each, and a last line saying so. */
+function sayProblems(cli: Cli, project: string, problems: PlanProblem[], outcome: string): void {
+  for (const x of problems) cli.err(`✖ ${x.box}: ${x.message}`);
+  cli.err(`✖ project ${project}: ${outcome} (${problems.length} problem${problems.length === 1 ? '' : 's'} found by the plan)`);
+}
+
 async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean }): Promise<boolean> {
   const waitTimeoutMs = o.waitTimeoutS !== undefined ? Number(o.waitTimeoutS) * 1000 : undefined;
   if (waitTimeoutMs !== undefined && !(waitTimeoutMs > 0)) throw new UsageError(`--wait-timeout must be a positive number of seconds (got "${o.waitTimeoutS}")`);
-  const r = await project.up({
-    wait: o.wait,
-    waitTimeoutMs,
-    removeOrphans: o.removeOrphans,
-    renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
-    onPlan: (p) => {
-      const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
-      if (orphans.length) cli.err(`boxlite: boxes no longer declared in ${path.basename(project.file)}: ${orphans.join(', ')} (kept; 'boxlite up --remove-orphans' removes them)`);
-      if (p.changed) cli.out(renderPlan(p));
-    },
-  });
+  let r: Awaited<ReturnType<Project['up']>>;
+  try {
+    r = await project.up({
+      wait: o.wait,
+      waitTimeoutMs,
+      removeOrphans: o.removeOrphans,
+      renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
+      onPlan: (p) => {
+        const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
+        if (orphans.length) cli.err(`boxlite: boxes no longer declared in ${path.basename(project.file)}: ${orphans.join(', ')} (kept; 'boxlite up --remove-orphans' removes them)`);
+        if (p.changed) cli.out(renderPlan(p));
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof PlanProblemsError)) throw e;
+    sayProblems(cli, project.name, e.problems, 'nothing was made');
+    return false;
+  }
   if (r.upToDate) {
     const n = Object.keys(project.spec.boxes).length;
     cli.out(`project ${project.name}: up to date (${n} box${n === 1 ? '' : 'es'} running)`);
@@ -138,7 +152,9 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       const pl = await open(cli, context(cli, p.opts), !!p.opts.locked).plan({ removeOrphans: !!p.opts['remove-orphans'] });
       if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b) }, null, 2));
       else cli.out(renderPlan(pl));
-      return pl.changed ? 2 : 0;
+      // What up would fail on: said after the plan, and the exit status is an error's.
+      if (pl.problems) sayProblems(cli, pl.project, pl.problems, "'up' would fail");
+      return pl.problems ? 1 : pl.changed ? 2 : 0;
     },
   },
 

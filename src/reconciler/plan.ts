@@ -106,6 +106,8 @@ export interface Plan {
   /** Boxes grouped by dependency depth: every box's dependencies are in earlier levels. */
   levels: string[][];
   changed: boolean;
+  /** What up would fail on, found before anything is made (Project.plan fills it: see preflight.ts). */
+  problems?: { box: string; message: string }[];
 }
 
 export interface PlanOptions {

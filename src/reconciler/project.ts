@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, type LoadOptions } from '../spec/load.js';
+import { PlanProblemsError, preflight } from './preflight.js';
 import type { ProjectSpec } from '../spec/types.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { plan as makePlan, type Plan } from './plan.js';
@@ -111,7 +112,9 @@ export class Project {
   /** What up would do, field by field (a pure function of the file and the boxes as they are). */
   async plan(opts: { removeOrphans?: boolean } = {}): Promise<Plan> {
     const o = await observe(this.runtime, this.name);
-    return makePlan(this.spec, o.boxes, o.volumes, { removeOrphans: opts.removeOrphans });
+    const pl = makePlan(this.spec, o.boxes, o.volumes, { removeOrphans: opts.removeOrphans });
+    const problems = await preflight(this.runtime, this.spec, pl);
+    return problems.length ? { ...pl, problems } : pl;
   }
 
   /** Makes the boxes match the file: create, start, update, restart or recreate what differs. */
@@ -120,6 +123,8 @@ export class Project {
     const lock = await lockProject(this.runtime, this.name, this.say);
     try {
       const pl = await this.plan({ removeOrphans: opts.removeOrphans });
+      // Nothing is made when the plan already knows it would fail.
+      if (pl.problems) throw new PlanProblemsError(pl.problems);
       const orphans = pl.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
       opts.onPlan?.(pl);
       const needsWork = pl.changed || (opts.wait && Object.values(this.spec.boxes).some((b) => b.healthcheck));

@@ -1,8 +1,10 @@
-// What a compose user writes out of habit, through the CLI as they type it (`boxlite config` reads and checks the
+// What a compose user writes out of habit, through the CLI as they type it (`boxlite config` and `plan` read and check the
 // file, no box needed): compose's key names get a "did you mean", "$i" in a command says how to keep it, once, at
-// its line:col, and a protocol after a colon gets the slash form.
+// its line:col, a protocol after a colon gets the slash form, and plan refuses what up would fail on (up then makes
+// nothing).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers.js';
@@ -66,5 +68,35 @@ describe('a protocol after a colon', () => {
     const r = await cli(home, ['create', '-p', '127.0.0.1:80:8080:udp', 'x']);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toBe('boxlite: port spec "127.0.0.1:80:8080:udp": the protocol goes after a slash: did you mean "127.0.0.1:80:8080/udp"?');
+  });
+});
+
+describe('plan checks what it can before promising a create', () => {
+  it('an image neither stored nor pullable, a missing root filesystem, a port another process holds: plan fails, up makes nothing', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen({ host: '127.0.0.1', port: 0 }, r));
+    const port = (server.address() as net.AddressInfo).port;
+    const comm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
+    try {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-proj-'));
+      dirs.push(dir);
+      fs.writeFileSync(path.join(dir, 'boxlite.yaml'), `name: oops\nboxes:\n  a:\n    image: 127.0.0.1:1/nope:1\n  b:\n    image: ./rootfs\n  c:\n    image: ${process.cwd()}\n    ports: ["${port}:80"]\n`);
+      const expected = [
+        '✖ a: image 127.0.0.1:1/nope:1 is not stored and cannot be pulled: cannot reach registry 127.0.0.1:1 (http://127.0.0.1:1) for 127.0.0.1:1/nope:1: ECONNREFUSED',
+        `✖ b: image ${fs.realpathSync(dir)}/rootfs does not exist: give a root filesystem folder or an OCI layout there, or an image reference`,
+        `✖ c: host port ${port} is held by another process: pid ${process.pid} (${comm}): stop it or pick another host port`,
+      ];
+      const plan = await cli(home, ['plan'], { cwd: dir });
+      expect(plan.code).toBe(1);
+      expect(plan.stderr.trimEnd().split('\n')).toEqual([...expected, "✖ project oops: 'up' would fail (3 problems found by the plan)"]);
+      const up = await cli(home, ['up'], { cwd: dir });
+      expect(up.code).toBe(1);
+      expect(up.stdout).toBe('');
+      expect(up.stderr.trimEnd().split('\n')).toEqual([...expected, '✖ project oops: nothing was made (3 problems found by the plan)']);
+      const ps = await cli(home, ['ps', '-aq', '--all-projects'], { cwd: dir });
+      expect(ps.stdout).toBe('');
+    } finally {
+      server.close();
+    }
   });
 });

@@ -1,7 +1,9 @@
-// Health in `ps` as a compose user reads it, and exec -t without a terminal, on one booted box: `starting` until a
+// Health in `ps` as a compose user reads it, exec -t without a terminal, and plan naming the box that holds a host
+// port, on one booted box: `starting` until a
 // check of this run passes, nothing for a stopped box, `unhealthy` with the last check's output; and -t fed by a
 // pipe says so instead of waiting for input that never comes.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers.js';
@@ -12,18 +14,24 @@ let dir: string;
 
 // /dev/shm is a fresh tmpfs on every boot, so the check fails after each start until the file is made again. The
 // hour-long interval means ps checks only when told the last check is that old (see checkedAgo).
-const YAML = `name: clinic
+const YAML = (port: number) => `name: clinic
 boxes:
   web:
     image: ./rootfs
     memory: 192MiB
     disk: 128MiB
+    ports: ["${port}:80"]
     healthcheck: {test: cat /dev/shm/ok, interval: 1h, retries: 2}
 `;
+let port: number;
 
 beforeAll(async () => {
   fx = new ProjectFixture();
-  dir = fx.dir(YAML);
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen({ host: '127.0.0.1', port: 0 }, r));
+  port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  dir = fx.dir(YAML(port));
   const up = await cli(fx.home, ['up'], { cwd: dir });
   expect(up.code, up.stdout + up.stderr).toBe(0);
 });
@@ -78,5 +86,19 @@ describe('exec -t without a terminal', () => {
     const i = await cli(fx.home, ['exec', '-i', 'web', 'sh', '-c', 'cat'], { cwd: dir, input: 'hi\n' });
     expect(i.code).toBe(0);
     expect(i.stdout).toBe('hi\n');
+  });
+});
+
+describe('a host port another box holds', () => {
+  it('plan names the box; up makes nothing', async () => {
+    const other = fx.dir(`name: rival\nboxes:\n  api:\n    image: ./rootfs\n    ports: ["${port}:8080"]\n`);
+    const line = `✖ api: host port ${port} is held by box clinic.web (running): stop it (boxlite stop clinic.web) or pick another host port`;
+    const plan = await cli(fx.home, ['plan'], { cwd: other });
+    expect(plan.code).toBe(1);
+    expect(plan.stderr.trimEnd().split('\n')).toEqual([line, "✖ project rival: 'up' would fail (1 problem found by the plan)"]);
+    const up = await cli(fx.home, ['up'], { cwd: other });
+    expect(up.code).toBe(1);
+    expect(up.stderr.trimEnd().split('\n')).toEqual([line, '✖ project rival: nothing was made (1 problem found by the plan)']);
+    expect(fx.records('rival')).toEqual([]);
   });
 });

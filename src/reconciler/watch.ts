@@ -20,7 +20,7 @@ import { healthOfRun, projectLabel, updateProjectLabel } from './label.js';
 /** What a watch reports, typed for programs; `message` is the line the CLI prints. */
 export type WatchEvent =
   | { type: 'watching'; file: string; message: string }
-  | { type: 'invalid-edit' | 'warning' | 'error' | 'idle'; message: string }
+  | { type: 'invalid-edit' | 'valid-again' | 'warning' | 'error' | 'idle'; message: string }
   | { type: 'plan'; why: string; plan: Plan | null; message: string } // null: nothing to change
   | { type: 'applied'; ok: boolean; errors: { box?: string; message: string }[]; message: string }
   | { type: 'restarting'; box: string; attempt: number; message: string }
@@ -69,6 +69,8 @@ export class Watcher {
   private poller: NodeJS.Timeout | null = null;
   private busy: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The last edit was not valid: the next valid one says so. */
+  private invalid = false;
   private attempts = new Map<string, { n: number; next: number }>();
   private nextHealthAt = new Map<string, number>();
   /** Per box id: how far its denial events have been reported. */
@@ -134,9 +136,14 @@ export class Watcher {
       const written = loadProject(this.project.file, this.opts);
       next = applyLock(written, readLock(lockPathOf(written)), { locked: this.opts.locked });
     } catch (e) {
-      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
+      // The file's own lines indented under the watch's stamped line, so they read as part of it.
+      const said = (e as Error).message.replace(/^boxlite: /, '').split('\n').map((l) => `  ${l}`).join('\n');
+      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${said}` });
+      this.invalid = true;
       return;
     }
+    if (this.invalid) this.emit({ type: 'valid-again', message: `${path.basename(this.project.file)} is valid again` });
+    this.invalid = false;
     if (next.name !== this.project.name) {
       this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;

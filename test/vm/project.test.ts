@@ -249,12 +249,12 @@ describe('watch', () => {
 
       let mark = w.output.length;
       fs.appendFileSync(path.join(dir, 'boxlite.yaml'), '  oops: {imgae: x}\n');
-      await w.waitFor(/the edit is not valid; the boxes stay as they are:\nboxlite\.yaml:\d+:\d+: boxes\.oops\.imgae: unknown key "imgae" \(did you mean "image"\?\)/, 30_000, mark);
+      await w.waitFor(/\[\d\d:\d\d:\d\d\] the edit is not valid; the boxes stay as they are:\n  boxlite\.yaml:\d+:\d+: boxes\.oops\.imgae: unknown key "imgae" \(did you mean "image"\?\)/, 30_000, mark);
       expect(records('watched').map((r) => r.state)).toEqual(['running']);
 
       mark = w.output.length;
       edit(dir, (s) => s.replace('  oops: {imgae: x}\n', '').replace('    restart: always\n', '    restart: always\n    env: {MODE: watched}\n'));
-      await w.waitFor(/env\.MODE: \(unset\) → "watched"[\s\S]*applied/, 60_000, mark);
+      await w.waitFor(/\[\d\d:\d\d:\d\d\] boxlite\.yaml is valid again\n[\s\S]*env\.MODE: \(unset\) → "watched"[\s\S]*applied/, 60_000, mark);
       expect((await cli(home, ['exec', 'web', 'sh', '-c', 'echo $MODE'], { cwd: dir })).stdout).toBe('watched\n');
 
       // A command that dies is started again (restart: always).

@@ -2,6 +2,7 @@
 // file, no box needed): compose's key names get a "did you mean", "$i" in a command says how to keep it, once, at
 // its line:col, a protocol after a colon gets the slash form, and plan refuses what up would fail on (up then makes
 // nothing).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as net from 'node:net';
@@ -98,5 +99,25 @@ describe('plan checks what it can before promising a create', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('the quick start example out of the repository', () => {
+  it('a copy gets its own root filesystem and takes another host port: plan promises the create, with no problem', async () => {
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'boxlite-hello-'));
+    dirs.push(copy);
+    fs.cpSync(path.join(process.cwd(), 'examples/hello/boxlite.yaml'), path.join(copy, 'boxlite.yaml'));
+    execFileSync(process.execPath, ['scripts/hello-rootfs.mjs', copy]);
+    expect(fs.statSync(path.join(copy, 'rootfs/bin/busybox')).isFile()).toBe(true);
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen({ host: '127.0.0.1', port: 0 }, r));
+    const port = (probe.address() as net.AddressInfo).port; // one free here, as a user would pick
+    await new Promise((r) => probe.close(r));
+    const plan = await cli(home, ['plan'], { cwd: copy, env: { HELLO_PORT: String(port) } });
+    expect(plan.stderr).toBe('');
+    expect(plan.code).toBe(2);
+    expect(plan.stdout.split('\n')[0]).toBe('Project hello: boxlite up will');
+    expect(plan.stdout).toContain(`image: ${fs.realpathSync(copy)}/rootfs`);
+    expect(plan.stdout).toContain(`127.0.0.1:${port}->80/tcp`);
   });
 });

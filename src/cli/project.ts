@@ -79,7 +79,7 @@ function sayProblems(cli: Cli, project: string, problems: PlanProblem[], outcome
   cli.err(`✖ project ${project}: ${outcome} (${problems.length} problem${problems.length === 1 ? '' : 's'} found by the plan)`);
 }
 
-async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean }): Promise<boolean> {
+async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean; boxes?: string[] }): Promise<boolean> {
   const waitTimeoutMs = o.waitTimeoutS !== undefined ? Number(o.waitTimeoutS) * 1000 : undefined;
   if (waitTimeoutMs !== undefined && !(waitTimeoutMs > 0)) throw new UsageError(`--wait-timeout must be a positive number of seconds (got "${o.waitTimeoutS}")`);
   let r: Awaited<ReturnType<Project['up']>>;
@@ -88,6 +88,7 @@ async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeo
       wait: o.wait,
       waitTimeoutMs,
       removeOrphans: o.removeOrphans,
+      boxes: o.boxes,
       renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
       onPlan: (p) => {
         const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
@@ -159,7 +160,7 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   up: {
-    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked]',
+    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked] [BOX…]',
     help: 'make the boxes match boxlite.yaml (create, start, update, recreate) and leave them running',
     opts: {
       ...PROJECT_OPTS,
@@ -172,8 +173,11 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
     },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'up');
+      const boxes = p.positionals.length ? p.positionals : undefined;
+      if (boxes && p.opts.watch) throw new UsageError('up BOX… --watch: a watch keeps the whole project; drop the boxes or --watch');
+      if (boxes && p.opts['remove-orphans']) throw new UsageError('up BOX… --remove-orphans: orphans are found over the whole project; drop the boxes or --remove-orphans');
       const project = open(cli, context(cli, p.opts), !!p.opts.locked);
-      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'] });
+      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'], boxes });
       if (!p.opts.watch) return ok ? 0 : 1;
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
     },
@@ -192,7 +196,7 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   down: {
-    usage: 'down [-f FILE] [-p NAME] [--remove] [--volumes]',
+    usage: 'down [-f FILE] [-p NAME] [--remove] [--volumes] [BOX…]',
     help: "stop the project's boxes (--remove: delete them; --volumes: also its named volumes)",
     opts: { ...PROJECT_OPTS, remove: { help: 'remove the boxes and their disks' }, volumes: { short: 'v', help: "also remove the project's named volumes (with --remove)" }, time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } },
     async run(cli, args, spec) {
@@ -213,7 +217,8 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       }
       if (p.opts.volumes && !p.opts.remove) throw new UsageError('down: --volumes removes the named volumes, so it needs --remove (a stopped box still uses its volumes)');
       const timeoutMs = p.opts.time !== undefined ? Number(p.opts.time) * 1000 : undefined;
-      printDown(cli, name, await downProject(cli.rt, name, { remove: !!p.opts.remove, volumes: !!p.opts.volumes, timeoutMs }, cli.err));
+      const boxes = p.positionals.length ? p.positionals : undefined;
+      printDown(cli, name, await downProject(cli.rt, name, { remove: !!p.opts.remove, volumes: !!p.opts.volumes, timeoutMs, boxes }, cli.err));
       return 0;
     },
   },

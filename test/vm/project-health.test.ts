@@ -1,5 +1,5 @@
-// Health in `ps` as a compose user reads it, exec -t without a terminal, and plan naming the box that holds a host
-// port, on one booted box: `starting` until a
+// Health in `ps` as a compose user reads it, exec -t without a terminal, plan naming the box that holds a host
+// port, on one booted box (and up/down of some boxes of a project, on their own): `starting` until a
 // check of this run passes, nothing for a stopped box, `unhealthy` with the last check's output; and -t fed by a
 // pipe says so instead of waiting for input that never comes.
 import * as fs from 'node:fs';
@@ -100,5 +100,29 @@ describe('a host port another box holds', () => {
     expect(up.code).toBe(1);
     expect(up.stderr.trimEnd().split('\n')).toEqual([line, '✖ project rival: nothing was made (1 problem found by the plan)']);
     expect(fx.records('rival')).toEqual([]);
+  });
+});
+
+describe('up BOX… and down BOX…', () => {
+  it('up b makes b and what it depends on, nothing else; down a stops only a', async () => {
+    const box = (n: string, more = '') => `  ${n}:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n${more}`;
+    const pair = fx.dir(`name: pair\nboxes:\n${box('a')}${box('b', '    depends_on: [a]\n')}${box('c')}`);
+    const wrong = await cli(fx.home, ['up', 'zz'], { cwd: pair });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr.split('\n')[0]).toBe('boxlite: no box "zz" in boxlite.yaml: its boxes are a, b, c');
+
+    const up = await cli(fx.home, ['up', 'b'], { cwd: pair });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout.split('\n')[0]).toBe('Project pair: boxlite up will');
+    expect(up.stdout).toContain('✔ a: create');
+    expect(up.stdout).toContain('✔ b: create');
+    expect(up.stdout).not.toContain('c: create');
+    expect(fx.records('pair').map((r) => [r.project!.box, r.state])).toEqual([['a', 'running'], ['b', 'running']]);
+
+    const down = await cli(fx.home, ['down', 'a'], { cwd: pair });
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toBe('a: stopped\n');
+    expect(fx.records('pair').map((r) => [r.project!.box, r.state])).toEqual([['a', 'stopped'], ['b', 'running']]);
+    await cli(fx.home, ['down', '--remove'], { cwd: pair });
   });
 });

@@ -8,6 +8,7 @@ import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
 import { describeProjectBox, projectLabel } from '../reconciler/label.js';
 import { refreshHealth } from '../reconciler/health.js';
+import { boxName } from '../reconciler/names.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
 import { contextProjectName } from './project.js';
@@ -106,6 +107,28 @@ export function shown<T extends BoxRecord>(r: T): Omit<T, 'label'> & { project?:
   return l ? { ...r, label: undefined, project: l } : r;
 }
 
+/** Starts a box, a project box's depends_on first when they are not running (as compose's start does), saying so. */
+async function startWithDependencies(rt: Cli['rt'], ref: string, o: { cold: boolean }, say: (l: string) => void, seen = new Set<string>()): Promise<void> {
+  const box = rt.get(ref);
+  const label = projectLabel(rt.record(box.id));
+  const deps = Object.keys((label?.applied as { dependsOn?: Record<string, string> } | undefined)?.dependsOn ?? {});
+  for (const dep of deps) {
+    const name = boxName(label!.project, dep);
+    if (seen.has(name)) continue;
+    seen.add(name);
+    let id: string;
+    try {
+      id = rt.get(name).id;
+    } catch {
+      throw new BoxliteError(`${label!.box} depends on ${dep}, which has no box: run 'boxlite up' to make it`);
+    }
+    if (rt.status(rt.record(id)).state === 'running') continue;
+    say(`boxlite: starting ${dep} first (${label!.box} depends on it)`);
+    await startWithDependencies(rt, name, o, say, seen);
+  }
+  await box.start({ cold: o.cold });
+}
+
 export const BOX_COMMANDS: Record<string, Command> = {
   run: {
     usage: 'run [OPTIONS] SOURCE [--] [CMD…]',
@@ -152,10 +175,10 @@ export const BOX_COMMANDS: Record<string, Command> = {
     usage: 'start [--cold] BOX…',
     help: 'boot boxes (a paused box continues where it was)',
     opts: { cold: { help: 'a paused box: discard its saved memory and boot it from its disk' } },
-    async run({ rt, out }, args, spec) {
+    async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'start');
       for (const ref of needBoxes(p, 'start')) {
-        await rt.get(ref).start({ cold: !!p.opts.cold });
+        await startWithDependencies(rt, ref, { cold: !!p.opts.cold }, err);
         out(ref);
       }
       return 0;

@@ -103,8 +103,8 @@ describe('a host port another box holds', () => {
   });
 });
 
-describe('up BOX… and down BOX…', () => {
-  it('up b makes b and what it depends on, nothing else; down a stops only a', async () => {
+describe('up BOX…, down BOX…, start of a dependant', () => {
+  it('up b makes b and what it depends on, nothing else; down a stops only a; start b starts a first', async () => {
     const box = (n: string, more = '') => `  ${n}:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n${more}`;
     const pair = fx.dir(`name: pair\nboxes:\n${box('a')}${box('b', '    depends_on: [a]\n')}${box('c')}`);
     const wrong = await cli(fx.home, ['up', 'zz'], { cwd: pair });
@@ -123,6 +123,14 @@ describe('up BOX… and down BOX…', () => {
     expect(down.code, down.stderr).toBe(0);
     expect(down.stdout).toBe('a: stopped\n');
     expect(fx.records('pair').map((r) => [r.project!.box, r.state])).toEqual([['a', 'stopped'], ['b', 'running']]);
+
+    // start of a box whose depends_on is stopped starts that first
+    expect((await cli(fx.home, ['stop', 'b'], { cwd: pair })).code).toBe(0);
+    const start = await cli(fx.home, ['start', 'b'], { cwd: pair });
+    expect(start.code, start.stderr).toBe(0);
+    expect(start.stderr).toBe('boxlite: starting a first (b depends on it)\n');
+    expect(start.stdout).toBe('b\n');
+    expect(fx.records('pair').map((r) => [r.project!.box, r.state])).toEqual([['a', 'running'], ['b', 'running']]);
     await cli(fx.home, ['down', '--remove'], { cwd: pair });
   });
 });

@@ -16,6 +16,7 @@ import { tarFrom, untarInto } from './files.js';
 import { encodeOutputChunk } from './wire.js';
 import { prepareRestore, restored, thawRootFs } from './restore.js';
 import { netInterfaces, usage } from './usage.js';
+import { serveLog } from './logport.js';
 import { BUSYBOX } from '../src/core/guest.js';
 
 const AGENT_VERSION = '0.1.0';
@@ -233,6 +234,7 @@ function main(): void {
   const ports = findPorts();
   if (ports.length === 0) throw new Error('no boxlite virtio-serial ports found under /sys/class/virtio-ports');
   for (const dev of ports) servePort(dev, (conn) => injector.injectConnection(conn), log);
+  serveLog(log); // before the host is told the agent is ready: a command started then finds the log's FIFO
   setTimeout(() => armHostSignal(log), 3000).unref();
   const bootedAt = uptimeMs();
   const nodeStart = bootedAt - process.uptime() * 1000;

@@ -1,11 +1,14 @@
 // Makes examples/hello/rootfs, the root file system of the quick start's project: the host's static busybox with
-// every applet, so the example needs no registry. Run by `npm run quickstart`.
+// every applet, so the example needs no registry. Run by `npm run quickstart`; given a folder (a copy of
+// examples/hello elsewhere), it makes FOLDER/rootfs instead.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'hello', 'rootfs');
+const root = process.argv[2]
+  ? path.resolve(process.argv[2], 'rootfs')
+  : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'hello', 'rootfs');
 const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
 if (!busybox) throw new Error("busybox is missing: run 'node bin/boxlite.js setup' (it installs busybox-static)");
 fs.rmSync(root, { recursive: true, force: true });

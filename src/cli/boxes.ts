@@ -1,4 +1,4 @@
-// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs, events.
+// Commands on boxes: create, run, start, stop, restart, rm, exec, ps, inspect, port, logs (logs.ts), events.
 import { cgroupUsage, readBoxCgroup } from '../vmm/cgroup.js';
 import { printable } from '../util/printable.js';
 import * as fs from 'node:fs';
@@ -8,12 +8,14 @@ import { BoxliteError } from '../core/errors.js';
 import { formatPort } from '../core/network.js';
 import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
-import { commandLog } from '../reconciler/command.js';
 import { describeProjectBox, projectLabel } from '../reconciler/label.js';
+import { refreshHealth } from '../reconciler/health.js';
+import { boxName } from '../reconciler/names.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
 import { contextProjectName } from './project.js';
 import { LayerBars } from './progress.js';
+import { LOGS_COMMAND } from './logs.js';
 import { printTable } from './table.js';
 import { describeJail, jailWanted, probeJail } from '../vmm/jail.js';
 import { eventCounts } from '../vmm/egress/events.js';
@@ -113,6 +115,28 @@ export function shown<T extends BoxRecord>(r: T): Omit<T, 'label'> & { project?:
   return l ? { ...r, label: undefined, project: l } : r;
 }
 
+/** Starts a box, a project box's depends_on first when they are not running (as compose's start does), saying so. */
+async function startWithDependencies(rt: Cli['rt'], ref: string, o: { cold: boolean }, say: (l: string) => void, seen = new Set<string>()): Promise<void> {
+  const box = rt.get(ref);
+  const label = projectLabel(rt.record(box.id));
+  const deps = Object.keys((label?.applied as { dependsOn?: Record<string, string> } | undefined)?.dependsOn ?? {});
+  for (const dep of deps) {
+    const name = boxName(label!.project, dep);
+    if (seen.has(name)) continue;
+    seen.add(name);
+    let id: string;
+    try {
+      id = rt.get(name).id;
+    } catch {
+      throw new BoxliteError(`${label!.box} depends on ${dep}, which has no box: run 'boxlite up' to make it`);
+    }
+    if (rt.status(rt.record(id)).state === 'running') continue;
+    say(`boxlite: starting ${dep} first (${label!.box} depends on it)`);
+    await startWithDependencies(rt, name, o, say, seen);
+  }
+  await box.start({ cold: o.cold });
+}
+
 export const BOX_COMMANDS: Record<string, Command> = {
   run: {
     usage: 'run [OPTIONS] SOURCE [--] [CMD…]',
@@ -159,10 +183,10 @@ export const BOX_COMMANDS: Record<string, Command> = {
     usage: 'start [--cold] BOX…',
     help: 'boot boxes (a paused box continues where it was)',
     opts: { cold: { help: 'a paused box: discard its saved memory and boot it from its disk' } },
-    async run({ rt, out }, args, spec) {
+    async run({ rt, out, err }, args, spec) {
       const p = parseArgs(args, spec, -1, 'start');
       for (const ref of needBoxes(p, 'start')) {
-        await rt.get(ref).start({ cold: !!p.opts.cold });
+        await startWithDependencies(rt, ref, { cold: !!p.opts.cold }, err);
         out(ref);
       }
       return 0;
@@ -274,7 +298,13 @@ export const BOX_COMMANDS: Record<string, Command> = {
       const p = parseArgs(args, spec, -1, 'ps');
       // Inside a project (or with -p/-f), ps lists that project's boxes.
       const proj = cli.project.project || cli.project.file || !p.opts['all-projects'] ? contextProjectName(cli.project) : undefined;
-      const boxes = cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
+      const pick = () => cli.rt.list().filter((b) => (p.opts.all || b.state === 'running' || b.state === 'paused') && (!proj || projectLabel(b)?.project === proj));
+      let boxes = pick();
+      if (!p.opts.quiet) {
+        // No daemon checks health: a running box's check is run now when its last one is older than its interval.
+        await Promise.all(boxes.map((b) => refreshHealth(cli.rt, b).catch(() => {})));
+        boxes = pick();
+      }
       if (p.opts.json) {
         cli.out(JSON.stringify(boxes.map(shown), null, 2));
         return 0;
@@ -297,7 +327,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
           b.source.kind === 'dir' ? b.source.path : b.source.kind === 'image' ? b.source.reference : 'imported',
           b.createdAt.replace('T', ' ').slice(0, 19),
           (b.state === 'running' && b.ports ? b.ports : (b.options.ports ?? [])).map(formatPort).join(', '),
-          label ? describeProjectBox(label) : '',
+          label ? describeProjectBox(label, b) : '',
         ];
       });
       printTable(['ID', 'NAME', 'STATE', 'RESOURCES', 'SOURCE', 'CREATED', 'PORTS', 'PROJECT'], rows, cli.out);
@@ -337,28 +367,7 @@ export const BOX_COMMANDS: Record<string, Command> = {
     },
   },
 
-  logs: {
-    usage: 'logs [-n LINES] [-f] [--console] BOX',
-    help: "print a box's guest console (a project box with a command: the command's output)",
-    opts: { tail: { short: 'n', value: true, help: 'only the last LINES lines' }, follow: { short: 'f', help: 'keep printing new output' }, console: { help: 'the guest console even for a box with a command' } },
-    async run({ rt }, args, spec) {
-      const p = parseArgs(args, spec, -1, 'logs');
-      if (p.positionals.length !== 1) throw new UsageError('logs: name one BOX');
-      const box = rt.get(p.positionals[0]);
-      const n = parseIntOpt(p.opts.tail, '--tail');
-      // A project box with a command: its output, as compose shows a service's; --console for the guest console.
-      if (projectLabel(box.info())?.applied.command && !p.opts.console) {
-        process.stdout.write(await commandLog(rt, box.id, n));
-        return 0;
-      }
-      const file = box.consolePath();
-      let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-      if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');
-      process.stdout.write(text);
-      if (p.opts.follow) await follow(file);
-      return 0;
-    },
-  },
+  logs: LOGS_COMMAND,
 };
 
 function formatEvent(e: EgressEvent): string {
@@ -379,21 +388,3 @@ export const EVENTS_COMMAND: Command = {
     return 0;
   },
 };
-
-/** Prints what is appended to a file until Ctrl-C. */
-async function follow(file: string): Promise<void> {
-  let pos = fs.existsSync(file) ? fs.statSync(file).size : 0;
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    fs.watchFile(file, { interval: 200 }, (cur) => {
-      if (cur.size <= pos) return;
-      const fd = fs.openSync(file, 'r');
-      const buf = Buffer.alloc(cur.size - pos);
-      fs.readSync(fd, buf, 0, buf.length, pos);
-      fs.closeSync(fd);
-      pos = cur.size;
-      process.stdout.write(buf);
-    });
-  });
-  fs.unwatchFile(file);
-}

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import type { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, NoProjectError } from '../spec/load.js';
 import { Project, downProject, type DownResult } from '../reconciler/project.js';
-import { renderPlan } from '../reconciler/plan.js';
+import { failedSummary, renderPlan } from '../reconciler/plan.js';
+import { PlanProblemsError, type PlanProblem } from '../reconciler/preflight.js';
 import { projectLabel } from '../reconciler/label.js';
 import type { TrustState } from '../reconciler/trust.js';
 import { describePart } from '../spec/reach.js';
@@ -84,26 +85,47 @@ function renderReach(s: TrustState): string {
 
 const TRUST = { help: "approve what the file reaches outside its folder (as 'boxlite trust' does) and go on" };
 
-async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean; trust?: boolean }): Promise<boolean> {
+/** What the plan found up would fail on, a line each, and a last line saying so. */
+function sayProblems(cli: Cli, project: string, problems: PlanProblem[], outcome: string): void {
+  for (const x of problems) cli.err(`✖ ${x.box}: ${x.message}`);
+  cli.err(`✖ project ${project}: ${outcome} (${problems.length} problem${problems.length === 1 ? '' : 's'} found by the plan)`);
+}
+
+async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeoutS?: string; removeOrphans?: boolean; boxes?: string[]; trust?: boolean }): Promise<boolean> {
   const waitTimeoutMs = o.waitTimeoutS !== undefined ? Number(o.waitTimeoutS) * 1000 : undefined;
   if (waitTimeoutMs !== undefined && !(waitTimeoutMs > 0)) throw new UsageError(`--wait-timeout must be a positive number of seconds (got "${o.waitTimeoutS}")`);
-  const r = await project.up({
-    wait: o.wait,
-    waitTimeoutMs,
-    removeOrphans: o.removeOrphans,
-    trust: o.trust || undefined,
-    renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
-    onPlan: (p) => {
-      const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
-      if (orphans.length) cli.err(`boxlite: boxes no longer declared in ${path.basename(project.file)}: ${orphans.join(', ')} (kept; 'boxlite up --remove-orphans' removes them)`);
-      if (p.changed) cli.out(renderPlan(p));
-    },
-  });
+  let r: Awaited<ReturnType<Project['up']>>;
+  try {
+    r = await project.up({
+      wait: o.wait,
+      waitTimeoutMs,
+      removeOrphans: o.removeOrphans,
+      boxes: o.boxes,
+      trust: o.trust || undefined,
+      renderer: process.stdout.isTTY && !process.env.CI ? 'default' : 'simple',
+      onPlan: (p) => {
+        const orphans = p.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
+        if (orphans.length) cli.err(`boxlite: boxes no longer declared in ${path.basename(project.file)}: ${orphans.join(', ')} (kept; 'boxlite up --remove-orphans' removes them)`);
+        if (p.changed) cli.out(renderPlan(p));
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof PlanProblemsError)) throw e;
+    sayProblems(cli, project.name, e.problems, 'nothing was made');
+    return false;
+  }
   if (r.upToDate) {
     const n = Object.keys(project.spec.boxes).length;
     cli.out(`project ${project.name}: up to date (${n} box${n === 1 ? '' : 'es'} running)`);
   }
-  for (const e of r.errors) cli.err(`boxlite: ${e.box ? `${e.box}: ` : ''}${e.message}`);
+  // Each box's failure was shown on its own line by the progress renderer; what failed outside the boxes was not.
+  for (const e of r.errors.filter((x) => !x.box)) cli.err(`boxlite: ${e.message}`);
+  if (!r.ok) {
+    const failed = [...new Set(r.errors.filter((e) => e.box).map((e) => e.box))];
+    const of = r.plan.boxes.filter((b) => b.spec).length;
+    // The last line says it: a failed up never ends under a tick.
+    cli.err(`✖ project ${project.name}: ${failed.length ? `${failedSummary(failed.length, of)} (${failed.join(', ')})` : 'up failed'}`);
+  }
   return r.ok;
 }
 
@@ -146,12 +168,14 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       const t = project.trustState();
       if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b), trust: t }, null, 2));
       else cli.out(renderPlan(pl) + (pl.changed || !t.approved ? renderReach(t) : ''));
-      return pl.changed ? 2 : 0;
+      // What up would fail on: said after the plan, and the exit status is an error's.
+      if (pl.problems) sayProblems(cli, pl.project, pl.problems, "'up' would fail");
+      return pl.problems ? 1 : pl.changed ? 2 : 0;
     },
   },
 
   up: {
-    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked] [--trust]',
+    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked] [--trust] [BOX…]',
     help: 'make the boxes match boxlite.yaml (create, start, update, recreate) and leave them running',
     opts: {
       ...PROJECT_OPTS,
@@ -165,8 +189,11 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
     },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'up');
+      const boxes = p.positionals.length ? p.positionals : undefined;
+      if (boxes && p.opts.watch) throw new UsageError('up BOX… --watch: a watch keeps the whole project; drop the boxes or --watch');
+      if (boxes && p.opts['remove-orphans']) throw new UsageError('up BOX… --remove-orphans: orphans are found over the whole project; drop the boxes or --remove-orphans');
       const project = open(cli, context(cli, p.opts), !!p.opts.locked);
-      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'], trust: !!p.opts.trust });
+      const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'], boxes, trust: !!p.opts.trust });
       if (!p.opts.watch) return ok ? 0 : 1;
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
     },
@@ -185,7 +212,7 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   down: {
-    usage: 'down [-f FILE] [-p NAME] [--remove] [--volumes]',
+    usage: 'down [-f FILE] [-p NAME] [--remove] [--volumes] [BOX…]',
     help: "stop the project's boxes (--remove: delete them; --volumes: also its named volumes)",
     opts: { ...PROJECT_OPTS, remove: { help: 'remove the boxes and their disks' }, volumes: { short: 'v', help: "also remove the project's named volumes (with --remove)" }, time: { short: 't', value: true, help: 'seconds to wait for a clean shutdown (default 10)' } },
     async run(cli, args, spec) {
@@ -206,7 +233,8 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       }
       if (p.opts.volumes && !p.opts.remove) throw new UsageError('down: --volumes removes the named volumes, so it needs --remove (a stopped box still uses its volumes)');
       const timeoutMs = p.opts.time !== undefined ? Number(p.opts.time) * 1000 : undefined;
-      printDown(cli, name, await downProject(cli.rt, name, { remove: !!p.opts.remove, volumes: !!p.opts.volumes, timeoutMs }, cli.err));
+      const boxes = p.positionals.length ? p.positionals : undefined;
+      printDown(cli, name, await downProject(cli.rt, name, { remove: !!p.opts.remove, volumes: !!p.opts.volumes, timeoutMs, boxes }, cli.err));
       return 0;
     },
   },

@@ -1,5 +1,6 @@
 // Commands on a box's state: snapshot, clone, fork, resize, export, import, cp.
 import { parseArgs, parseIntOpt, UsageError } from './args.js';
+import { printTable } from './table.js';
 import { parseVolumes, stopTimeoutMs } from './boxes.js';
 import type { Command } from './command.js';
 
@@ -28,10 +29,8 @@ export const STATE_COMMANDS: Record<string, Command> = {
       if (sub === 'create') {
         out((await box.snapshots.create(name, { memory: !!p.opts.memory })).name);
       } else if (sub === 'ls') {
-        out(['NAME', 'CREATED', 'MEMORY', 'KIND'].join('  '));
-        for (const s of await box.snapshots.list()) {
-          out([s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.memory ? 'yes' : 'no', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`].join('  '));
-        }
+        const rows = (await box.snapshots.list()).map((s) => [s.name, s.createdAt.replace('T', ' ').slice(0, 19) || '?', s.memory ? 'yes' : 'no', `${s.auto ? 'auto' : 'manual'}${s.frozen ? ' (taken before a clone: shared)' : ''}`]);
+        printTable(['NAME', 'CREATED', 'MEMORY', 'KIND'], rows, out);
       } else if (sub === 'restore') {
         // A project box's snapshot policy (before_apply) is applied by the runtime's project hooks.
         const r = await box.snapshots.restore(name, { timeoutMs: stopTimeoutMs(p) });

@@ -24,6 +24,10 @@ export function execOptions(o: Record<string, unknown>): TerminalOptions {
   const timeoutS = o.timeout !== undefined ? Number(o.timeout) : undefined;
   if (timeoutS !== undefined && !(timeoutS > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got "${o.timeout}")`);
   const interactive = !!o.interactive;
+  // A terminal fed by a pipe (or by nothing, without -i) never sees input or end of input: the command would wait.
+  if (o.tty && !process.stdin.isTTY) {
+    throw new UsageError(interactive ? '-t: stdin is not a terminal: drop -t and send it with -i alone' : '-t: stdin is not a terminal, so the command would wait for input that never comes: use -i to send stdin to it, or -it from a terminal')
+  }
   return {
     interactive,
     timeoutS,

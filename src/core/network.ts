@@ -41,6 +41,11 @@ export function parsePort(spec: string): PortMapping {
     throw new InvalidOptionError(`port spec "${spec}": IPv6 host addresses are not supported (boxes are IPv4-only for now); use 127.0.0.1 or 0.0.0.0`);
   }
   const parts = rest.split(':');
+  const last = parts.at(-1)!;
+  if (proto === undefined && parts.length > 1 && /^(tcp|udp)$/i.test(last)) {
+    // docker's form puts the protocol after a slash; a colon is an easy slip
+    throw new InvalidOptionError(`port spec "${spec}": the protocol goes after a slash: did you mean "${parts.slice(0, -1).join(':')}/${last.toLowerCase()}"?`);
+  }
   let hostPort: number;
   let guestPort: number;
   if (!body) throw new InvalidOptionError(`port spec "${spec}" is empty; accepted forms: ${PORT_FORMS}`);

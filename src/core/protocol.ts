@@ -16,6 +16,14 @@ export interface RestoredRequest {
 export const AGENT_PORTS = 4;
 export const AGENT_PORT_NAME_PREFIX = 'boxlite.agent.';
 
+/** The box's log: the virtio-serial port whose bytes the host appends to a file in the box's folder (command.log),
+ *  so that what a box printed can be read in any state, after a crash too. The agent alone writes to it: it reads
+ *  lines from GUEST_LOG_FIFO (a project box's command writes its output there) and sends each line stamped (LOG_STAMP). */
+export const LOG_PORT_NAME = 'boxlite.log';
+export const GUEST_LOG_FIFO = '/dev/boxlite-log';
+/** One line of the log: the time the agent read it (ISO, UTC, milliseconds), a space, the text. */
+export const LOG_STAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$/;
+
 /**
  * A virtio-serial port is one byte stream that outlives host connections, and the guest cannot always tell where
  * one host connection ended and the next began. So every connection starts with a line exchange:

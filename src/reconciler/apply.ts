@@ -7,9 +7,9 @@ import * as os from 'node:os';
 import { Listr, type ListrTask } from 'listr2';
 import type { Runtime } from '../runtime/runtime.js';
 import type { BoxSpec, ProjectSpec } from '../spec/types.js';
-import { hashGroups, type BoxPlan, type Plan } from './plan.js';
+import { failedSummary, hashGroups, type BoxPlan, type Plan } from './plan.js';
 import { boxName, runtimeOptions, volumeName } from './names.js';
-import { waitHealthy } from './health.js';
+import { UnhealthyError, waitHealthy } from './health.js';
 import { BoxliteError } from '../core/errors.js';
 import { BUSYBOX } from '../core/guest.js';
 import { failpoint } from '../util/failpoint.js';
@@ -103,7 +103,11 @@ export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, o
           try {
             await (cond === 'healthy' ? health(dep) : started.get(dep));
           } catch (e) {
-            throw new DependencyError(`not started: it depends on ${dep}, which ${cond === 'healthy' ? 'is not healthy' : 'failed'} (${(e as Error).message.split('\n')[0]})`);
+            // The dependency's own failure is reported on its own line; only a health check's verdict is news here.
+            const own = errors.some((x) => x.box === dep);
+            const said = e instanceof UnhealthyError && e.lastOutput ? ` (its last check said: ${e.lastOutput.split('\n')[0]})` : '';
+            const why = own || cond !== 'healthy' ? 'failed' : `did not become healthy${said}`;
+            throw new DependencyError(`not started: it depends on ${dep}, which ${why}`);
           }
         }
         const id = await applyBox(rt, project, b, limit, (line) => (task.output = `${b.box}: ${line}`));
@@ -116,7 +120,8 @@ export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, o
       } catch (e) {
         resolvers.get(b.box)!.fail(e as Error);
         errors.push({ box: b.box, message: (e as Error).message });
-        throw new Error(`${b.box}: ${(e as Error).message}`);
+        throw e; // shown on the box's own line, whose title names the box
+
       }
     },
     rendererOptions: { persistentOutput: b.spec!.setup.length > 0 },
@@ -127,7 +132,18 @@ export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, o
     [
       ...(volumeTasks.length ? [{ title: 'volumes', task: (_: unknown, t: any) => t.newListr(volumeTasks, { concurrent: false }) }] : []),
       ...(removals.length ? [{ title: 'removals', task: (_: unknown, t: any) => t.newListr(removals, { concurrent: true, exitOnError: false }) }] : []),
-      { title: `project ${project.name}`, task: (_: unknown, t: any) => t.newListr(declared.map(boxTask), { concurrent: true, exitOnError: false }) },
+      {
+        title: `project ${project.name}`,
+        task: async (_: unknown, t: any) => {
+          await t.newListr(declared.map(boxTask), { concurrent: true, exitOnError: false }).run().catch(() => {});
+          const failed = errors.filter((e) => e.box).length;
+          if (!failed) return;
+          // A failed project must not end with a tick: its own line says how many boxes failed (an empty error
+          // adds no "[FAILED: …]" of its own; the boxes' lines carry the reasons).
+          t.title = `project ${project.name}: ${failedSummary(failed, declared.length)}`;
+          throw new Error('');
+        },
+      },
     ],
     {
       concurrent: false,
@@ -142,7 +158,7 @@ export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, o
   try {
     await listr.run();
   } catch (e) {
-    if (!errors.length) errors.push({ box: '', message: (e as Error).message });
+    if (!errors.length && (e as Error).message) errors.push({ box: '', message: (e as Error).message });
   }
   // Boxes made in this run are now known to the ones that were already running.
   if (plan.boxes.some((b) => b.action === 'create' || b.action === 'recreate' || b.action === 'remove')) await syncHosts(rt, project.name);
@@ -207,18 +223,35 @@ async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: Li
       say(`setup ${i + 1}/${spec.setup.length}: ${shown}`);
       const ex = await rt.spawn(box.id, argv);
       failpoint('up:setup-running');
-      let partial = '';
-      const onData = (d: Buffer) => {
-        const lines = (partial + d.toString()).split('\n');
-        partial = lines.pop()!;
-        for (const l of lines) say(l);
+      // The last line each stream printed: a failure is told by its command's own words (stderr's, else stdout's).
+      const last = { out: '', err: '' };
+      const reader = (which: 'out' | 'err') => {
+        let partial = '';
+        return {
+          data: (d: Buffer) => {
+            const lines = (partial + d.toString()).split('\n');
+            partial = lines.pop()!;
+            for (const l of lines) {
+              say(l);
+              if (l.trim()) last[which] = l.trim();
+            }
+          },
+          end: () => {
+            if (partial) say(partial);
+            if (partial.trim()) last[which] = partial.trim();
+          },
+        };
       };
-      ex.stdout.on('data', onData);
-      ex.stderr.on('data', onData);
+      const out = reader('out');
+      const err = reader('err');
+      ex.stdout.on('data', out.data);
+      ex.stderr.on('data', err.data);
       const st = await ex.wait();
-      if (partial) say(partial);
+      out.end();
+      err.end();
       if (st.exitCode !== 0) {
-        const why = `setup command ${i + 1} (${shown}) failed with exit status ${st.exitCode}`;
+        const said = last.err || last.out;
+        const why = `setup command ${i + 1} (${shown}) failed with exit status ${st.exitCode}${said ? `: ${said.slice(0, 300)}` : ''}`;
         await updateProjectLabel(rt, box.id, (l) => l && { ...l, setup: 'failed', setupError: why });
         throw new SetupError(`${why}. The box is left running for inspection: boxlite exec ${spec.name} sh — the next 'boxlite up' makes it again from scratch`);
       }

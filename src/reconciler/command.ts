@@ -1,20 +1,15 @@
-// A project box's declared command: started detached at every start of the box, its output kept in a log in the box.
+// A project box's declared command: started detached at every start of the box. Its output goes to the box's log
+// (the guest agent stamps each line and sends it to the host, see agent/logport.ts), so `boxlite logs` reads it from
+// the host whatever the box's state.
 import type { Runtime } from '../runtime/runtime.js';
 import { BUSYBOX } from '../core/guest.js';
+import { GUEST_LOG_FIFO } from '../core/protocol.js';
 import { updateProjectLabel } from './label.js';
 
-const COMMAND_LOG_DIR = '/var/log/boxlite';
-export const COMMAND_LOG = `${COMMAND_LOG_DIR}/command.log`;
-
-/** Starts the box's declared command, detached; its output goes to a log in the box ('boxlite logs'). */
+/** Starts the box's declared command, detached, its output (stdout and stderr) into the box's log. */
 export async function startCommand(rt: Runtime, id: string, command: string[]): Promise<void> {
-  await rt.exec(id, [BUSYBOX, 'sh', '-c', `mkdir -p ${COMMAND_LOG_DIR} && chmod 1777 ${COMMAND_LOG_DIR}`], { user: '0' });
-  const { execId } = await rt.startDetached(id, [BUSYBOX, 'sh', '-c', `echo "--- boxlite: command started $(date)" >>${COMMAND_LOG}; exec "$@" >>${COMMAND_LOG} 2>&1`, 'sh', ...command]);
+  // A box whose VM has no log port (started by an older boxlite) has no FIFO: its command's output is dropped.
+  const script = `L=${GUEST_LOG_FIFO}; [ -p $L ] || L=/dev/null; echo "--- boxlite: command started" >>$L; exec "$@" >>$L 2>&1`;
+  const { execId } = await rt.startDetached(id, [BUSYBOX, 'sh', '-c', script, 'sh', ...command]);
   await updateProjectLabel(rt, id, (l) => l && { ...l, command: { execId, startedAt: new Date().toISOString() } });
-}
-
-/** The last lines of the command's log (all of it without n). */
-export async function commandLog(rt: Runtime, id: string, n?: number): Promise<string> {
-  const r = await rt.exec(id, [BUSYBOX, 'sh', '-c', `[ -f ${COMMAND_LOG} ] && ${n !== undefined ? `tail -n ${Math.max(0, Math.floor(n))}` : 'cat'} ${COMMAND_LOG}; true`]);
-  return r.stdout;
 }

@@ -3,10 +3,15 @@
 // records the status for `ps`).
 import type { Runtime } from '../runtime/runtime.js';
 import type { HealthcheckSpec } from '../spec/types.js';
-import type { HealthState } from './label.js';
+import { healthOfRun, projectLabel, updateProjectLabel, type HealthState } from './label.js';
+import type { BoxRecord } from '../runtime/types.js';
 import { BoxliteError } from '../core/errors.js';
 
-export class UnhealthyError extends BoxliteError {}
+export class UnhealthyError extends BoxliteError {
+  constructor(message: string, readonly lastOutput = '') {
+    super(message);
+  }
+}
 
 export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Promise<{ ok: boolean; output: string }> {
   try {
@@ -22,11 +27,12 @@ export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Pr
  *  failures in a row make it unhealthy, one success makes it healthy. */
 export function nextHealth(prev: HealthState | undefined, result: { ok: boolean; output: string }, h: HealthcheckSpec, startedAt: number, now = Date.now()): HealthState {
   const at = new Date(now).toISOString();
-  if (result.ok) return { status: 'healthy', failingStreak: 0, at };
+  const run = new Date(startedAt).toISOString();
+  if (result.ok) return { status: 'healthy', failingStreak: 0, at, run };
   const inGrace = now - startedAt < h.startPeriodMs;
   const streak = inGrace ? (prev?.failingStreak ?? 0) : (prev?.failingStreak ?? 0) + 1;
   const status = streak >= h.retries ? 'unhealthy' : prev?.status === 'healthy' ? 'healthy' : 'starting';
-  return { status, failingStreak: streak, output: result.output, at };
+  return { status, failingStreak: streak, output: result.output, at, run };
 }
 
 /** Checks until healthy (resolves) or unhealthy / past the deadline (throws with the failing output). */
@@ -43,10 +49,22 @@ export async function waitHealthy(
     state = nextHealth(state, r, h, opts.startedAt);
     await opts.onState?.(state);
     if (state.status === 'healthy') return;
-    if (state.status === 'unhealthy') throw new UnhealthyError(`box ${box} is unhealthy: ${state.failingStreak} checks failed in a row; the last said: ${state.output}`);
+    if (state.status === 'unhealthy') throw new UnhealthyError(`box ${box} is unhealthy: ${state.failingStreak} checks failed in a row; the last said: ${state.output}`, state.output);
     if (Date.now() + h.intervalMs > opts.deadline) {
-      throw new UnhealthyError(`box ${box} did not become healthy in time; the last check said: ${state.output}`);
+      throw new UnhealthyError(`box ${box} did not become healthy in time; the last check said: ${state.output}`, state.output);
     }
     await new Promise((r) => setTimeout(r, h.intervalMs));
   }
+}
+
+/** With no daemon to run checks, `ps` runs one for a running box whose last check of this run is older than its
+ *  interval (or missing), and records it, so what it shows is no staler than the box's own interval. */
+export async function refreshHealth(rt: Runtime, rec: BoxRecord, now = Date.now()): Promise<void> {
+  const label = projectLabel(rec);
+  const h = (label?.applied as { healthcheck?: HealthcheckSpec } | undefined)?.healthcheck;
+  if (!label || label.retiredAt || !h || rec.state !== 'running') return;
+  const prev = healthOfRun(label, rec);
+  if (prev && now - Date.parse(prev.at) < h.intervalMs) return;
+  const next = nextHealth(prev, await checkOnce(rt, rec.id, h), h, Date.parse(rec.startedAt ?? '') || now, now);
+  await updateProjectLabel(rt, rec.id, (l) => l && { ...l, health: next });
 }

@@ -9,6 +9,8 @@ export interface HealthState {
   /** The output of the last failing check. */
   output?: string;
   at: string;
+  /** The start (the record's startedAt) of the run whose checks these are. */
+  run?: string;
 }
 
 export interface ProjectLabel {
@@ -42,10 +44,26 @@ export function updateProjectLabel(rt: Runtime, id: string, change: (l: ProjectL
   return rt.updateLabel(id, (l) => change(projectLabel({ label: l })) as unknown as Record<string, unknown> | undefined);
 }
 
-/** What `ps` shows for a project box. */
-export function describeProjectBox(label: ProjectLabel): string {
+/** The recorded health if a check of the box's current run made it: one from an earlier run says nothing now. */
+export function healthOfRun(label: ProjectLabel | undefined, rec: Pick<BoxRecord, 'state' | 'startedAt'>): HealthState | undefined {
+  const h = label?.health;
+  if (!h || (rec.state !== 'running' && rec.state !== 'paused')) return undefined;
+  return h.run === rec.startedAt ? h : undefined;
+}
+
+/** The box's health as ps tells it: none unless it runs, `starting` until a check of this run has said otherwise. */
+export function currentHealth(label: ProjectLabel, rec: Pick<BoxRecord, 'state' | 'startedAt'>): HealthState | undefined {
+  if (rec.state !== 'running' && rec.state !== 'paused') return undefined;
+  const checked = (label.applied as { healthcheck?: unknown }).healthcheck !== undefined;
+  return healthOfRun(label, rec) ?? (checked ? { status: 'starting', failingStreak: 0, at: rec.startedAt ?? '' } : undefined);
+}
+
+/** What `ps` shows for a project box: unhealthy with the first line of the last check's output. */
+export function describeProjectBox(label: ProjectLabel, rec: Pick<BoxRecord, 'state' | 'startedAt'>): string {
   if (label.retiredAt) return `${label.project}/${label.box} (kept aside)`;
-  const health = label.health ? ` ${label.health.status}` : '';
+  const h = currentHealth(label, rec);
+  const said = h?.output?.split('\n')[0] ?? '';
+  const health = !h ? '' : h.status === 'unhealthy' && said ? ` unhealthy (${said.length > 80 ? `${said.slice(0, 79)}…` : said})` : ` ${h.status}`;
   const setup = label.setup === 'done' ? '' : ` setup ${label.setup}`;
   return `${label.project}/${label.box}${setup}${health}`;
 }

@@ -106,6 +106,8 @@ export interface Plan {
   /** Boxes grouped by dependency depth: every box's dependencies are in earlier levels. */
   levels: string[][];
   changed: boolean;
+  /** What up would fail on, found before anything is made (Project.plan fills it: see preflight.ts). */
+  problems?: { box: string; message: string }[];
 }
 
 export interface PlanOptions {
@@ -323,6 +325,11 @@ const VERB: Record<BoxAction, string> = {
   remove: 'remove',
   orphan: 'orphan (kept)',
 };
+
+/** "2 of 3 boxes failed": how a failed up ends. */
+export function failedSummary(failed: number, of: number): string {
+  return `${failed} of ${of} box${of === 1 ? '' : 'es'} failed`;
+}
 
 export function renderPlan(p: Plan): string {
   const lines: string[] = [];

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { Runtime } from '../runtime/runtime.js';
 import { findProjectFile, loadProject, type LoadOptions } from '../spec/load.js';
+import { PlanProblemsError, preflight } from './preflight.js';
 import type { ProjectSpec } from '../spec/types.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { plan as makePlan, type Plan } from './plan.js';
@@ -42,6 +43,8 @@ export interface UpOptions {
   /** What the file reaches outside its folder must be approved (boxlite trust): true approves it now; a hash
    *  accepts exactly that set for this run (default: $BOXLITE_TRUST). */
   trust?: boolean | string;
+  /** Only these boxes (and what they depend on). */
+  boxes?: string[];
 }
 
 export interface UpResult extends ApplyResult {
@@ -58,6 +61,8 @@ export interface DownOptions {
   /** Also remove the project's named volumes (needs remove). */
   volumes?: boolean;
   timeoutMs?: number;
+  /** Only these boxes of the project (not what they depend on, as compose does). */
+  boxes?: string[];
 }
 
 export interface DownResult {
@@ -112,10 +117,30 @@ export class Project {
     return this.spec.file;
   }
 
-  /** What up would do, field by field (a pure function of the file and the boxes as they are). */
-  async plan(opts: { removeOrphans?: boolean } = {}): Promise<Plan> {
+  /** What up would do, field by field (a pure function of the file and the boxes as they are); boxes: only these
+   *  and what they depend on, as `docker compose up web` does (the others are not orphans then). */
+  async plan(opts: { removeOrphans?: boolean; boxes?: string[] } = {}): Promise<Plan> {
+    const spec = this.only(opts.boxes);
     const o = await observe(this.runtime, this.name);
-    return makePlan(this.spec, o.boxes, o.volumes, { removeOrphans: opts.removeOrphans });
+    const observed = opts.boxes ? o.boxes.filter((b) => spec.boxes[b.label.box]) : o.boxes;
+    const pl = makePlan(spec, observed, o.volumes, { removeOrphans: opts.removeOrphans && !opts.boxes });
+    const problems = await preflight(this.runtime, spec, pl);
+    return problems.length ? { ...pl, problems } : pl;
+  }
+
+  /** The project with only these boxes and, transitively, their dependencies. */
+  private only(boxes: string[] | undefined): ProjectSpec {
+    if (!boxes?.length) return this.spec;
+    const all = this.spec.boxes;
+    const keep = new Set<string>();
+    const add = (name: string) => {
+      if (keep.has(name)) return;
+      if (!all[name]) throw new InvalidOptionError(`no box "${name}" in ${path.basename(this.file)}: its boxes are ${Object.keys(all).join(', ')}`);
+      keep.add(name);
+      for (const d of Object.keys(all[name].dependsOn)) add(d);
+    };
+    for (const b of boxes) add(b);
+    return { ...this.spec, boxes: Object.fromEntries(Object.entries(all).filter(([n]) => keep.has(n))) };
   }
 
   /** Makes the boxes match the file: create, start, update, restart or recreate what differs. */
@@ -125,14 +150,17 @@ export class Project {
     else requireTrust(this.runtime.home.root, this.spec, acceptedHash(opts.trust));
     const lock = await lockProject(this.runtime, this.name, this.say);
     try {
-      const pl = await this.plan({ removeOrphans: opts.removeOrphans });
+      const spec = this.only(opts.boxes);
+      const pl = await this.plan({ removeOrphans: opts.removeOrphans, boxes: opts.boxes });
+      // Nothing is made when the plan already knows it would fail.
+      if (pl.problems) throw new PlanProblemsError(pl.problems);
       const orphans = pl.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);
       opts.onPlan?.(pl);
-      const needsWork = pl.changed || (opts.wait && Object.values(this.spec.boxes).some((b) => b.healthcheck));
+      const needsWork = pl.changed || (opts.wait && Object.values(spec.boxes).some((b) => b.healthcheck));
       if (!needsWork) return { plan: pl, upToDate: true, orphans, ok: true, errors: [] };
       // Loaded only when there is work: an up with nothing to do starts without listr2 and the agent client.
       const { applyPlan } = await import('./apply.js');
-      const r = await applyPlan(this.runtime, this.spec, pl, { wait: opts.wait, waitTimeoutMs: opts.waitTimeoutMs, renderer: opts.renderer ?? 'silent' });
+      const r = await applyPlan(this.runtime, spec, pl, { wait: opts.wait, waitTimeoutMs: opts.waitTimeoutMs, renderer: opts.renderer ?? 'silent' });
       return { plan: pl, upToDate: false, orphans, ...r };
     } finally {
       lock.release();
@@ -188,13 +216,21 @@ function acceptedHash(given: boolean | string | undefined): string | undefined {
 /** down by project name: works from the records, so also when the project file is gone or broken. */
 export async function downProject(rt: Runtime, name: string, opts: DownOptions = {}, say: (m: string) => void = () => {}): Promise<DownResult> {
   if (opts.volumes && !opts.remove) throw new InvalidOptionError('down: removing the named volumes needs remove too (a stopped box still uses its volumes)');
+  if (opts.volumes && opts.boxes) throw new InvalidOptionError("down BOX…: the named volumes are the project's, not a box's: drop -v, or take the whole project down");
   const lock = await lockProject(rt, name, say);
   const result: DownResult = { found: 0, boxes: [], volumes: [] };
   try {
     const o = await observe(rt, name);
-    result.found = o.boxes.length;
+    let boxes = o.boxes;
+    if (opts.boxes) {
+      const live = o.boxes.filter((b) => !b.label.retiredAt);
+      const missing = opts.boxes.filter((n) => !live.some((b) => b.label.box === n));
+      if (missing.length) throw new InvalidOptionError(`no box ${missing.map((m) => `"${m}"`).join(', ')} in project ${name}: its boxes are ${live.map((b) => b.label.box).join(', ') || 'none'}`);
+      boxes = live.filter((b) => opts.boxes!.includes(b.label.box));
+    }
+    result.found = boxes.length;
     await Promise.all(
-      o.boxes.map(async (b) => {
+      boxes.map(async (b) => {
         if (opts.remove) {
           // Stopped cleanly before it goes, as compose does: what it wrote to named volumes is kept.
           await rt.stop(b.id, { timeoutMs: opts.timeoutMs });

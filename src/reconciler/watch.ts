@@ -17,12 +17,12 @@ import { plan, policyDue, renderPlan, type Plan } from './plan.js';
 import { lockProject, observe } from './names.js';
 import { checkOnce, nextHealth } from './health.js';
 import { startCommand } from './command.js';
-import { projectLabel, updateProjectLabel } from './label.js';
+import { healthOfRun, projectLabel, updateProjectLabel } from './label.js';
 
 /** What a watch reports, typed for programs; `message` is the line the CLI prints. */
 export type WatchEvent =
   | { type: 'watching'; file: string; message: string }
-  | { type: 'invalid-edit' | 'warning' | 'error' | 'idle'; message: string }
+  | { type: 'invalid-edit' | 'valid-again' | 'warning' | 'error' | 'idle'; message: string }
   | { type: 'plan'; why: string; plan: Plan | null; message: string } // null: nothing to change
   | { type: 'applied'; ok: boolean; errors: { box?: string; message: string }[]; message: string }
   | { type: 'restarting'; box: string; attempt: number; message: string }
@@ -73,6 +73,8 @@ export class Watcher {
   private poller: NodeJS.Timeout | null = null;
   private busy: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The last edit was not valid: the next valid one says so. */
+  private invalid = false;
   private attempts = new Map<string, { n: number; next: number }>();
   private nextHealthAt = new Map<string, number>();
   /** Per box id: how far its denial events have been reported. */
@@ -138,22 +140,29 @@ export class Watcher {
       const written = loadProject(this.project.file, this.opts);
       next = applyLock(written, readLock(lockPathOf(written)), { locked: this.opts.locked });
     } catch (e) {
-      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${(e as Error).message}` });
+      // The file's own lines indented under the watch's stamped line, so they read as part of it.
+      const said = (e as Error).message.replace(/^boxlite: /, '').split('\n').map((l) => `  ${l}`).join('\n');
+      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${said}` });
+      this.invalid = true;
       return;
     }
     try {
       requireTrust(this.rt.home.root, next, this.opts.trustAccept);
     } catch (e) {
       if (!(e instanceof UntrustedProjectError)) throw e;
+      this.invalid = true;
       this.emit({ type: 'invalid-edit', message: `the edit is not applied; the boxes stay as they are:\n${e.message}` });
       return;
     }
+    if (this.invalid) this.emit({ type: 'valid-again', message: `${path.basename(this.project.file)} is valid again` });
+    this.invalid = false;
     if (next.name !== this.project.name) {
       this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;
     }
+    const said = new Set(this.project.warnings);
     this.project = next;
-    for (const w of next.warnings) this.emit({ type: 'warning', message: `warning: ${w}` });
+    for (const w of next.warnings) if (!said.has(w)) this.emit({ type: 'warning', message: `warning: ${w}` }); // once, not at every edit
     await this.converge('the project file changed');
   }
 
@@ -230,7 +239,7 @@ export class Watcher {
       if (spec.healthcheck && now >= (this.nextHealthAt.get(spec.name) ?? 0)) {
         this.nextHealthAt.set(spec.name, now + spec.healthcheck.intervalMs);
         const r = await checkOnce(this.rt, box.id, spec.healthcheck);
-        const prev = label?.health;
+        const prev = healthOfRun(label, rec); // a result of an earlier run says nothing now
         const h = nextHealth(prev, r, spec.healthcheck, Date.parse(rec.startedAt ?? '') || now);
         if (prev?.status !== h.status) this.emit({ type: 'health', box: spec.name, status: h.status, output: h.output, message: `${spec.name}: ${h.status}${h.status === 'unhealthy' ? ` (${h.output})` : ''}` });
         await updateProjectLabel(this.rt, box.id, (l) => l && { ...l, health: h });

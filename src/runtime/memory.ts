@@ -34,6 +34,7 @@ export function deviceShape(ctx: RuntimeContext, rec: BoxRecord, opts: { anyLanM
     cpus: o.cpus,
     memoryMib: o.memoryMib,
     agentPorts: AGENT_PORTS,
+    logPort: true, // the box's log (a virtio-serial port): memory saved before it existed cannot continue
     net: o.network !== 'none',
     // A template's memory may continue in a box with another LAN MAC: the guest is told its own at restore.
     lanMac: o.lan ? (opts.anyLanMac ? 'any' : o.lan.mac) : null,

@@ -364,6 +364,10 @@ export class Box {
   consolePath(): string {
     return this.runtime.engine.consolePath(this.runtime.home.boxDir(this.id));
   }
+  /** The box's log on the host: what its declared command printed, each line stamped (readable in any state). */
+  logPath(): string {
+    return this.runtime.engine.logPath(this.runtime.home.boxDir(this.id));
+  }
   /** What its outbound policy denied (connections, datagrams, DNS names); with follow, also what comes next. */
   events(opts?: EventsOptions): AsyncGenerator<EgressEvent> {
     return boxEvents(this.runtime.home.boxDir(this.id), opts);

@@ -34,6 +34,22 @@ function describe(v: unknown): string {
 
 const TYPE_WORDS: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', integer: 'a whole number', number: 'a number', boolean: 'true or false', null: 'nothing' };
 
+/** Compose's names for what boxlite names otherwise (or has no need of), told as compose users write them. */
+const COMPOSE: Record<string, { top?: boolean; anywhere?: boolean; to?: string; hint: string }> = {
+  services: { top: true, to: 'boxes', hint: '(did you mean "boxes"? compose\'s services are boxes here)' },
+  environment: { to: 'env', hint: '(did you mean "env"? compose\'s environment is env here, a mapping or a list of NAME=value)' },
+  expose: { hint: "(compose's expose is not needed: a project's boxes reach each other on any port by name over the project LAN; publish to the host with ports)" },
+  mem_limit: { to: 'memory', hint: '(did you mean "memory"? as in memory: 512MiB)' },
+  build: { hint: '(boxlite does not build images: give image a registry reference, an OCI layout or a root filesystem folder)' },
+  networks: { anywhere: true, hint: "(compose's networks are not needed: a project's boxes share the project LAN and reach each other by name)" },
+  container_name: { hint: "(a box is named by its key under boxes; its box name is PROJECT.KEY)" },
+};
+
+function composeHint(key: string, top: boolean): string | undefined {
+  const c = COMPOSE[key];
+  return c && (c.anywhere || !!c.top === top) ? c.hint : undefined;
+}
+
 export function explain(errors: ErrorObject[], doc: Document, problem: Problem): SpecProblem[] {
   // A oneOf reports every branch's failures. When some branch got past its type check, its own errors say more
   // than the others' "wrong type"; when none did, the oneOf's own description says what was expected.
@@ -77,7 +93,10 @@ export function explain(errors: ErrorObject[], doc: Document, problem: Problem):
         const key = (e.params as { additionalProperty: string }).additionalProperty;
         const allowed = Object.keys(((e.parentSchema as { properties?: object }).properties ?? {}) as object);
         const guess = suggest(key, allowed);
-        msg = `unknown key "${key}"${guess ? ` (did you mean "${guess}"?)` : allowed.length ? `; allowed here: ${allowed.join(', ')}` : ''}`;
+        const compose = composeHint(key, segs.length === 0);
+        msg = compose
+          ? `unknown key "${key}" ${compose}`
+          : `unknown key "${key}"${guess ? ` (did you mean "${guess}"?)` : allowed.length ? `; allowed here: ${allowed.join(', ')}` : ''}`;
         at = keyOffset(doc, segs, key) ?? offset;
         shownPath = showPath([...segs, key]);
         break;
@@ -85,7 +104,10 @@ export function explain(errors: ErrorObject[], doc: Document, problem: Problem):
       case 'required': {
         const key = (e.params as { missingProperty: string }).missingProperty;
         // "imgae" already says "did you mean image": one problem, not two.
-        const misspelt = kept.some((o) => o.keyword === 'additionalProperties' && o.instancePath === e.instancePath && suggest((o.params as { additionalProperty: string }).additionalProperty, [key]));
+        const misspelt = kept.some((o) => {
+          const written = (o.params as { additionalProperty: string }).additionalProperty;
+          return o.keyword === 'additionalProperties' && o.instancePath === e.instancePath && (suggest(written, [key]) || COMPOSE[written]?.to === key);
+        });
         if (misspelt) continue;
         msg = `missing required key "${key}"`;
         break;

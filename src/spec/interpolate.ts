@@ -8,7 +8,10 @@ export class InterpolationError extends Error {}
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*/;
 
-export function interpolate(s: string, env: Record<string, string | undefined>, warn: (m: string) => void): string {
+/** warn gets the message and the index in s of the "$" it is about. */
+export type Warn = (m: string, at: number) => void;
+
+export function interpolate(s: string, env: Record<string, string | undefined>, warn: Warn): string {
   let out = '';
   let i = 0;
   while (i < s.length) {
@@ -27,13 +30,14 @@ export function interpolate(s: string, env: Record<string, string | undefined>, 
     if (next === '{') {
       const end = s.indexOf('}', i + 2);
       if (end < 0) throw new InterpolationError(`unterminated "\${" in "${s}": close it with "}" (write $$ for a literal $)`);
-      out += expand(s.slice(i + 2, end), env, warn);
+      const at = i;
+      out += expand(s.slice(i + 2, end), env, (m) => warn(m, at));
       i = end + 1;
       continue;
     }
     const m = NAME.exec(s.slice(i + 1));
     if (m) {
-      out += lookup(m[0], env, warn);
+      out += lookup(m[0], env, (t) => warn(t, i));
       i += 1 + m[0].length;
       continue;
     }
@@ -46,7 +50,8 @@ export function interpolate(s: string, env: Record<string, string | undefined>, 
 function lookup(name: string, env: Record<string, string | undefined>, warn: (m: string) => void): string {
   const v = env[name];
   if (v === undefined) {
-    warn(`variable ${name} is not set: using an empty string (set it, or write \${${name}:-default})`);
+    // Most often a shell variable of a command, which compose's rule interpolates too: say how to keep it.
+    warn(`variable ${name} is not set: using an empty string (write $$${name} to keep a literal $${name} for the box's shell, set ${name}, or write \${${name}:-default})`);
     return '';
   }
   return v;
@@ -63,7 +68,7 @@ function expand(body: string, env: Record<string, string | undefined>, warn: (m:
   if (!op) throw new InterpolationError(`"\${${body}}": after the name, expected :-, -, :? or ? (as in \${${name}:-default})`);
   const arg = rest.slice(op[1].length);
   const missing = op[1].startsWith(':') ? v === undefined || v === '' : v === undefined;
-  if (op[1].endsWith('-')) return missing ? interpolate(arg, env, warn) : v!;
+  if (op[1].endsWith('-')) return missing ? interpolate(arg, env, (m2) => warn(m2)) : v!;
   if (missing) throw new InterpolationError(`${name} is required: ${arg || `set ${name} in the environment or in .env`}`);
   return v!;
 }

@@ -155,7 +155,12 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
         },
       });
       try {
-        const v = interpolate(node.value, reads, (m) => warnings.push(`${shown}:${pos(at).line}:${pos(at).col}: ${m}`));
+        const value = node.value;
+        const v = interpolate(value, reads, (m, i) => {
+          const where = pos(sourceOffset(text, node.range, value, i));
+          // Each unset variable said once, at its first reference's own line:col.
+          if (!warnings.some((w) => w.endsWith(`: ${m}`))) warnings.push(`${shown}:${where.line}:${where.col}: ${m}`);
+        });
         node.value = node.type === Scalar.PLAIN && v !== node.value ? reparse(v) : v;
       } catch (e) {
         if (!(e instanceof InterpolationError)) throw e;
@@ -187,6 +192,22 @@ function where(ancestors: readonly unknown[], node: unknown): { box: string; fie
   const box = keys[0] === 'boxes' && keys.length > 1 ? keys[1] : '';
   const field = (box ? keys.slice(2) : keys).join('.').replace(/\.\[/g, '[');
   return { box, field: field || '(top level)' };
+}
+
+/** Where in the file the "$" at index i of a scalar's value is: the same occurrence of its reference in the
+ *  scalar's source (quotes and folding move it), else the scalar's start. */
+function sourceOffset(text: string, range: [number, number, number] | null | undefined, value: string, i: number): number {
+  const start = range?.[0] ?? 0;
+  const token = /^\$\{?[A-Za-z_][A-Za-z0-9_]*/.exec(value.slice(i))?.[0];
+  if (!token || !range) return start;
+  const nth = value.slice(0, i).split(token).length - 1;
+  const source = text.slice(start, range[1]);
+  let at = -1;
+  for (let k = 0; k <= nth; k++) {
+    at = source.indexOf(token, at + 1);
+    if (at < 0) return start;
+  }
+  return start + at;
 }
 
 function reparse(v: string): unknown {

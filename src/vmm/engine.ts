@@ -78,6 +78,8 @@ export interface VmEngine {
   /** Waits until the VM has ended, up to timeoutMs; true if it did. */
   waitGone(dir: string, timeoutMs: number): Promise<boolean>;
   consolePath(dir: string): string;
+  /** What the guest wrote to the box's log port (stamped lines, capped as the console is; the older half in .1). */
+  logPath(dir: string): string;
   /** The running VM process as the host sees it: the peer every socket of its run folder must have. Throws when
    *  the VM is not (yet) running. */
   peerPid(dir: string): number;

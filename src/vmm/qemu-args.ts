@@ -4,12 +4,15 @@ import * as path from 'node:path';
 import { NET_MAC, runDir, type VmSpec } from './engine.js';
 import { QEMU_SANDBOX } from './jail.js';
 import { tcgCacheMib, tcgKernelArgs } from './accel.js';
+import { LOG_PORT_NAME } from '../core/protocol.js';
 
 /** QEMU's id of the spec's disk i; QMP operations name disks by it. */
 export const driveId = (i: number) => `disk${i}`;
 
 /** The fd a restoring QEMU reads its saved state from (3 and 4 are the jail's status and the console). */
 export const INCOMING_FD = 5;
+/** The fd of the box's log file (command.log), opened for appending by the supervisor. */
+export const LOG_FD = 6;
 
 export function qemuArgs(spec: VmSpec): string[] {
   const f = (name: string) => path.join(runDir(spec.dir), name);
@@ -39,13 +42,15 @@ export function qemuArgs(spec: VmSpec): string[] {
     ...(spec.jail ? ['-sandbox', QEMU_SANDBOX] : []),
     // A saved state is read from fd 5, which the supervisor opened; the CPUs wait for boxlite's 'cont' (-S).
     ...(spec.incoming ? ['-S', '-incoming', `fd:${INCOMING_FD}`] : []),
-    '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N.
-    'virtio-serial-device,max_ports=' + (spec.agentPorts + 1),
+    '-device', // Port 0 of a virtio-serial bus is reserved for a console, so agent ports are 1..N, the log N+1.
+    'virtio-serial-device,max_ports=' + (spec.agentPorts + 2),
   ];
   for (let i = 0; i < spec.agentPorts; i++) {
     args.push('-chardev', `socket,id=agent${i},path=${f(`agent-${i}.sock`)},server=on,wait=off`);
     args.push('-device', `virtserialport,chardev=agent${i},name=boxlite.agent.${i}`);
   }
+  // The box's log (what a project box's command prints), like the console a file the supervisor hands over (fd 6).
+  args.push('-add-fd', `fd=${LOG_FD},set=2`, '-chardev', 'file,id=log,path=/dev/fdset/2,append=on', '-device', `virtserialport,chardev=log,name=${LOG_PORT_NAME}`);
   if (spec.netSocket) {
     args.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${spec.netSocket}`);
     args.push('-device', `virtio-net-device,netdev=net0,mac=${NET_MAC}`);

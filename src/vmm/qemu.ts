@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ctlDir, runDir, type SaveOptions, type VmEngine, type VmExit, type VmSpec } from './engine.js';
 import { QmpConnection, qmp } from './qmp.js';
 import { checkPeer } from './peer.js';
-import { INCOMING_FD, driveId, qemuArgs } from './qemu-args.js';
+import { INCOMING_FD, LOG_FD, driveId, qemuArgs } from './qemu-args.js';
 import { HELPERS_DIR } from './helpers.js';
 import { helperEnv } from './helper-env.js';
 import { jailArgv } from './jail.js';
@@ -97,8 +97,8 @@ const SUPERVISOR_SCRIPT =
   // First into the box's cgroup (its children, QEMU and the console watcher, inherit it): a box that cannot be
   // limited as planned does not start.
   `for f in $BOXLITE_CGROUP_PROCS; do echo $$ > "$f" || { echo "boxlite: cannot join the box's cgroup ($f)" >&2; echo 97 > vm.exit; exit 97; }; done; ` +
-  `c=console.log; ( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done ) & ` +
-  `st=\${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log ${INCOMING_FD}<"$st"; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ` +
+  `( while kill -0 $$ 2>/dev/null && [ ! -e vm.exit ]; do sleep 2; for c in console.log command.log; do [ "$(stat -c %s $c 2>/dev/null || echo 0)" -gt ${CONSOLE_CAP} ] && cp $c $c.1.part && mv -f $c.1.part $c.1 && : > $c; done; done ) & ` +
+  `st=\${1:-/dev/null}; shift; "$@" 3>jail.json 4>>console.log ${INCOMING_FD}<"$st" ${LOG_FD}>>command.log; s=$?; echo "$s" > vm.exit.tmp && mv vm.exit.tmp vm.exit; ` +
   `for f in ${HELPERS_DIR}/*.pid; do [ -f "$f" ] || continue; p=$(head -n 1 "$f"); grep -qs "$PWD" /proc/"$p"/cmdline && kill "$p"; done; exit 0`;
 
 export class QemuEngine implements VmEngine {
@@ -112,6 +112,10 @@ export class QemuEngine implements VmEngine {
 
   consolePath(dir: string): string {
     return path.join(dir, 'console.log');
+  }
+
+  logPath(dir: string): string {
+    return path.join(dir, 'command.log');
   }
 
   async start(spec: VmSpec): Promise<number> {

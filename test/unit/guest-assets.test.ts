@@ -62,7 +62,7 @@ describe('QEMU command line', () => {
     expect(a).toContain('-M microvm,acpi=on,pcie=off,rtc=on');
     expect(a).toContain('-accel tcg,thread=multi,tb-size=64 -cpu max');
     expect(a).toContain('-smp 2');
-    expect(a).toContain('virtio-serial-device,max_ports=5');
+    expect(a).toContain('virtio-serial-device,max_ports=6');
     expect(a).toContain('socket,id=agent3,path=/h/boxes/abc/vm/agent-3.sock,server=on,wait=off');
     expect(a).toContain('file=/init.img,format=raw,readonly=on');
     expect(a).toContain('-qmp unix:/h/boxes/abc/vm/qmp.sock,server=on,wait=off');

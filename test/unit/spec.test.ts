@@ -167,7 +167,7 @@ describe('valid project files', () => {
   it('warns about an unset variable and uses an empty string', () => {
     const p = parseProject(box('    env: {X: "a${NOPE}b"}\n'), file, { env: {} });
     expect(p.boxes.web.env.X).toBe('ab');
-    expect(p.warnings[0]).toMatch(/:4:14: variable NOPE is not set: using an empty string/);
+    expect(p.warnings[0]).toMatch(/:4:16: variable NOPE is not set: using an empty string/);
   });
 
   it('takes depends_on in both forms and the healthcheck forms', () => {

@@ -588,4 +588,21 @@ describe('the jail', () => {
       rt.close();
     }
   });
+
+  it("a guest flooding the box's log (a command's output, kept on the host) cannot fill the host's disk", async () => {
+    const rt = quietRuntime(home);
+    try {
+      const box = await rt.create({ rootfs: makeRootfs(path.join(tmp, 'rootfs-chatty')), name: 'chatty', memoryMib: 192, diskSizeMib: 128 });
+      await box.start();
+      const log = box.logPath();
+      // 5 MB, as a command's output or as the guest's root writing past the agent: the log is cut at 2 MiB.
+      await box.exec(['sh', '-c', 'head -c 5000000 /dev/zero | tr "\\0" x > /dev/boxlite-log']);
+      await waitUntil(() => fs.existsSync(`${log}.1`) && fs.statSync(log).size < 2 * 1024 * 1024, 'the box log was rotated', 120_000);
+      expect(fs.statSync(`${log}.1`).size).toBeGreaterThan(2 * 1024 * 1024);
+      expect(fs.statSync(`${log}.1`).size).toBeLessThan(5_200_000);
+      await box.remove({ force: true });
+    } finally {
+      rt.close();
+    }
+  });
 });

@@ -125,7 +125,7 @@ describe('memory snapshots', () => {
     expect(c.code, c.stderr).toBe(0);
     expect(await state()).toBe('running'); // the box runs on after the snapshot
     await sh('echo two > /dev/shm/mark; echo disk-two > /root/f; kill $(cat /tmp/sleeper.pid); sync');
-    expect((await cli(home, ['snapshot', 'ls', 'mem'])).stdout).toMatch(/\nm1 {2}\S+ \S+ {2}yes {2}manual\n/);
+    expect((await cli(home, ['snapshot', 'ls', 'mem'])).stdout).toMatch(/\nm1 +\S+ \S+ +yes +manual\n/);
     const r = await cli(home, ['snapshot', 'restore', 'mem', 'm1']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('boxlite: mem continues from "m1", its processes as they were');

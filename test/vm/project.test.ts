@@ -249,12 +249,12 @@ describe('watch', () => {
 
       let mark = w.output.length;
       fs.appendFileSync(path.join(dir, 'boxlite.yaml'), '  oops: {imgae: x}\n');
-      await w.waitFor(/the edit is not valid; the boxes stay as they are:\nboxlite\.yaml:\d+:\d+: boxes\.oops\.imgae: unknown key "imgae" \(did you mean "image"\?\)/, 30_000, mark);
+      await w.waitFor(/\[\d\d:\d\d:\d\d\] the edit is not valid; the boxes stay as they are:\n  boxlite\.yaml:\d+:\d+: boxes\.oops\.imgae: unknown key "imgae" \(did you mean "image"\?\)/, 30_000, mark);
       expect(records('watched').map((r) => r.state)).toEqual(['running']);
 
       mark = w.output.length;
       edit(dir, (s) => s.replace('  oops: {imgae: x}\n', '').replace('    restart: always\n', '    restart: always\n    env: {MODE: watched}\n'));
-      await w.waitFor(/env\.MODE: \(unset\) → "watched"[\s\S]*applied/, 60_000, mark);
+      await w.waitFor(/\[\d\d:\d\d:\d\d\] boxlite\.yaml is valid again\n[\s\S]*env\.MODE: \(unset\) → "watched"[\s\S]*applied/, 60_000, mark);
       expect((await cli(home, ['exec', 'web', 'sh', '-c', 'echo $MODE'], { cwd: dir })).stdout).toBe('watched\n');
 
       // A command that dies is started again (restart: always).
@@ -371,13 +371,14 @@ boxes:
     const up = await cli(home, ['up', '--trust'], { cwd: dir });
     expect(up.code).toBe(1);
     expect(up.stdout).toContain('app: about to fail');
-    expect(up.stderr).toContain('boxlite: app: setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3. The box is left running for inspection: boxlite exec app sh');
+    expect(up.stderr).toContain('✖ app: create [FAILED: setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3: about to fail. The box is left running for inspection: boxlite exec app sh');
+    expect(up.stderr.trimEnd().split('\n').at(-1)).toBe('✖ project broken: 1 of 1 box failed (app)');
     const [rec] = records('broken');
     expect(rec.state).toBe('running');
     expect(rec.project!.setup).toBe('failed');
     expect((await cli(home, ['exec', 'app', 'echo', 'inspectable'], { cwd: dir })).stdout).toBe('inspectable\n');
     const plan = await cli(home, ['plan'], { cwd: dir });
-    expect(plan.stdout).toContain('  -/+ app: recreate\n        (its setup failed (setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3): made again from scratch)');
+    expect(plan.stdout).toContain('  -/+ app: recreate\n        (its setup failed (setup command 2 (echo about to fail >&2; exit 3) failed with exit status 3: about to fail): made again from scratch)');
     edit(dir, (s) => s.replace('exit 3', 'true'));
     expect((await cli(home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
     expect(records('broken').map((r) => r.project!.setup)).toEqual(['done']);

@@ -52,7 +52,7 @@ describe('snapshots', () => {
     await box.start();
     await sh('echo v3 > /work/a; sync');
     const ls = await cli(home, ['snapshot', 'ls', 'snap']);
-    expect(ls.stdout).toMatch(/^NAME {2}CREATED {2}MEMORY {2}KIND\nbefore {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}no {2}manual\nstopped-v2 {2}.* {2}no {2}manual\n$/);
+    expect(ls.stdout).toMatch(/^NAME {8}CREATED {14}MEMORY  KIND\nbefore {6}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}no {6}manual\nstopped-v2 {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}no {6}manual\n$/); // aligned columns
     const restore = await cli(home, ['snapshot', 'restore', 'snap', 'stopped-v2']);
     expect(restore.code).toBe(0);
     expect(restore.stderr).toContain('snap was running: it was stopped, restored to "stopped-v2" and started again');

@@ -12,7 +12,7 @@ import { pull, type PullOptions } from './pull.js';
 import { loadArchive, loadLayout } from './load.js';
 import { baseKey, ensureBase, existingBase, type Base } from './assemble.js';
 import { ImageStore, digestHex, type ImageRecord } from './store.js';
-import type { RegistryOptions } from './registry.js';
+import { RegistryClient, type RegistryOptions } from './registry.js';
 
 export type { ImageRecord } from './store.js';
 export type { LayerProgress, PullOptions } from './pull.js';
@@ -105,6 +105,14 @@ export class Images {
     } finally {
       use.release();
     }
+  }
+
+  /** Throws, saying why, unless the image is stored or its registry answers for its manifest (nothing is pulled):
+   *  what plan checks before it promises to create a box of it. */
+  async available(reference: string): Promise<void> {
+    if (this.find(reference)) return;
+    const ref = parseReference(reference);
+    await new RegistryClient(ref, this.registry).manifest(ref.digest ?? ref.tag!);
   }
 
   /** The image if stored, else pulled. */

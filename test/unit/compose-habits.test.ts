@@ -90,7 +90,7 @@ describe('plan checks what it can before promising a create', () => {
       const plan = await cli(home, ['plan'], { cwd: dir });
       expect(plan.code).toBe(1);
       expect(plan.stderr.trimEnd().split('\n')).toEqual([...expected, "✖ project oops: 'up' would fail (3 problems found by the plan)"]);
-      const up = await cli(home, ['up'], { cwd: dir });
+      const up = await cli(home, ['up', '--trust'], { cwd: dir });
       expect(up.code).toBe(1);
       expect(up.stdout).toBe('');
       expect(up.stderr.trimEnd().split('\n')).toEqual([...expected, '✖ project oops: nothing was made (3 problems found by the plan)']);

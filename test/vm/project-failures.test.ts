@@ -19,7 +19,7 @@ afterAll(async () => {
 describe('a failed up', () => {
   it('ends with a line saying how many boxes failed; the failure is said once, in its own words', async () => {
     const dir = fx.dir(`name: oops\nboxes:\n  a:\n${SMALL}    setup:\n      - ls /nonexistent\n  b:\n${SMALL}    depends_on: [a]\n  c:\n${SMALL}`);
-    const up = await cli(fx.home, ['up'], { cwd: dir });
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
     expect(up.code).toBe(1);
     const err = up.stderr.trimEnd().split('\n');
     expect(err.at(-1)).toBe('✖ project oops: 2 of 3 boxes failed (a, b)');
@@ -33,7 +33,7 @@ describe('a failed up', () => {
 
   it('a dependency that never becomes healthy: its dependant says so with the last check', async () => {
     const dir = fx.dir(`name: sick\nboxes:\n  x:\n${SMALL}    healthcheck: {test: cat /nope, interval: 200ms, retries: 2}\n  y:\n${SMALL}    depends_on: {x: {condition: healthy}}\n`);
-    const up = await cli(fx.home, ['up'], { cwd: dir });
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
     expect(up.code).toBe(1);
     const err = up.stderr.trimEnd().split('\n');
     expect(err.at(-1)).toBe('✖ project sick: 1 of 2 boxes failed (y)');

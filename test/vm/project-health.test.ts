@@ -32,7 +32,7 @@ beforeAll(async () => {
   port = (probe.address() as net.AddressInfo).port;
   await new Promise((r) => probe.close(r));
   dir = fx.dir(YAML(port));
-  const up = await cli(fx.home, ['up'], { cwd: dir });
+  const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
   expect(up.code, up.stdout + up.stderr).toBe(0);
 });
 
@@ -96,7 +96,7 @@ describe('a host port another box holds', () => {
     const plan = await cli(fx.home, ['plan'], { cwd: other });
     expect(plan.code).toBe(1);
     expect(plan.stderr.trimEnd().split('\n')).toEqual([line, "✖ project rival: 'up' would fail (1 problem found by the plan)"]);
-    const up = await cli(fx.home, ['up'], { cwd: other });
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: other });
     expect(up.code).toBe(1);
     expect(up.stderr.trimEnd().split('\n')).toEqual([line, '✖ project rival: nothing was made (1 problem found by the plan)']);
     expect(fx.records('rival')).toEqual([]);
@@ -107,11 +107,11 @@ describe('up BOX…, down BOX…, start of a dependant', () => {
   it('up b makes b and what it depends on, nothing else; down a stops only a; start b starts a first', async () => {
     const box = (n: string, more = '') => `  ${n}:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n${more}`;
     const pair = fx.dir(`name: pair\nboxes:\n${box('a')}${box('b', '    depends_on: [a]\n')}${box('c')}`);
-    const wrong = await cli(fx.home, ['up', 'zz'], { cwd: pair });
+    const wrong = await cli(fx.home, ['up', '--trust', 'zz'], { cwd: pair });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr.split('\n')[0]).toBe('boxlite: no box "zz" in boxlite.yaml: its boxes are a, b, c');
 
-    const up = await cli(fx.home, ['up', 'b'], { cwd: pair });
+    const up = await cli(fx.home, ['up', '--trust', 'b'], { cwd: pair });
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout.split('\n')[0]).toBe('Project pair: boxlite up will');
     expect(up.stdout).toContain('✔ a: create');

@@ -19,7 +19,7 @@ const BOX = (name: string) => `  ${name}:
 beforeAll(async () => {
   fx = new ProjectFixture();
   dir = fx.dir(`name: shop\nboxes:\n${BOX('web')}${BOX('db')}  quiet:\n    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n`);
-  const up = await cli(fx.home, ['up'], { cwd: dir });
+  const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
   expect(up.code, up.stdout + up.stderr).toBe(0);
 });
 

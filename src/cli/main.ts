@@ -11,6 +11,7 @@ import { VOLUME_COMMANDS } from './volumes.js';
 import { HOST_COMMANDS } from './host.js';
 import { STATS_COMMANDS } from './stats.js';
 import { completionScript } from './completion.js';
+import { SERVE_COMMAND } from './serve.js';
 import { PROJECT_COMMANDS, globalOptions, installNameResolver } from './project.js';
 
 const COMMANDS: Record<string, Command> = {
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   ...STATE_COMMANDS,
   ...STATS_COMMANDS,
   doctor: HOST_COMMANDS.doctor,
+  serve: SERVE_COMMAND,
   ...VOLUME_COMMANDS,
   ...PROJECT_COMMANDS,
   completion: {

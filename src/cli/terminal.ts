@@ -41,7 +41,7 @@ export function execOptions(o: Record<string, unknown>): TerminalOptions {
 }
 
 /** Runs an execution attached to this terminal; returns the CLI's exit status. */
-export async function attachTerminal(ex: Execution, o: TerminalOptions): Promise<number> {
+export async function attachTerminal(ex: Pick<Execution, 'stdin' | 'stdout' | 'stderr' | 'wait' | 'resize'>, o: TerminalOptions): Promise<number> {
   const stdin = process.stdin;
   const raw = o.exec.tty && o.interactive && stdin.isTTY;
   const onResize = () => void ex.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80).catch(() => {});

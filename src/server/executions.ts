@@ -240,6 +240,11 @@ export class Executions {
 
   async start(boxId: string, r: ExecRequest): Promise<ExecSession> {
     this.reap();
+    // Full: finished executions make room, those whose exit reached a client first, oldest first.
+    if (this.sessions.size >= this.limits.maxSessions) {
+      const done = [...this.sessions.values()].filter((s) => s.endedAt !== null && !s.attached).sort((a, b) => Number(b.delivered) - Number(a.delivered) || a.endedAt! - b.endedAt!);
+      for (const s of done.slice(0, this.sessions.size - this.limits.maxSessions + 1)) this.sessions.delete(s.id);
+    }
     if (this.sessions.size >= this.limits.maxSessions) throw new ApiError(429, 'ResourceExhaustedError', `this server keeps at most ${this.limits.maxSessions} executions: wait for some to end, or DELETE finished ones`);
     const ex = await this.rt.spawn(boxId, [r.command, ...(r.args ?? [])], {
       env: r.env, cwd: r.working_dir, user: r.user, tty: !!r.tty, rows: r.rows, cols: r.cols, stdin: true,

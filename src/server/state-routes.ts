@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Project } from '../reconciler/project.js';
 import { projectLabel } from '../reconciler/label.js';
+import { commandLog } from '../reconciler/command.js';
 import { badRequest, notFound } from './errors.js';
 import { readJson, queryFlag, sendEmpty, sendJson, tooLarge, type Router } from './http.js';
 import { fields } from './request.js';
@@ -134,6 +135,23 @@ export function addStateRoutes(router: Router, c: ApiContext, projectsDir?: stri
       if (!res.write(JSON.stringify(e) + '\n')) await new Promise((r) => res.once('drain', r));
     }
     res.end();
+  });
+
+  // What `boxlite logs` shows: a project box's command output, or the guest console (the last 2 MiB at most).
+  router.add('GET', '/v1/boxes/:box_id/logs', async ({ res, params, query }) => {
+    const box = boxOf(c, params.box_id);
+    const t = query.get('tail');
+    const n = t === null ? undefined : Number(t);
+    if (n !== undefined && !(Number.isInteger(n) && n >= 0)) throw badRequest('tail must be a whole number of lines');
+    let text: string;
+    if (projectLabel(box.info())?.applied.command && !queryFlag(query, 'console', false)) text = await commandLog(c.rt, box.id, n);
+    else {
+      const file = box.consolePath();
+      text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      if (n !== undefined) text = text.split('\n').slice(-n - 1).join('\n');
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end(text);
   });
 
   // Projects: which boxes belong to which project (from their labels), and plan/up/down of a file the operator put

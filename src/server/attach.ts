@@ -68,10 +68,15 @@ export class Attacher {
   private serve(ws: WebSocket, s: ExecSession): void {
     this.alive.set(ws, Date.now());
     ws.on('pong', () => this.alive.set(ws, Date.now()));
+    // In order: a resize sent before some input applies before the command reads that input.
+    let chain = Promise.resolve();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       this.alive.set(ws, Date.now());
-      if (isBinary) return this.stdin(ws, s, data);
-      this.control(ws, s, data.toString('utf8')).catch((e) => ws.send(JSON.stringify({ type: 'error', message: toApiError(e, this.log).message })));
+      chain = chain.then(() =>
+        isBinary
+          ? this.stdin(ws, s, data)
+          : this.control(ws, s, data.toString('utf8')).catch((e) => ws.send(JSON.stringify({ type: 'error', message: toApiError(e, this.log).message }))),
+      );
     });
     ws.on('close', () => {
       this.alive.delete(ws);
@@ -81,7 +86,7 @@ export class Attacher {
     s.attach(ws);
   }
 
-  private stdin(ws: WebSocket, s: ExecSession, data: Buffer): void {
+  private stdin(ws: WebSocket, s: ExecSession, data: Buffer): Promise<void> | void {
     const w = s.stdin;
     if (!w) {
       ws.send(JSON.stringify({ type: 'error', message: `execution ${s.id} takes no more input (its stdin is closed)` }));
@@ -90,7 +95,12 @@ export class Attacher {
     // Backpressure: stop reading the socket until the command has taken what it was sent.
     if (!s.write(data)) {
       ws.pause();
-      w.once('drain', () => ws.resume());
+      return new Promise<void>((r) =>
+        w.once('drain', () => {
+          ws.resume();
+          r();
+        }),
+      );
     }
   }
 

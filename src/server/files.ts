@@ -5,7 +5,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Runtime } from '../runtime/runtime.js';
-import { extract as tarExtract, pack as tarPack } from '../util/tar.js';
+import { extract as tarExtract, failEntry, pack as tarPack } from '../util/tar.js';
 import { ApiError, badRequest } from './errors.js';
 import { tooLarge, type Request } from './http.js';
 
@@ -46,8 +46,8 @@ export async function putFiles(rt: Runtime, id: string, r: Request, limit: numbe
       stream.resume();
       return next();
     }
-    if (!entryNameOk(name)) return next(new BadEntry(`the archive's entry "${h.name}" leaves the destination folder (absolute, or "..")`));
-    if (h.type === 'link' && !entryNameOk((h.linkname ?? '').replace(/^(\.\/)+/, ''))) return next(new BadEntry(`the archive's hard link "${h.name}" points outside the destination folder (${h.linkname})`));
+    if (!entryNameOk(name)) return failEntry(stream, next, new BadEntry(`the archive's entry "${h.name}" leaves the destination folder (absolute, or "..")`));
+    if (h.type === 'link' && !entryNameOk((h.linkname ?? '').replace(/^(\.\/)+/, ''))) return failEntry(stream, next, new BadEntry(`the archive's hard link "${h.name}" points outside the destination folder (${h.linkname})`));
     entries++;
     const w = out.entry({ ...h, name }, (err) => next(err ?? undefined));
     stream.pipe(w);

@@ -172,7 +172,7 @@ export function addExecRoutes(router: Router, c: ApiContext): void {
     const s = session(r);
     await s.kill();
     await s.ended();
-    if (!s.attached) c.execs.forget(s.id);
+    c.execs.forget(s.id); // an attached client still gets the exit, then the close
     sendEmpty(r.res, 204);
   });
 

@@ -57,7 +57,8 @@ export async function putFiles(rt: Runtime, id: string, r: Request, limit: numbe
   try {
     await pipeline(r.req, ex);
   } catch (e) {
-    out.destroy();
+    // The box's side of the upload is cancelled (what came before the refused entry is already there).
+    out.destroy(e as Error);
     await upload.catch(() => {});
     if (e instanceof BadEntry) throw badRequest(e.message);
     if (e instanceof ApiError) throw e;

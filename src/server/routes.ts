@@ -1,5 +1,6 @@
 // The routes of BoxLite's REST API over one Runtime: discovery, boxes, their lifecycle, executions, files and
 // metrics. Each handler checks what it was sent (request.ts), does one runtime call and answers in BoxLite's shapes.
+import * as fs from 'node:fs';
 import { BoxNotFoundError } from '../core/errors.js';
 import { DEFAULTS, MAX_CPUS } from '../core/defaults.js';
 import type { Runtime, Box } from '../runtime/runtime.js';
@@ -151,9 +152,21 @@ export function addBoxRoutes(router: Router, c: ApiContext): void {
       num_running_boxes: boxes.filter((b) => b.state === 'running').length,
       total_commands_executed: total,
       total_exec_errors: errors,
-      boxlite: { boxes: boxes.length, executions_tracked: c.execs.size, executions_running: c.execs.running() },
+      boxlite: { boxes: boxes.length, executions_tracked: c.execs.size, executions_running: c.execs.running(), server: serverFigures() },
     });
   });
+}
+
+/** The server process's own figures. A process started with node --expose-gc (a test of leaks) collects first, so
+ *  heap_used_bytes is what is really held; others never pay for a collection here. */
+function serverFigures(): Record<string, number> {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  let fds = -1;
+  try {
+    fds = fs.readdirSync('/proc/self/fd').length;
+  } catch {}
+  return { rss_bytes: m.rss, heap_used_bytes: m.heapUsed, open_fds: fds, uptime_s: Math.round(process.uptime()) };
 }
 
 export function addExecRoutes(router: Router, c: ApiContext): void {

@@ -47,6 +47,8 @@ export class BoxliteServer {
     /** Set when the server made its own key (loopback, none given): the file that holds it. */
     readonly keyFile: string | undefined,
     private readonly log: (line: string) => void,
+    /** Who connected: a count per peer address (bounded), for the operator and for tests of who can reach it. */
+    readonly connections: ConnectionStats,
   ) {}
 
   static async start(o: ServeOptions): Promise<BoxliteServer> {
@@ -76,6 +78,7 @@ export class BoxliteServer {
       lastMetrics: new Map(),
     };
     const apiKeys = new ApiKeys(keys);
+    const stats = new ConnectionStats();
     const router = new Router();
     addBoxRoutes(router, c);
     addExecRoutes(router, c);
@@ -105,6 +108,7 @@ export class BoxliteServer {
     server.headersTimeout = 30_000;
     server.maxConnections = 1024;
     server.on('upgrade', (req, socket, head) => attacher.upgrade(req, socket, head));
+    server.on('connection', (sock) => stats.note(sock.remoteAddress ?? '?'));
     server.on('clientError', (_e, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
@@ -114,7 +118,7 @@ export class BoxliteServer {
     });
     const a = server.address() as AddressInfo;
     const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return new BoxliteServer(server, c.execs, attacher, `${tls ? 'https' : 'http'}://${shown}:${a.port}`, keyFile, log);
+    return new BoxliteServer(server, c.execs, attacher, `${tls ? 'https' : 'http'}://${shown}:${a.port}`, keyFile, log, stats);
   }
 
   get port(): number {
@@ -132,5 +136,14 @@ export class BoxliteServer {
     await closed;
     clearTimeout(timer);
     this.log('boxlite serve: stopped; boxes keep running');
+  }
+}
+
+export class ConnectionStats {
+  readonly byPeer = new Map<string, number>();
+  total = 0;
+  note(peer: string): void {
+    this.total++;
+    if (this.byPeer.size < 1024 || this.byPeer.has(peer)) this.byPeer.set(peer, (this.byPeer.get(peer) ?? 0) + 1);
   }
 }

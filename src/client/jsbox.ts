@@ -97,7 +97,7 @@ export abstract class JsBox {
   abstract export(dest: string): Promise<string>;
 
   /** BoxLite's positional form: exec(command, args, env pairs, tty, user, timeoutSecs, workingDir). */
-  exec(command: string, args?: string[] | null, env?: [string, string][] | null, tty?: boolean | null, user?: string | null, timeoutSecs?: number | null, workingDir?: string | null): Promise<JsExecution> {
+  async exec(command: string, args?: string[] | null, env?: [string, string][] | null, tty?: boolean | null, user?: string | null, timeoutSecs?: number | null, workingDir?: string | null): Promise<JsExecution> {
     if (typeof command !== 'string' || !command) throw new InvalidOptionError('exec: the command must be a non-empty string');
     if (args && (!Array.isArray(args) || args.some((a) => typeof a !== 'string'))) throw new InvalidOptionError('exec: args must be a list of strings');
     if (env && (!Array.isArray(env) || env.some((p) => !Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string'))) throw new InvalidOptionError('exec: env must be a list of [name, value] pairs');
@@ -112,12 +112,12 @@ export abstract class JsBox {
   }
 
   /** docker cp's rules: into containerDest when it is a folder, else as that name (a new folder holds the copy). */
-  copyIn(hostPath: string, containerDest: string, options?: CopyOptions | null): Promise<void> {
+  async copyIn(hostPath: string, containerDest: string, options?: CopyOptions | null): Promise<void> {
     checkCopy(options);
     return copyInto(this.target(), hostPath, containerDest);
   }
 
-  copyOut(containerSrc: string, hostDest: string, options?: CopyOptions | null): Promise<void> {
+  async copyOut(containerSrc: string, hostDest: string, options?: CopyOptions | null): Promise<void> {
     checkCopy(options);
     return copyFrom(this.target(), containerSrc, hostDest);
   }

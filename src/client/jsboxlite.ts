@@ -159,7 +159,7 @@ export class JsBoxlite {
     return new RemoteSimpleBox(this.backend.remote, create, o);
   }
 
-  create(options: JsBoxOptions, name?: string | null): Promise<JsBox> {
+  async create(options: JsBoxOptions, name?: string | null): Promise<JsBox> {
     return this.backend.create(jsCreateOptions(options, name));
   }
 

@@ -29,6 +29,8 @@ export interface ApiContext {
   /** Counters since the server started (BoxLite's runtime metrics are monotonic). */
   counters: { boxesCreated: number; boxesFailed: number; boxesStopped: number };
   lastMetrics: Map<string, BoxMetrics>;
+  /** Client connections open now (each one an fd of the server's): what fd counts are read beside. */
+  openConnections?: () => number;
 }
 
 /** A box by id or name; a missing one is BoxLite's 404, without the server's home in the message. */
@@ -152,7 +154,7 @@ export function addBoxRoutes(router: Router, c: ApiContext): void {
       num_running_boxes: boxes.filter((b) => b.state === 'running').length,
       total_commands_executed: total,
       total_exec_errors: errors,
-      boxlite: { boxes: boxes.length, executions_tracked: c.execs.size, executions_running: c.execs.running(), server: serverFigures() },
+      boxlite: { boxes: boxes.length, executions_tracked: c.execs.size, executions_running: c.execs.running(), server: { ...serverFigures(), open_connections: c.openConnections?.() ?? -1 } },
     });
   });
 }

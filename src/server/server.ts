@@ -79,6 +79,7 @@ export class BoxliteServer {
     };
     const apiKeys = new ApiKeys(keys);
     const stats = new ConnectionStats();
+    c.openConnections = () => stats.open;
     const router = new Router();
     addBoxRoutes(router, c);
     addExecRoutes(router, c);
@@ -108,7 +109,10 @@ export class BoxliteServer {
     server.headersTimeout = 30_000;
     server.maxConnections = 1024;
     server.on('upgrade', (req, socket, head) => attacher.upgrade(req, socket, head));
-    server.on('connection', (sock) => stats.note(sock.remoteAddress ?? '?'));
+    server.on('connection', (sock) => {
+      stats.note(sock.remoteAddress ?? '?');
+      sock.once('close', () => stats.open--);
+    });
     server.on('clientError', (_e, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
@@ -142,8 +146,10 @@ export class BoxliteServer {
 export class ConnectionStats {
   readonly byPeer = new Map<string, number>();
   total = 0;
+  open = 0;
   note(peer: string): void {
     this.total++;
+    this.open++;
     if (this.byPeer.size < 1024 || this.byPeer.has(peer)) this.byPeer.set(peer, (this.byPeer.get(peer) ?? 0) + 1);
   }
 }

@@ -140,9 +140,6 @@ export class ExecSession {
     this.exitCode = exitCode;
     this.endedAt = Date.now();
     this.finished = true;
-    // Its input call to the agent stays open until ended, with what it holds: a command that exited without its
-    // client closing stdin (the usual case) would otherwise leave one behind per execution.
-    if (this.stdinOpen) this.ex?.stdin.end();
     this.ex = null; // its streams are done: nothing of the process is held any more
     this.stdinOpen = false;
     this.pump();

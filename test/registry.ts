@@ -18,6 +18,8 @@ export const TEST_PACKAGES = [
   { pkg: 'umoci', file: '/usr/bin/umoci' },
   { pkg: 'debootstrap', file: '/usr/sbin/debootstrap' },
   { pkg: 'apache2-utils', file: '/usr/bin/htpasswd' },
+  // The Python client's WebSocket library (python/boxlite), as Debian ships it.
+  { pkg: 'python3-websockets', file: '/usr/lib/python3/dist-packages/websockets/__init__.py' },
 ];
 
 export function freePort(): Promise<number> {

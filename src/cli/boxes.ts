@@ -22,7 +22,7 @@ import { eventCounts } from '../vmm/egress/events.js';
 import type { EgressEvent } from '../runtime/egress-events.js';
 import type { Cli, Command } from './command.js';
 
-const BOX_OPTS: Record<string, OptionSpec> = {
+export const BOX_OPTS: Record<string, OptionSpec> = {
   name: { value: true, help: 'a unique name for the box' },
   env: EXEC_OPTS.env,
   workdir: EXEC_OPTS.workdir,
@@ -75,7 +75,7 @@ function parseSecretFlag(spec: string): NonNullable<CreateOptions['secrets']>[nu
   return { name, env: name, hosts: spec.slice(at + 1).split(',') };
 }
 
-function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
+export function boxCreateOptions(o: Record<string, unknown>): CreateOptions {
   const pull = o.pull as string | undefined;
   if (pull !== undefined && !['missing', 'always', 'never'].includes(pull)) throw new UsageError(`--pull must be missing, always or never (got "${pull}")`);
   return {
@@ -104,7 +104,7 @@ export function stopTimeoutMs(p: { opts: Record<string, unknown> }): number {
   return s * 1000;
 }
 
-function needBoxes(p: { positionals: string[] }, cmd: string): string[] {
+export function needBoxes(p: { positionals: string[] }, cmd: string): string[] {
   if (p.positionals.length === 0) throw new UsageError(`${cmd}: name at least one box`);
   return p.positionals;
 }

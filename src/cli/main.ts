@@ -14,6 +14,8 @@ import { STATS_COMMANDS } from './stats.js';
 import { completionScript } from './completion.js';
 import { K8S_COMMANDS } from './k8s.js';
 import { PUBLISH_COMMANDS } from './publish.js';
+import { SERVE_COMMAND } from './serve.js';
+import { hostOption, remoteBoxes, REMOTE_COMMANDS } from './remote.js';
 import { PROJECT_COMMANDS, globalOptions, installNameResolver } from './project.js';
 
 const COMMANDS: Record<string, Command> = {
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   ...STATE_COMMANDS,
   ...STATS_COMMANDS,
   doctor: HOST_COMMANDS.doctor,
+  serve: SERVE_COMMAND,
   ...VOLUME_COMMANDS,
   ...PROJECT_COMMANDS,
   ...K8S_COMMANDS,
@@ -52,10 +55,14 @@ function usage(): string {
   ].join('\n');
 }
 
-export async function main(argvIn: string[]): Promise<number> {
+export async function main(argvAll: string[]): Promise<number> {
   let project: ProjectContext;
   let argv: string[];
+  let host: string | undefined;
+  let argvIn: string[];
   try {
+    ({ host, rest: argvIn } = hostOption(argvAll));
+    host ??= process.env.BOXLITE_HOST || undefined;
     ({ ctx: project, rest: argv } = globalOptions(argvIn));
   } catch (e) {
     stderr(`boxlite: ${printable((e as Error).message)}`);
@@ -70,6 +77,7 @@ export async function main(argvIn: string[]): Promise<number> {
     stdout('boxlite 0.1.0');
     return 0;
   }
+  if (host && cmd !== 'serve') return remote(host, cmd, args);
   const c = COMMANDS[cmd];
   if (!c) {
     stderr(`boxlite: unknown command "${cmd}"\n\n${usage()}`);
@@ -93,5 +101,26 @@ export async function main(argvIn: string[]): Promise<number> {
     return cmd === 'run' || cmd === 'exec' ? 125 : 1;
   } finally {
     rt.close();
+  }
+}
+
+/** A command against a boxlite server (--host / BOXLITE_HOST). */
+async function remote(host: string, cmd: string, args: string[]): Promise<number> {
+  const c = REMOTE_COMMANDS[cmd];
+  if (!c) {
+    stderr(`boxlite: ${cmd} does not work against a server (--host ${host}): ${Object.keys(REMOTE_COMMANDS).join(', ')} do; run it on the server itself`);
+    return 1;
+  }
+  try {
+    return await c.run(remoteBoxes(host), stdout, args, c.opts);
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      stdout(`Usage: boxlite --host URL ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}\n  -h, --help                  show this help`);
+      return 0;
+    }
+    if (e instanceof UsageError) stderr(`boxlite: ${e.message}\nUsage: boxlite --host URL ${c.usage}`);
+    else if (e instanceof BoxliteError) stderr(`boxlite: ${e.message}`);
+    else stderr(`boxlite: ${(e as Error).stack ?? e}`);
+    return cmd === 'exec' ? 125 : 1;
   }
 }

@@ -34,8 +34,9 @@ export function execOptions(o: Record<string, unknown>): TerminalOptions {
     exec: {
       tty: !!o.tty,
       stdin: interactive,
-      rows: process.stdout.rows ?? 24,
-      cols: process.stdout.columns ?? 80,
+      // A terminal that reports 0x0 (a pty nobody sized, as under script(1)) has no size: take the usual one.
+      rows: process.stdout.rows || 24,
+      cols: process.stdout.columns || 80,
       env: parseEnv(o.env as string[] | undefined),
       cwd: o.workdir as string | undefined,
       user: o.user as string | undefined,
@@ -45,10 +46,10 @@ export function execOptions(o: Record<string, unknown>): TerminalOptions {
 }
 
 /** Runs an execution attached to this terminal; returns the CLI's exit status. */
-export async function attachTerminal(ex: Execution, o: TerminalOptions): Promise<number> {
+export async function attachTerminal(ex: Pick<Execution, 'stdin' | 'stdout' | 'stderr' | 'wait' | 'resize'>, o: TerminalOptions): Promise<number> {
   const stdin = process.stdin;
   const raw = o.exec.tty && o.interactive && stdin.isTTY;
-  const onResize = () => void ex.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80).catch(() => {});
+  const onResize = () => void ex.resize(process.stdout.rows || 24, process.stdout.columns || 80).catch(() => {});
   if (raw) {
     stdin.setRawMode(true);
     process.stdout.on('resize', onResize);

@@ -15,25 +15,36 @@ import { BUSYBOX } from '../core/guest.js';
 import { downloadTar, execIn, uploadTar } from './exec.js';
 import type { RuntimeContext } from './context.js';
 
-interface Target {
-  ctx: RuntimeContext;
-  id: string;
+/** Where a copy goes or comes from: a box of this runtime, or one a server holds (src/client). */
+export interface CopyTarget {
   name: string;
+  isDir(p: string): Promise<boolean>;
+  upload(destDir: string, tar: NodeJS.ReadableStream): Promise<void>;
+  download(p: string): Promise<Readable>;
 }
 
-async function boxIsDir(box: Target, p: string): Promise<boolean> {
-  return (await execIn(box.ctx, box.id, [BUSYBOX, 'test', '-d', p])).exitCode === 0;
+function localTarget(ctx: RuntimeContext, id: string): CopyTarget {
+  return {
+    name: ctx.records.get(id).name,
+    isDir: async (p) => (await execIn(ctx, id, [BUSYBOX, 'test', '-d', p])).exitCode === 0,
+    upload: (d, t) => uploadTar(ctx, id, d, t),
+    download: async (p) => (await downloadTar(ctx, id, p)) as Readable,
+  };
 }
 
 /** Copies a host file or folder into the box at boxPath. */
-export async function copyIn(ctx: RuntimeContext, id: string, hostPath: string, boxPath: string): Promise<void> {
-  const box: Target = { ctx, id, name: ctx.records.get(id).name };
+export function copyIn(ctx: RuntimeContext, id: string, hostPath: string, boxPath: string): Promise<void> {
+  return copyInto(localTarget(ctx, id), hostPath, boxPath);
+}
+
+/** Copies a host file or folder to boxPath of a target: into it when it is a folder there, else as that name. */
+export async function copyInto(box: CopyTarget, hostPath: string, boxPath: string): Promise<void> {
   const src = path.resolve(hostPath);
   if (!fs.existsSync(src) && !fs.lstatSync(src, { throwIfNoEntry: false })) throw new ExecError(`cp: ${hostPath} does not exist on the host`);
-  const into = await boxIsDir(box, boxPath);
+  const into = await box.isDir(boxPath);
   const destDir = into ? boxPath : path.posix.dirname(boxPath);
   const name = into ? path.basename(src) : path.posix.basename(boxPath);
-  if (!into && !(await boxIsDir(box, destDir))) throw new ExecError(`cp: folder ${destDir} does not exist in box ${box.name}`);
+  if (!into && !(await box.isDir(destDir))) throw new ExecError(`cp: folder ${destDir} does not exist in box ${box.name}`);
   // GNU tar renames the top entry to the destination's name; owners become root, as with docker cp.
   const tarProc = spawn('tar', ['-C', path.dirname(src), '--numeric-owner', '--owner=0', '--group=0', `--transform=s|^${sedPattern(path.basename(src))}|${sedReplacement(name)}|`, '-cf', '-', path.basename(src)], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -41,7 +52,7 @@ export async function copyIn(ctx: RuntimeContext, id: string, hostPath: string, 
   let err = '';
   tarProc.stderr.on('data', (d) => (err += d));
   const exited = new Promise<number>((r) => tarProc.on('close', (c) => r(c ?? 1)));
-  await uploadTar(ctx, id, destDir, tarProc.stdout);
+  await box.upload(destDir, tarProc.stdout);
   if ((await exited) !== 0) throw new ExecError(`cp: reading ${hostPath} failed: ${err.trim()}`);
 }
 
@@ -51,8 +62,12 @@ const sedPattern = (s: string) => s.replace(/[\\|&]/g, '\\$&').replace(/[.*[\]^$
 const sedReplacement = (s: string) => s.replace(/[\\|&]/g, '\\$&');
 
 /** Copies a file or folder of the box to hostPath. */
-export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, hostPath: string): Promise<void> {
-  const box: Target = { ctx, id, name: ctx.records.get(id).name };
+export function copyOut(ctx: RuntimeContext, id: string, boxPath: string, hostPath: string): Promise<void> {
+  return copyFrom(localTarget(ctx, id), boxPath, hostPath);
+}
+
+/** Copies a file or folder of a target to hostPath, unpacked as untrusted (see untar). */
+export async function copyFrom(box: CopyTarget, boxPath: string, hostPath: string): Promise<void> {
   const dest = path.resolve(hostPath);
   const st = fs.statSync(dest, { throwIfNoEntry: false });
   const into = !!st?.isDirectory();
@@ -64,7 +79,7 @@ export async function copyOut(ctx: RuntimeContext, id: string, boxPath: string, 
   try {
     let stream: Readable;
     try {
-      stream = (await downloadTar(ctx, id, boxPath)) as Readable;
+      stream = await box.download(boxPath);
     } catch (e) {
       throw new ExecError(`cp: ${boxPath} in box ${box.name}: ${(e as Error).message}`);
     }

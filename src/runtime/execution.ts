@@ -84,6 +84,7 @@ export class Execution {
       const call = this.client.execution.output({ execId: this.id });
       relayCall(call, (c: { stream: number; data: Buffer }) => ({ to: c.stream === 1 ? this.stderr : this.stdout, data: c.data }));
       const finish = (err?: Error) => {
+        this.closeInput();
         this.stdout.end();
         this.stderr.end();
         if (err) this.stderr.emit('boxlite-error', err);
@@ -98,17 +99,27 @@ export class Execution {
     const call = this.client.execution.input(() => {});
     call.on('error', () => {});
     call.write({ execId: this.id });
+    let open = true;
+    // The process is gone (its output ended): the call is ended without a word about a process the agent has
+    // forgotten, or it would stay open, and held here, for as long as the stdin is not closed.
+    this.closeInput = () => {
+      if (open) call.end();
+      open = false;
+    };
     return new Writable({
       write: (chunk: Buffer, _enc, cb) => {
-        call.write({ execId: this.id, data: chunk }, cb);
+        if (open) call.write({ execId: this.id, data: chunk }, cb);
+        else cb(); // what is written after the process ended goes nowhere, as into a closed pipe's reader
       },
       final: (cb) => {
-        call.write({ execId: this.id, eof: true });
-        call.end();
+        if (open) call.write({ execId: this.id, eof: true });
+        this.closeInput();
         cb();
       },
     });
   }
+
+  private closeInput: () => void = () => {};
 
   /** Resolves when the process has exited and all its output was delivered. */
   async wait(): Promise<ExitStatus> {

@@ -14,6 +14,7 @@ export { IdlePauser } from './idle.js';
 import { Volumes } from './volumes.js';
 import { dropClient, type BoxHooks, type RuntimeContext } from './context.js';
 import { boxMetrics, type BoxMetrics } from './metrics.js';
+import { execCounts } from './activity.js';
 import { boxStatus, type BoxStatus } from './status.js';
 import { createBox } from './create.js';
 import { startBox, type StartOptions } from './boot.js';
@@ -181,6 +182,11 @@ export class Runtime {
   /** Starts a process and leaves it running in the box, unwatched (its exec id can be attached to later). */
   metrics(id: string): Promise<BoxMetrics> {
     return boxMetrics(this.ctx, id);
+  }
+
+  /** Execs started in the box and those that could not start, since it was made (no agent call). */
+  execCounts(id: string): { total: number; errors: number } {
+    return execCounts(this.ctx, id);
   }
 
   startDetached(id: string, argv: string[], opts: ExecOptions = {}): Promise<{ execId: string; pid: number }> {

@@ -61,7 +61,28 @@ export interface SimpleBoxOptions {
   reuseExisting?: boolean;
   /** Leave the box running when this object is disposed (it outlives the program). */
   detach?: boolean;
-  runtime?: Runtime;
+  /** This machine's runtime (default), or BoxLite's JsBoxlite, local or a server's (JsBoxlite.rest). */
+  runtime?: Runtime | SimpleRuntime;
+}
+
+/** What SimpleBox does through a runtime other than this machine's (a server's: see src/client). */
+export interface SimpleDelegate {
+  readonly id: string | undefined;
+  readonly name: string | undefined;
+  readonly created: boolean;
+  start(): Promise<void>;
+  exec(argv: string[], opts: SimpleExecOptions): Promise<ExecResult>;
+  copyIn(hostPath: string, boxPath: string): Promise<void>;
+  copyOut(boxPath: string, hostPath: string): Promise<void>;
+  info(): SimpleBoxInfo;
+  metrics(): Promise<SimpleBoxMetrics>;
+  stop(): Promise<void>;
+}
+
+/** BoxLite's JsBoxlite as SimpleBox sees it: this machine's runtime, or a maker of delegates. */
+export interface SimpleRuntime {
+  readonly localRuntime: Runtime | null;
+  simpleDelegate(create: CreateOptions, o: { autoRemove: boolean; reuseExisting: boolean }): SimpleDelegate;
 }
 
 const KNOWN = new Set(['image', 'rootfsPath', 'name', 'cpus', 'memoryMib', 'diskSizeGb', 'diskSizeMib', 'env', 'workingDir', 'user', 'hostname', 'volumes', 'binds', 'ports', 'network', 'egress', 'secrets', 'dns', 'pull', 'autoRemove', 'keep', 'reuseExisting', 'detach', 'runtime']);
@@ -177,6 +198,7 @@ export interface SimpleBoxInfo {
   image: string;
   cpus: number;
   memoryMib: number;
+  /** boxlite's full record (a box of this machine's runtime; absent for a server's). */
   record: BoxRecord;
 }
 
@@ -203,6 +225,7 @@ export class SimpleBox implements AsyncDisposable {
   private made = false;
   protected readonly runtime: Runtime;
   private readonly ownsRuntime: boolean;
+  private readonly delegate: SimpleDelegate | null = null;
   private readonly create: CreateOptions;
   private readonly autoRemove: boolean;
 
@@ -210,7 +233,16 @@ export class SimpleBox implements AsyncDisposable {
     this.create = createOptions(opts);
     this.autoRemove = opts.keep ? false : opts.autoRemove ?? true;
     this.ownsRuntime = !opts.runtime;
-    this.runtime = opts.runtime ?? new Runtime();
+    const given = opts.runtime;
+    if (given && !(given instanceof Runtime) && !given.localRuntime) {
+      this.delegate = given.simpleDelegate(this.create, { autoRemove: this.autoRemove, reuseExisting: !!opts.reuseExisting });
+      this.runtime = null as unknown as Runtime; // never used: the delegate does it all
+    } else this.runtime = given instanceof Runtime ? given : given?.localRuntime ?? new Runtime();
+  }
+
+  /** Whether this object made its box (false when reuseExisting found one). */
+  get created(): boolean {
+    return this.delegate ? this.delegate.created : this.made;
   }
 
   /** Creates (or, with reuseExisting, finds) and boots the box if that has not happened yet. */
@@ -235,15 +267,21 @@ export class SimpleBox implements AsyncDisposable {
 
   /** The box's id; it exists once a first exec (or getId) made it. */
   get id(): string {
+    if (this.delegate?.id) return this.delegate.id;
     if (!this.box) throw new BoxStateError('this SimpleBox has no box yet: it is made by the first exec(), or await getId()');
     return this.box.id;
   }
 
   async getId(): Promise<string> {
+    if (this.delegate) {
+      await this.delegate.start();
+      return this.delegate.id!;
+    }
     return (await this.start()).id;
   }
 
   get name(): string | undefined {
+    if (this.delegate) return this.delegate.name ?? this.opts.name;
     return this.box?.name ?? this.opts.name;
   }
 
@@ -252,6 +290,7 @@ export class SimpleBox implements AsyncDisposable {
   async exec(cmd: string, ...rest: (string | string[] | Record<string, string> | SimpleExecOptions | undefined)[]): Promise<ExecResult> {
     if (typeof cmd !== 'string' || !cmd) throw new InvalidOptionError('exec: the command must be a non-empty string');
     const { args, opts } = execCall(rest);
+    if (this.delegate) return this.delegate.exec([cmd, ...args], opts);
     const box = await this.start();
     if (box.info().state !== 'running') await box.start(); // stopped by someone else meanwhile
     return box.exec([cmd, ...args], opts);
@@ -259,18 +298,22 @@ export class SimpleBox implements AsyncDisposable {
 
   /** Starts a command and returns its streaming handle (stdout, stderr, stdin, wait, kill). */
   async spawn(argv: string[], opts?: ExecOptions): Promise<Execution> {
+    if (this.delegate) throw new InvalidOptionError("SimpleBox.spawn is for this machine's boxes: on a server, use JsBoxlite's box.exec() for a streaming execution");
     return (await this.start()).spawn(argv, opts);
   }
 
   async copyIn(hostPath: string, boxPath: string): Promise<void> {
+    if (this.delegate) return this.delegate.copyIn(hostPath, boxPath);
     await (await this.start()).copyIn(hostPath, boxPath);
   }
 
   async copyOut(boxPath: string, hostPath: string): Promise<void> {
+    if (this.delegate) return this.delegate.copyOut(boxPath, hostPath);
     await (await this.start()).copyOut(boxPath, hostPath);
   }
 
   info(): SimpleBoxInfo {
+    if (this.delegate) return this.delegate.info();
     if (!this.box) throw new BoxStateError('this SimpleBox has no box yet: it is made by the first exec(), or await getInfo()');
     const r = this.box.info();
     return {
@@ -286,12 +329,17 @@ export class SimpleBox implements AsyncDisposable {
   }
 
   async getInfo(): Promise<SimpleBoxInfo> {
+    if (this.delegate) {
+      await this.delegate.start();
+      return this.delegate.info();
+    }
     await this.start();
     return this.info();
   }
 
   /** Its figures now; CPU % over the time since the last metrics() call (or since the box started). */
   async metrics(): Promise<SimpleBoxMetrics> {
+    if (this.delegate) return this.delegate.metrics();
     const box = await this.start();
     const m = await box.metrics();
     const before = this.lastMetrics;
@@ -320,6 +368,7 @@ export class SimpleBox implements AsyncDisposable {
   /** Stops the box; with autoRemove (the default) a box this object made is removed too, and a later exec makes
    *  a new one. A box found by reuseExisting is only stopped. */
   async stop(): Promise<void> {
+    if (this.delegate) return this.delegate.stop();
     if (this.starting) await this.starting.catch(() => {});
     const box = this.box;
     if (!box) return;
@@ -334,7 +383,7 @@ export class SimpleBox implements AsyncDisposable {
     try {
       if (!this.opts.detach) await this.stop();
     } finally {
-      if (this.ownsRuntime) this.runtime.close();
+      if (this.ownsRuntime) this.runtime?.close();
     }
   }
 }

@@ -28,11 +28,13 @@ export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Pr
 export function nextHealth(prev: HealthState | undefined, result: { ok: boolean; output: string }, h: HealthcheckSpec, startedAt: number, now = Date.now()): HealthState {
   const at = new Date(now).toISOString();
   const run = new Date(startedAt).toISOString();
-  if (result.ok) return { status: 'healthy', failingStreak: 0, at, run };
+  // Since when the box has been in this state in this run (checks run on, and `ps` runs one itself: at moves).
+  const since = (status: HealthState['status']) => (prev && prev.run === run && prev.status === status ? (prev.since ?? prev.at) : at);
+  if (result.ok) return { status: 'healthy', failingStreak: 0, at, since: since('healthy'), run };
   const inGrace = now - startedAt < h.startPeriodMs;
   const streak = inGrace ? (prev?.failingStreak ?? 0) : (prev?.failingStreak ?? 0) + 1;
   const status = streak >= h.retries ? 'unhealthy' : prev?.status === 'healthy' ? 'healthy' : 'starting';
-  return { status, failingStreak: streak, output: result.output, at, run };
+  return { status, failingStreak: streak, output: result.output, at, since: since(status), run };
 }
 
 /** Checks until healthy (resolves) or unhealthy / past the deadline (throws with the failing output). */

@@ -8,7 +8,10 @@ export interface HealthState {
   failingStreak: number;
   /** The output of the last failing check. */
   output?: string;
+  /** When the last check ran. */
   at: string;
+  /** When the box came to this status in this run (the first passing check, for healthy). */
+  since?: string;
   /** The start (the record's startedAt) of the run whose checks these are. */
   run?: string;
 }

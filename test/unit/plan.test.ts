@@ -182,6 +182,9 @@ describe('restart policies and health', () => {
     s = nextHealth(s, fail, h, 0, 7000);
     expect(s).toMatchObject({ status: 'unhealthy', failingStreak: 2, output: 'no' });
     s = nextHealth(s, { ok: true, output: '' }, h, 0, 8000);
-    expect(s).toMatchObject({ status: 'healthy', failingStreak: 0 });
+    expect(s).toMatchObject({ status: 'healthy', failingStreak: 0, at: new Date(8000).toISOString(), since: new Date(8000).toISOString() });
+    s = nextHealth(s, { ok: true, output: '' }, h, 0, 9000); // later checks move `at`, not `since`
+    expect(s).toMatchObject({ status: 'healthy', at: new Date(9000).toISOString(), since: new Date(8000).toISOString() });
+    expect(nextHealth(s, { ok: true, output: '' }, h, 20_000, 21_000).since).toBe(new Date(21_000).toISOString()); // a new run
   });
 });

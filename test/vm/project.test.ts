@@ -111,7 +111,7 @@ describe('a project', () => {
     // worker waited for web to be healthy
     const web = recs.find((r) => r.project!.box === 'web')!;
     const worker = recs.find((r) => r.project!.box === 'worker')!;
-    expect(Date.parse(worker.startedAt!)).toBeGreaterThan(Date.parse(web.project!.health!.at) - 1000);
+    expect(Date.parse(worker.startedAt!)).toBeGreaterThan(Date.parse(web.project!.health!.since ?? web.project!.health!.at) - 1000);
     expect(web.project!.health!.status).toBe('healthy');
 
     const pids = qemuPids(home).sort();

@@ -228,6 +228,9 @@ export class Executions {
     this.timer.unref();
   }
 
+  /** Starts under way (their sessions are not in the table yet). */
+  private starting = 0;
+
   get size(): number {
     return this.sessions.size;
   }
@@ -240,16 +243,24 @@ export class Executions {
 
   async start(boxId: string, r: ExecRequest): Promise<ExecSession> {
     this.reap();
+    // Starts under way hold their place: many at once must not each see room and together pass the bound.
+    const held = () => this.sessions.size + this.starting;
     // Full: finished executions make room, those whose exit reached a client first, oldest first.
-    if (this.sessions.size >= this.limits.maxSessions) {
+    if (held() >= this.limits.maxSessions) {
       const done = [...this.sessions.values()].filter((s) => s.endedAt !== null && !s.attached).sort((a, b) => Number(b.delivered) - Number(a.delivered) || a.endedAt! - b.endedAt!);
-      for (const s of done.slice(0, this.sessions.size - this.limits.maxSessions + 1)) this.sessions.delete(s.id);
+      for (const s of done.slice(0, held() - this.limits.maxSessions + 1)) this.sessions.delete(s.id);
     }
-    if (this.sessions.size >= this.limits.maxSessions) throw new ApiError(429, 'ResourceExhaustedError', `this server keeps at most ${this.limits.maxSessions} executions: wait for some to end, or DELETE finished ones`);
-    const ex = await this.rt.spawn(boxId, [r.command, ...(r.args ?? [])], {
-      env: r.env, cwd: r.working_dir, user: r.user, tty: !!r.tty, rows: r.rows, cols: r.cols, stdin: true,
-      ...(r.timeout_seconds ? { timeoutMs: Math.round(r.timeout_seconds * 1000) } : {}),
-    });
+    if (held() >= this.limits.maxSessions) throw new ApiError(429, 'ResourceExhaustedError', `this server keeps at most ${this.limits.maxSessions} executions: wait for some to end, or DELETE finished ones`);
+    this.starting++;
+    let ex: Awaited<ReturnType<Runtime['spawn']>>;
+    try {
+      ex = await this.rt.spawn(boxId, [r.command, ...(r.args ?? [])], {
+        env: r.env, cwd: r.working_dir, user: r.user, tty: !!r.tty, rows: r.rows, cols: r.cols, stdin: true,
+        ...(r.timeout_seconds ? { timeoutMs: Math.round(r.timeout_seconds * 1000) } : {}),
+      });
+    } finally {
+      this.starting--;
+    }
     const s = new ExecSession(boxId, ex, !!r.tty, r.stdin === undefined, this.limits, (x) => {
       for (const w of x.endWaiters.splice(0)) w();
     });

@@ -1,12 +1,14 @@
 // What plan can tell before anything is made, so that `plan` does not promise a create that `up` would fail after
 // booting, and `up` fails before a box exists (leaving nothing behind): an image neither stored nor pullable, a
-// root filesystem or OCI layout that is not there, a host port another box or another process holds.
+// root filesystem or OCI layout that is not there, a host port another box or another process holds, a secret whose
+// variable is not set or whose file cannot be read.
 import * as fs from 'node:fs';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ProjectSpec } from '../spec/types.js';
 import type { PortMapping } from '../core/network.js';
 import { BoxliteError } from '../core/errors.js';
 import { portFree, portHolder } from '../util/port-holder.js';
+import { checkSecretSource } from '../runtime/secrets.js';
 import type { Plan } from './plan.js';
 
 export interface PlanProblem {
@@ -42,6 +44,10 @@ export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan): Pr
           problems.push({ box: b.box, message: `image ${spec.image} is not stored and cannot be pulled: ${(e as Error).message.split('\n')[0]}` });
         }
       }
+    }
+    for (const sec of spec.secrets ?? []) {
+      const problem = checkSecretSource(sec.name, sec.source);
+      if (problem) problems.push({ box: b.box, message: problem });
     }
     for (const p of spec.ports.filter((x) => x.hostPort > 0)) {
       const port = `host port ${p.hostPort}${p.protocol === 'udp' ? '/udp' : ''}`;

@@ -29,10 +29,38 @@ export function secretValues(rec: BoxRecord): LiveSecret[] {
 }
 
 function valueOf(rec: BoxRecord, s: SecretRef): string {
-  const v = rawValue(rec, s);
+  if (!('env' in s.source) && !('file' in s.source)) {
+    const v = given.get(rec.id)?.get(s.name);
+    if (!v) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} was given by the program that made the box, not to this process: start it from a program that gives it (secrets: [{ name, value, hosts }]), or give it from an environment variable or a file`);
+    return v;
+  }
+  const r = sourceValue(s.name, s.source);
+  if ('problem' in r) throw new SecretMissingError(`box ${rec.name}: ${r.problem}`);
+  return r.value;
+}
+
+/** Why a secret from the host's environment or a file cannot be read now, if it cannot: what `plan` checks before
+ *  any box is made, so that `up` does not fail after booting. */
+export function checkSecretSource(name: string, source: { env: string } | { file: string }): string | undefined {
+  const r = sourceValue(name, source);
+  return 'problem' in r ? r.problem : undefined;
+}
+
+function sourceValue(name: string, src: { env: string } | { file: string }): { value: string } | { problem: string } {
+  let v: string;
+  if ('env' in src) {
+    v = process.env[src.env] ?? '';
+    if (!v) return { problem: `secret ${name} comes from the environment variable ${src.env}, which is not set here: set it in the environment of this command and run it again` };
+  } else {
+    try {
+      v = readSecretFile(src.file, (why) => new SecretMissingError(`secret ${name} comes from the file ${src.file}, which ${why}: fix the file and run this again`));
+    } catch (e) {
+      return { problem: (e as Error).message };
+    }
+  }
   // It goes into header lines: a line break in it would write headers of its own.
-  if (/[\0\r\n]/.test(v)) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} holds a line break or NUL byte, which cannot go into a request header: remove it`);
-  return v;
+  if (/[\0\r\n]/.test(v)) return { problem: `secret ${name} holds a line break or NUL byte, which cannot go into a request header: remove it` };
+  return { value: v };
 }
 
 const SECRET_FILE_MAX = 64 * 1024;
@@ -57,22 +85,6 @@ function readSecretFile(file: string, bad: (why: string) => Error): string {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-function rawValue(rec: BoxRecord, s: SecretRef): string {
-  const src = s.source;
-  if ('env' in src) {
-    const v = process.env[src.env];
-    if (!v) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} comes from the environment variable ${src.env}, which is not set here: set it in the environment of this command and run it again`);
-    return v;
-  }
-  if ('file' in src) {
-    const v = readSecretFile(src.file, (why) => new SecretMissingError(`box ${rec.name}: secret ${s.name} comes from the file ${src.file}, which ${why}: fix the file and run this again`));
-    return v;
-  }
-  const v = given.get(rec.id)?.get(s.name);
-  if (!v) throw new SecretMissingError(`box ${rec.name}: secret ${s.name} was given by the program that made the box, not to this process: start it from a program that gives it (secrets: [{ name, value, hosts }]), or give it from an environment variable or a file`);
-  return v;
 }
 
 /** The box's CA (made with the box, or at its first start with secrets): key on the host only, 0600 in its folder. */

@@ -216,7 +216,11 @@ async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: Li
     id = box.id;
     failpoint('up:created');
     say('booting');
-    await limit(() => rt.start(box.id)); // the project's hook writes its LAN names (and starts a command that needs no setup)
+    try {
+      await limit(() => rt.start(box.id)); // the project's hook writes its LAN names (and starts a command that needs no setup)
+    } catch (e) {
+      await neverStarted(rt, box.id, e as Error);
+    }
     failpoint('up:booted');
     for (const [i, argv] of spec.setup.entries()) {
       const shown = argv[0] === 'sh' && argv[1] === '-c' ? argv[2] : argv.join(' ');
@@ -293,4 +297,13 @@ async function applyBox(rt: Runtime, project: ProjectSpec, b: BoxPlan, limit: Li
     await rt.snapshots(id!).remove(s);
   }
   return id!;
+}
+
+/** A box whose first boot failed holds nothing worth keeping: it goes, so a failed up leaves no record behind
+ *  (compose leaves no container of a failed create either), and the error says so on its first line. */
+async function neverStarted(rt: Runtime, id: string, e: Error): Promise<never> {
+  await rt.remove(id, { force: true }).catch(() => {}); // a failed removal leaves a stopped box, which the next up starts
+  const [first, ...rest] = e.message.split('\n');
+  e.message = [`${first} (the box never started, so it was removed: 'boxlite up' makes it again)`, ...rest].join('\n');
+  throw e;
 }

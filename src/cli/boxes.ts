@@ -8,8 +8,9 @@ import { BoxliteError } from '../core/errors.js';
 import { formatPort } from '../core/network.js';
 import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
-import { describeProjectBox, projectLabel } from '../reconciler/label.js';
-import { refreshHealth } from '../reconciler/health.js';
+import { describeProjectBox, healthOfRun, projectLabel, updateProjectLabel } from '../reconciler/label.js';
+import { refreshHealth, UnhealthyError, waitHealthy } from '../reconciler/health.js';
+import type { HealthcheckSpec } from '../spec/types.js';
 import { boxName } from '../reconciler/names.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
 import { attachTerminal, EXEC_OPTS, execOptions } from './terminal.js';
@@ -115,12 +116,13 @@ export function shown<T extends BoxRecord>(r: T): Omit<T, 'label'> & { project?:
   return l ? { ...r, label: undefined, project: l } : r;
 }
 
-/** Starts a box, a project box's depends_on first when they are not running (as compose's start does), saying so. */
+/** Starts a box, a project box's depends_on first when they are not running (as compose's start does), saying so;
+ *  a dependency with condition healthy is waited for until its check passes, as `up` waits. */
 async function startWithDependencies(rt: Cli['rt'], ref: string, o: { cold: boolean }, say: (l: string) => void, seen = new Set<string>()): Promise<void> {
   const box = rt.get(ref);
   const label = projectLabel(rt.record(box.id));
-  const deps = Object.keys((label?.applied as { dependsOn?: Record<string, string> } | undefined)?.dependsOn ?? {});
-  for (const dep of deps) {
+  const deps = Object.entries((label?.applied as { dependsOn?: Record<string, string> } | undefined)?.dependsOn ?? {});
+  for (const [dep, cond] of deps) {
     const name = boxName(label!.project, dep);
     if (seen.has(name)) continue;
     seen.add(name);
@@ -130,12 +132,38 @@ async function startWithDependencies(rt: Cli['rt'], ref: string, o: { cold: bool
     } catch {
       throw new BoxliteError(`${label!.box} depends on ${dep}, which has no box: run 'boxlite up' to make it`);
     }
-    if (rt.status(rt.record(id)).state === 'running') continue;
-    say(`boxlite: starting ${dep} first (${label!.box} depends on it)`);
-    await startWithDependencies(rt, name, o, say, seen);
+    if (rt.status(rt.record(id)).state !== 'running') {
+      say(`boxlite: starting ${dep} first (${label!.box} depends on it)`);
+      await startWithDependencies(rt, name, o, say, seen);
+    }
+    if (cond === 'healthy') await dependencyHealthy(rt, id, dep, label!.box, say);
   }
   await box.start({ cold: o.cold });
 }
+
+/** Waits for a dependency's health check to pass (recording each result for ps), or says why the dependant is
+ *  not started. */
+async function dependencyHealthy(rt: Cli['rt'], id: string, dep: string, dependant: string, say: (l: string) => void): Promise<void> {
+  const rec = rt.record(id);
+  const h = (projectLabel(rec)?.applied as { healthcheck?: HealthcheckSpec } | undefined)?.healthcheck;
+  if (!h) return; // no check declared: running is all it can be
+  if (healthOfRun(projectLabel(rec)!, rec)?.status === 'healthy') return;
+  say(`boxlite: waiting for ${dep} to be healthy (${dependant} depends on it)`);
+  const startedAt = Date.parse(rec.startedAt ?? '') || Date.now();
+  try {
+    await waitHealthy(rt, id, dep, h, {
+      startedAt,
+      deadline: Date.now() + DEPENDENCY_WAIT_MS,
+      onState: (s) => updateProjectLabel(rt, id, (l) => l && { ...l, health: s }),
+    });
+  } catch (e) {
+    const said = e instanceof UnhealthyError && e.lastOutput ? ` (its last check said: ${e.lastOutput.split('\n')[0]})` : '';
+    throw new BoxliteError(`${dependant} not started: it depends on ${dep}, which did not become healthy${said}: see 'boxlite ps' and 'boxlite logs ${dep}'`);
+  }
+}
+
+/** As long as up --wait waits by default. */
+const DEPENDENCY_WAIT_MS = 600_000;
 
 export const BOX_COMMANDS: Record<string, Command> = {
   run: {

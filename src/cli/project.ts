@@ -71,8 +71,16 @@ function context(cli: Cli, opts: Record<string, unknown>): ProjectContext {
   return { file: (opts.file as string) ?? cli.project.file, project: (opts.project as string) ?? cli.project.project };
 }
 
-function open(cli: Cli, ctx: ProjectContext, locked = false): Project {
-  return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked });
+function open(cli: Cli, ctx: ProjectContext, locked = false, opts: Record<string, unknown> = {}): Project {
+  return Project.load({ file: ctx.file, projectName: ctx.project, runtime: cli.rt, say: cli.err, locked, profiles: profilesOf(opts) });
+}
+
+const PROFILE: OptionSpec = { value: true, multiple: true, help: "also the boxes of this profile (repeat it, or a comma list; '*' for all; default $BOXLITE_PROFILES)" };
+
+/** --profile a --profile b,c → [a, b, c]; none given: undefined, so $BOXLITE_PROFILES applies. */
+function profilesOf(opts: Record<string, unknown>): string[] | undefined {
+  const given = opts.profile as string[] | undefined;
+  return given?.length ? given.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean) : undefined;
 }
 
 /** plan's marks for what the file reaches outside its folder: each part, and whether it is approved here. */
@@ -115,7 +123,7 @@ async function upOnce(cli: Cli, project: Project, o: { wait?: boolean; waitTimeo
     return false;
   }
   if (r.upToDate) {
-    const n = Object.keys(project.spec.boxes).length;
+    const n = r.plan.boxes.filter((b) => b.spec).length;
     cli.out(`project ${project.name}: up to date (${n} box${n === 1 ? '' : 'es'} running)`);
   }
   // Each box's failure was shown on its own line by the progress renderer; what failed outside the boxes was not.
@@ -158,12 +166,12 @@ const LOCKED = { help: 'every image reference must be pinned by boxlite.lock (fa
 
 export const PROJECT_COMMANDS: Record<string, Command> = {
   plan: {
-    usage: 'plan [-f FILE] [-p NAME] [--json] [--remove-orphans] [--locked]',
+    usage: 'plan [-f FILE] [-p NAME] [--profile P] [--json] [--remove-orphans] [--locked]',
     help: "show what 'up' would change (exit 0: nothing, 2: changes, 1: error)",
-    opts: { ...PROJECT_OPTS, json: { help: 'print the plan as JSON' }, 'remove-orphans': { help: 'plan the removal of boxes no longer declared' }, locked: LOCKED },
+    opts: { ...PROJECT_OPTS, profile: PROFILE, json: { help: 'print the plan as JSON' }, 'remove-orphans': { help: 'plan the removal of boxes no longer declared' }, locked: LOCKED },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'plan');
-      const project = open(cli, context(cli, p.opts), !!p.opts.locked);
+      const project = open(cli, context(cli, p.opts), !!p.opts.locked, p.opts);
       const pl = await project.plan({ removeOrphans: !!p.opts['remove-orphans'] });
       const t = project.trustState();
       if (p.opts.json) cli.out(JSON.stringify({ ...pl, boxes: pl.boxes.map(({ spec: _s, ...b }) => b), trust: t }, null, 2));
@@ -175,10 +183,11 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   up: {
-    usage: 'up [-f FILE] [-p NAME] [--wait] [--watch] [--remove-orphans] [--locked] [--trust] [BOX…]',
+    usage: 'up [-f FILE] [-p NAME] [--profile P] [--wait] [--watch] [--remove-orphans] [--locked] [--trust] [BOX…]',
     help: 'make the boxes match boxlite.yaml (create, start, update, recreate) and leave them running',
     opts: {
       ...PROJECT_OPTS,
+      profile: PROFILE,
       wait: { help: 'return when every box with a healthcheck is healthy (or fail with its output)' },
       'wait-timeout': { value: true, help: 'seconds --wait waits at most (default 600)' },
       watch: { help: 'then keep watching: apply edits of boxlite.yaml and .env, bring back boxes per restart policy' },
@@ -192,7 +201,7 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
       const boxes = p.positionals.length ? p.positionals : undefined;
       if (boxes && p.opts.watch) throw new UsageError('up BOX… --watch: a watch keeps the whole project; drop the boxes or --watch');
       if (boxes && p.opts['remove-orphans']) throw new UsageError('up BOX… --remove-orphans: orphans are found over the whole project; drop the boxes or --remove-orphans');
-      const project = open(cli, context(cli, p.opts), !!p.opts.locked);
+      const project = open(cli, context(cli, p.opts), !!p.opts.locked, p.opts);
       const ok = await upOnce(cli, project, { wait: !!p.opts.wait, waitTimeoutS: p.opts['wait-timeout'] as string | undefined, removeOrphans: !!p.opts['remove-orphans'], boxes, trust: !!p.opts.trust });
       if (!p.opts.watch) return ok ? 0 : 1;
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
@@ -200,12 +209,12 @@ export const PROJECT_COMMANDS: Record<string, Command> = {
   },
 
   watch: {
-    usage: 'watch [-f FILE] [-p NAME] [--remove-orphans] [--trust]',
+    usage: 'watch [-f FILE] [-p NAME] [--profile P] [--remove-orphans] [--trust]',
     help: "'up', then keep the boxes converged (same as up --watch)",
-    opts: { ...PROJECT_OPTS, 'remove-orphans': { help: 'remove boxes no longer declared' }, trust: TRUST },
+    opts: { ...PROJECT_OPTS, profile: PROFILE, 'remove-orphans': { help: 'remove boxes no longer declared' }, trust: TRUST },
     async run(cli, args, spec) {
       const p = parseArgs(args, spec, -1, 'watch');
-      const project = open(cli, context(cli, p.opts));
+      const project = open(cli, context(cli, p.opts), false, p.opts);
       await upOnce(cli, project, { removeOrphans: !!p.opts['remove-orphans'], trust: !!p.opts.trust });
       return watchUntilInterrupted(cli, project, !!p.opts['remove-orphans']);
     },

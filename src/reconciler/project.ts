@@ -16,6 +16,7 @@ import type { ApplyResult } from './apply.js';
 import type { Watcher, WatchOptions } from './watch.js';
 import { applyLock, lockPathOf, readLock, writeLock, type LockResult } from './lock.js';
 import { loadAssets } from '../runtime/assets.js';
+import { profilesFromEnv, selectBoxes, type Selection } from './select.js';
 import { approve, requireTrust, revoke, trustState, type TrustState } from './trust.js';
 
 export interface ProjectOptions extends LoadOptions {
@@ -28,6 +29,8 @@ export interface ProjectOptions extends LoadOptions {
   say?: (m: string) => void;
   /** Every image reference must be pinned by boxlite.lock (up --locked); 'ignore': the file as written (lock). */
   locked?: boolean | 'ignore';
+  /** Profiles whose boxes plan, up and watch act on too (default $BOXLITE_PROFILES); '*' for all. */
+  profiles?: string[];
 }
 
 export interface UpOptions {
@@ -87,6 +90,8 @@ export class Project {
     private readonly say: (m: string) => void,
     private readonly ownsRuntime: boolean,
     private readonly locked: boolean,
+    /** The profiles asked for, and whether they came from $BOXLITE_PROFILES (where another project's are no error). */
+    readonly profiles: { names: string[]; fromEnv: boolean },
   ) {}
 
   /** Finds, reads and validates the project file (a SpecError lists every problem with file:line:col). */
@@ -97,7 +102,9 @@ export class Project {
     for (const w of written.warnings) say(`boxlite: warning: ${w}`);
     // A locked reference runs its locked digest: a tag moved since changes nothing until the lock is updated.
     const spec = o.locked === 'ignore' ? written : applyLock(written, readLock(lockPathOf(written)), { locked: o.locked });
-    return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime, o.locked === true);
+    const profiles = o.profiles ? { names: o.profiles, fromEnv: false } : { names: profilesFromEnv(), fromEnv: true };
+    selectBoxes(spec, { profiles: profiles.names, lenient: profiles.fromEnv }); // an unknown profile, or a dependency a profile keeps out, is told at load
+    return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime, o.locked === true, profiles);
   }
 
   /** Writes boxlite.lock beside the file: each image reference's digest (pulled to learn it); update re-resolves
@@ -120,27 +127,18 @@ export class Project {
   /** What up would do, field by field (a pure function of the file and the boxes as they are); boxes: only these
    *  and what they depend on, as `docker compose up web` does (the others are not orphans then). */
   async plan(opts: { removeOrphans?: boolean; boxes?: string[] } = {}): Promise<Plan> {
-    const spec = this.only(opts.boxes);
+    const { spec, inactive } = this.select(opts.boxes);
     const o = await observe(this.runtime, this.name);
-    const observed = opts.boxes ? o.boxes.filter((b) => spec.boxes[b.label.box]) : o.boxes;
+    // Boxes named leave the others alone; boxes a profile keeps out are not orphans.
+    const observed = opts.boxes ? o.boxes.filter((b) => spec.boxes[b.label.box]) : o.boxes.filter((b) => !inactive.includes(b.label.box));
     const pl = makePlan(spec, observed, o.volumes, { removeOrphans: opts.removeOrphans && !opts.boxes });
     const problems = await preflight(this.runtime, spec, pl);
     return problems.length ? { ...pl, problems } : pl;
   }
 
-  /** The project with only these boxes and, transitively, their dependencies. */
-  private only(boxes: string[] | undefined): ProjectSpec {
-    if (!boxes?.length) return this.spec;
-    const all = this.spec.boxes;
-    const keep = new Set<string>();
-    const add = (name: string) => {
-      if (keep.has(name)) return;
-      if (!all[name]) throw new InvalidOptionError(`no box "${name}" in ${path.basename(this.file)}: its boxes are ${Object.keys(all).join(', ')}`);
-      keep.add(name);
-      for (const d of Object.keys(all[name].dependsOn)) add(d);
-    };
-    for (const b of boxes) add(b);
-    return { ...this.spec, boxes: Object.fromEntries(Object.entries(all).filter(([n]) => keep.has(n))) };
+  /** The boxes this project acts on: its profiles asked for, or the boxes named and what they depend on. */
+  select(boxes?: string[]): Selection {
+    return selectBoxes(this.spec, { profiles: this.profiles.names, boxes, lenient: this.profiles.fromEnv });
   }
 
   /** Makes the boxes match the file: create, start, update, restart or recreate what differs. */
@@ -150,7 +148,7 @@ export class Project {
     else requireTrust(this.runtime.home.root, this.spec, acceptedHash(opts.trust));
     const lock = await lockProject(this.runtime, this.name, this.say);
     try {
-      const spec = this.only(opts.boxes);
+      const { spec } = this.select(opts.boxes);
       const pl = await this.plan({ removeOrphans: opts.removeOrphans, boxes: opts.boxes });
       // Nothing is made when the plan already knows it would fail.
       if (pl.problems) throw new PlanProblemsError(pl.problems);
@@ -179,7 +177,7 @@ export class Project {
     // An edit that reaches further than approved is not applied: a box that can write its own project folder
     // cannot widen its reach. Only the set approved (or accepted) when the watch began, or approved since, is.
     requireTrust(this.runtime.home.root, this.spec, acceptedHash(opts.trustAccept));
-    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name, locked: this.locked, trustAccept: acceptedHash(opts.trustAccept) });
+    const w = new Watcher(this.runtime, this.spec, { ...opts, env: undefined, projectName: this.spec.name, locked: this.locked, trustAccept: acceptedHash(opts.trustAccept), profiles: this.profiles });
     await w.start();
     return w;
   }

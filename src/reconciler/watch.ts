@@ -13,6 +13,8 @@ import { loadProject, type LoadOptions } from '../spec/load.js';
 import { requireTrust, UntrustedProjectError } from './trust.js';
 import { applyLock, LOCK_FILE, lockPathOf, readLock } from './lock.js';
 import { applyPlan } from './apply.js';
+import { preflight } from './preflight.js';
+import { selectBoxes, type Selection } from './select.js';
 import { plan, policyDue, renderPlan, type Plan } from './plan.js';
 import { lockProject, observe } from './names.js';
 import { checkOnce, nextHealth } from './health.js';
@@ -47,6 +49,8 @@ export interface WatchOptions extends LoadOptions {
   renderer?: 'simple' | 'silent';
   /** A hash of reaching parts accepted for this watch (BOXLITE_TRUST); others need `boxlite trust`. */
   trustAccept?: string;
+  /** Profiles whose boxes are kept converged too; fromEnv: they came from $BOXLITE_PROFILES. */
+  profiles?: { names: string[]; fromEnv: boolean };
 }
 
 /** Whether a policy brings back a box (or command) that stopped: `stopped` says it was stopped by a person. */
@@ -68,6 +72,8 @@ export const backoffMs = (attempt: number) => Math.min(60_000, 1000 * 2 ** Math.
 
 export class Watcher {
   private project: ProjectSpec;
+  /** The boxes the watch keeps converged (the project's, less those its profiles keep out). */
+  private selection: Selection;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -83,6 +89,7 @@ export class Watcher {
 
   constructor(private readonly rt: Runtime, project: ProjectSpec, private readonly opts: WatchOptions) {
     this.project = project;
+    this.selection = this.select(project);
     this.idle = rt.idlePauser((message) => this.emit({ type: 'idle', message }));
   }
 
@@ -94,6 +101,11 @@ export class Watcher {
     try {
       this.opts.say?.(e.message);
     } catch {}
+  }
+
+  private select(project: ProjectSpec): Selection {
+    const p = this.opts.profiles;
+    return selectBoxes(project, { profiles: p?.names, lenient: p?.fromEnv ?? true });
   }
 
   /** Watches until stop(); the first apply has been done by the caller (boxlite up). Resolves once the files
@@ -142,41 +154,60 @@ export class Watcher {
     } catch (e) {
       // The file's own lines indented under the watch's stamped line, so they read as part of it.
       const said = (e as Error).message.replace(/^boxlite: /, '').split('\n').map((l) => `  ${l}`).join('\n');
-      this.emit({ type: 'invalid-edit', message: `the edit is not valid; the boxes stay as they are:\n${said}` });
-      this.invalid = true;
+      this.refuse(`the edit is not valid; the boxes stay as they are:\n${said}`);
       return;
     }
     try {
       requireTrust(this.rt.home.root, next, this.opts.trustAccept);
     } catch (e) {
       if (!(e instanceof UntrustedProjectError)) throw e;
-      this.invalid = true;
-      this.emit({ type: 'invalid-edit', message: `the edit is not applied; the boxes stay as they are:\n${e.message}` });
+      this.refuse(`the edit is not applied; the boxes stay as they are:\n${e.message}`);
       return;
     }
-    if (this.invalid) this.emit({ type: 'valid-again', message: `${path.basename(this.project.file)} is valid again` });
-    this.invalid = false;
+    let selection: Selection;
+    try {
+      selection = this.select(next);
+    } catch (e) {
+      this.refuse(`the edit is not valid; the boxes stay as they are:\n  ${(e as Error).message}`);
+      return;
+    }
     if (next.name !== this.project.name) {
       this.emit({ type: 'invalid-edit', message: `the project name changed (${this.project.name} → ${next.name}): run 'boxlite down' for the old one and 'boxlite up' again; the watch keeps ${this.project.name}` });
       return;
     }
-    const said = new Set(this.project.warnings);
-    this.project = next;
-    for (const w of next.warnings) if (!said.has(w)) this.emit({ type: 'warning', message: `warning: ${w}` }); // once, not at every edit
-    await this.converge('the project file changed');
+    await this.converge('the project file changed', next, selection);
   }
 
-  private async converge(why: string): Promise<void> {
-    const lock = await lockProject(this.rt, this.project.name, (message) => this.emit({ type: 'warning', message }));
+  private refuse(message: string): void {
+    this.invalid = true;
+    this.emit({ type: 'invalid-edit', message });
+  }
+
+  /** Plans the edited project and applies it, unless up would refuse it (an image that cannot be had, a port
+   *  held, a secret not readable): then the last good project stays in force, as for an invalid file. */
+  private async converge(why: string, next: ProjectSpec, selection: Selection): Promise<void> {
+    const lock = await lockProject(this.rt, next.name, (message) => this.emit({ type: 'warning', message }));
     try {
-      const o = await observe(this.rt, this.project.name);
-      const p = plan(this.project, o.boxes, o.volumes, { removeOrphans: this.opts.removeOrphans });
+      const o = await observe(this.rt, next.name);
+      const observed = o.boxes.filter((b) => !selection.inactive.includes(b.label.box)); // kept out by a profile: not orphans
+      const p = plan(selection.spec, observed, o.volumes, { removeOrphans: this.opts.removeOrphans });
+      const problems = await preflight(this.rt, selection.spec, p);
+      if (problems.length) {
+        this.refuse(`the edit is not applied; 'up' would fail, so the boxes stay as they are:\n${problems.map((q) => `  ✖ ${q.box}: ${q.message}`).join('\n')}`);
+        return;
+      }
+      if (this.invalid) this.emit({ type: 'valid-again', message: `${path.basename(next.file)} is valid again` });
+      this.invalid = false;
+      const said = new Set(this.project.warnings);
+      this.project = next;
+      this.selection = selection;
+      for (const w of next.warnings) if (!said.has(w)) this.emit({ type: 'warning', message: `warning: ${w}` }); // once, not at every edit
       if (!p.changed) {
         this.emit({ type: 'plan', why, plan: null, message: `${why}: no changes` });
         return;
       }
       this.emit({ type: 'plan', why, plan: p, message: `${why}:\n${renderPlan(p)}` });
-      const r = await applyPlan(this.rt, this.project, p, { renderer: this.opts.renderer ?? 'silent' });
+      const r = await applyPlan(this.rt, selection.spec, p, { renderer: this.opts.renderer ?? 'silent' });
       this.emit({ type: 'applied', ok: r.ok, errors: r.errors, message: r.ok ? 'applied' : `applied with errors:\n${r.errors.map((e) => `  ${e.box}: ${e.message}`).join('\n')}` });
     } finally {
       lock.release();
@@ -188,12 +219,12 @@ export class Watcher {
     if (this.stopped) return;
     const o = await observe(this.rt, this.project.name);
     const now = Date.now();
-    const idle = Object.values(this.project.boxes).flatMap((spec) => {
+    const idle = Object.values(this.selection.spec.boxes).flatMap((spec) => {
       const box = o.boxes.find((b) => b.label.box === spec.name && !b.label.retiredAt);
       return box && spec.pauseAfterMs && box.label.setup === 'done' ? [{ id: box.id, name: spec.name, afterMs: spec.pauseAfterMs }] : [];
     });
     if (idle.length) await this.idle.sweep(idle);
-    for (const spec of Object.values(this.project.boxes)) {
+    for (const spec of Object.values(this.selection.spec.boxes)) {
       const box = o.boxes.find((b) => b.label.box === spec.name && !b.label.retiredAt);
       if (!box || box.label.setup !== 'done') continue; // missing or unprovisioned: only an edit or `up` makes it
       const rec = this.rt.record(box.id);

@@ -168,6 +168,7 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
       healthcheck,
       restart: b.restart ?? 'no',
       dependsOn,
+      ...(b.profiles?.length ? { profiles: [...b.profiles] } : {}),
       snapshots,
       ...(pauseAfterMs !== undefined ? { pauseAfterMs } : {}),
     };

@@ -49,6 +49,8 @@ export interface BoxSpec {
   healthcheck?: HealthcheckSpec;
   restart: RestartPolicy;
   dependsOn: Record<string, DependCondition>;
+  /** Brought up only when one of these is asked for (absent: always). */
+  profiles?: string[];
   snapshots?: SnapshotPolicy;
   /** Paused by `up --watch` after this long without use (no exec, no network traffic); woken by the next use. */
   pauseAfterMs?: number;

@@ -1,0 +1,121 @@
+// Habits a compose user brings, through the CLI as they type it: profiles that keep boxes out of a default up,
+// a watch that does not apply an edit up would fail on, `start` of a box whose dependency must be healthy first,
+// and an up whose box cannot boot leaving no record behind.
+import * as os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, CliProcess } from '../helpers.js';
+import { ProjectFixture } from '../project-fixture.js';
+
+let fx: ProjectFixture;
+const SMALL = '    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n';
+/** stderr's lines without the notice that boxes run under TCG on this machine. */
+const lines = (s: string) => s.trimEnd().split('\n').filter((l) => l && !/software emulation/.test(l));
+const names = (project: string) => fx.records(project).map((r) => r.project!.box);
+
+beforeAll(() => {
+  fx = new ProjectFixture();
+});
+
+afterAll(async () => {
+  await fx.cleanup();
+});
+
+describe('profiles', () => {
+  it('keep a box out of a default up until asked for; a watch refuses an edit up would fail on', async () => {
+    const dir = fx.dir(`name: prof\nboxes:\n  a:\n${SMALL}  tools:\n${SMALL}    profiles: [debug]\n`);
+    const plan = await cli(fx.home, ['plan'], { cwd: dir });
+    const planned = plan.stdout.split('reaches outside')[0]; // the approval covers the whole file, tools too
+    expect(planned).toMatch(/\+\s+a: create/);
+    expect(planned).not.toContain('tools');
+
+    expect((await cli(fx.home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
+    expect(names('prof')).toEqual(['a']);
+    const withProfile = await cli(fx.home, ['up', '--profile', 'debug'], { cwd: dir });
+    expect(withProfile.code).toBe(0);
+    expect(withProfile.stdout).toMatch(/\+\s+tools: create/);
+    expect(names('prof')).toEqual(['a', 'tools']);
+
+    // A box its profile keeps out is not an orphan, and is left as it is.
+    const again = await cli(fx.home, ['up'], { cwd: dir });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('project prof: up to date (1 box running)');
+    expect(again.stderr).not.toContain('no longer declared');
+    expect((await cli(fx.home, ['plan'], { cwd: dir, env: { BOXLITE_PROFILES: 'debug' } })).code).toBe(0);
+
+    const unknown = await cli(fx.home, ['up', '--profile', 'nope'], { cwd: dir });
+    expect(unknown.code).toBe(1);
+    expect(lines(unknown.stderr)[0]).toBe('boxlite: no profile "nope" in boxlite.yaml: its profiles are debug');
+
+    // The watch checks an edit as up's plan does: an image that is not there is not applied, and says why.
+    const w = new CliProcess(fx.home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
+    try {
+      await w.waitFor(/watching boxlite\.yaml/, 150_000);
+      let mark = w.output.length;
+      fx.edit(dir, (s) => `${s}  b:\n    image: ./missing\n`);
+      await w.waitFor(/the edit is not applied; 'up' would fail, so the boxes stay as they are:\n  ✖ b: image \/\S+\/missing does not exist/, 60_000, mark);
+      expect(names('prof')).toEqual(['a', 'tools']);
+      mark = w.output.length;
+      fx.edit(dir, (s) => s.replace('  b:\n    image: ./missing\n', ''));
+      await w.waitFor(/boxlite\.yaml is valid again/, 60_000, mark);
+    } finally {
+      w.child.kill('SIGINT');
+    }
+    expect(await w.exited()).toBe(0);
+    expect((await cli(fx.home, ['down', '--remove'], { cwd: dir })).code).toBe(0);
+  });
+});
+
+describe('start', () => {
+  it('waits for a dependency to be healthy first, and says why not when it is not', async () => {
+    const dir = fx.dir(`name: hdep\nboxes:\n  db:\n${SMALL}    setup: touch /ok\n    healthcheck: {test: cat /ok, interval: 200ms, retries: 2}\n  web:\n${SMALL}    depends_on: {db: {condition: healthy}}\n`);
+    expect((await cli(fx.home, ['up', '--trust'], { cwd: dir })).code).toBe(0);
+    expect((await cli(fx.home, ['exec', 'db', 'rm', '/ok'], { cwd: dir })).code).toBe(0);
+    expect((await cli(fx.home, ['stop', 'web', 'db'], { cwd: dir })).code).toBe(0);
+
+    const sick = await cli(fx.home, ['start', 'web'], { cwd: dir });
+    expect(sick.code).toBe(1);
+    expect(lines(sick.stderr)).toEqual([
+      'boxlite: starting db first (web depends on it)',
+      'boxlite: waiting for db to be healthy (web depends on it)',
+      "boxlite: web not started: it depends on db, which did not become healthy (its last check said: exit status 1: cat: can't open '/ok': No such file or directory): see 'boxlite ps' and 'boxlite logs db'",
+    ]);
+    expect(fx.records('hdep').map((r) => `${r.project!.box} ${r.state}`)).toEqual(['db running', 'web stopped']);
+
+    expect((await cli(fx.home, ['exec', 'db', 'touch', '/ok'], { cwd: dir })).code).toBe(0);
+    const well = await cli(fx.home, ['start', 'web'], { cwd: dir });
+    expect(well.code).toBe(0);
+    expect(lines(well.stderr)).toEqual(['boxlite: waiting for db to be healthy (web depends on it)']);
+    expect(fx.records('hdep').map((r) => `${r.project!.box} ${r.state}`)).toEqual(['db running', 'web running']);
+    await cli(fx.home, ['down', '--remove'], { cwd: dir });
+  });
+});
+
+describe('plan', () => {
+  it("finds a secret whose variable is not set before anything is made", async () => {
+    const dir = fx.dir(`name: sec\nboxes:\n  a:\n${SMALL}    secrets:\n      TOKEN: {env: BOXLITE_TEST_NOT_SET, hosts: [api.example.com]}\n`);
+    const env = { BOXLITE_TEST_NOT_SET: '' };
+    const plan = await cli(fx.home, ['plan'], { cwd: dir, env });
+    expect(plan.code).toBe(1);
+    const said = 'secret TOKEN comes from the environment variable BOXLITE_TEST_NOT_SET, which is not set here: set it in the environment of this command and run it again';
+    expect(lines(plan.stderr)).toEqual([`✖ a: ${said}`, "✖ project sec: 'up' would fail (1 problem found by the plan)"]);
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: dir, env });
+    expect(up.code).toBe(1);
+    expect(lines(up.stderr)).toEqual([`✖ a: ${said}`, '✖ project sec: nothing was made (1 problem found by the plan)']);
+    expect(fx.records('sec')).toEqual([]);
+  });
+});
+
+describe('a box that cannot boot', () => {
+  it('is removed when its first start fails, and the error says so', async () => {
+    // More memory than the host has and can swap: QEMU cannot set it up.
+    const gib = Math.ceil(os.totalmem() / 2 ** 30) * 4;
+    const dir = fx.dir(`name: huge\nboxes:\n  a:\n    image: ./rootfs\n    memory: ${gib}GiB\n    disk: 128MiB\n`);
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
+    expect(up.code).toBe(1);
+    const err = lines(up.stderr);
+    expect(err.find((l) => l.startsWith('✖ a: create [FAILED:'))).toMatch(/ \(the box never started, so it was removed: 'boxlite up' makes it again\)\]?$/);
+    expect(err.at(-1)).toBe('✖ project huge: 1 of 1 box failed (a)');
+    expect(fx.records('huge')).toEqual([]);
+    expect((await cli(fx.home, ['plan'], { cwd: dir })).stdout).toMatch(/\+\s+a: create/);
+  });
+});

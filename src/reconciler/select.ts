@@ -43,9 +43,11 @@ export function selectBoxes(project: ProjectSpec, opts: SelectOptions = {}): Sel
 
   const keep = new Set<string>();
   if (opts.boxes?.length) {
-    // Named boxes come with what they depend on, whatever their profiles: naming a box asks for it.
+    // Named boxes come with what they depend on, whatever their profiles: naming a box asks for it (a box with
+    // replicas, for all of them).
     const add = (name: string) => {
       if (keep.has(name)) return;
+      if (!all[name] && project.replicas?.[name] !== undefined) return void Object.values(all).filter((b) => b.replicaOf === name).forEach((b) => add(b.name));
       if (!all[name]) throw new InvalidOptionError(`no box "${name}" in ${file}: its boxes are ${Object.keys(all).join(', ')}`);
       keep.add(name);
       for (const d of Object.keys(all[name].dependsOn)) add(d);

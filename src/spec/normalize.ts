@@ -10,6 +10,7 @@ import { parseDurationMs, parseSizeMib } from '../core/units.js';
 import { checkPorts, parseDns, parsePort } from '../core/network.js';
 import { hasPolicy, parseRule, parseSecrets } from '../core/egress.js';
 import { DEFAULT_VOLUME_MIB, DEFAULTS, MIN_DISK_MIB, MIN_MEMORY_MIB, MIN_VOLUME_MIB } from '../core/defaults.js';
+import { expandReplicas } from './replicas.js';
 import { HEALTH_DEFAULTS, type BoxSpec, type MountSpec, type ProjectSpec } from './types.js';
 
 export interface NormCtx {
@@ -201,8 +202,11 @@ export function normalize(data: any, ctx: NormCtx): ProjectSpec {
     });
   }
 
+  const replicas = Object.fromEntries(Object.entries<any>(data.boxes).filter(([, b]) => b.replicas !== undefined).map(([bn, b]) => [bn, b.replicas as number]));
+  const expanded = expandReplicas(boxes, replicas, at);
+
   if (problems.length) throw new SpecError(problems.sort((a, b) => a.line - b.line || a.col - b.col));
-  return { name, file: ctx.file, dir: ctx.dir, boxes, volumes, warnings: ctx.warnings };
+  return { name, file: ctx.file, dir: ctx.dir, boxes: expanded, volumes, warnings: ctx.warnings, ...(Object.keys(replicas).length ? { replicas } : {}) };
 }
 
 /** The first cycle found in a dependency graph, as a path that returns to its start. */

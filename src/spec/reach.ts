@@ -48,7 +48,12 @@ function via(p: string): string {
 export function reachParts(spec: ProjectSpec): ReachPart[] {
   const parts: ReachPart[] = [];
   for (const v of spec.hostVariables ?? []) parts.push({ box: v.box, field: v.field, touches: `the host's variable ${v.name}` });
-  for (const b of Object.values(spec.boxes)) {
+  const seen = new Set<string>();
+  for (const spec_ of Object.values(spec.boxes)) {
+    // Replicas are one definition: one approval covers them at any scale, so scaling under watch needs none.
+    const b = { ...spec_, name: spec_.replicaOf ?? spec_.name };
+    if (seen.has(b.name)) continue;
+    seen.add(b.name);
     if (path.isAbsolute(b.image) && !inside(spec.dir, b.image)) parts.push({ box: b.name, field: 'image', touches: `host folder ${via(b.image)} (read, as the box's root)` });
     b.volumes.forEach((m, i) => {
       if (m.type !== 'bind' || inside(spec.dir, m.source)) return;

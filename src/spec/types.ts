@@ -51,6 +51,8 @@ export interface BoxSpec {
   dependsOn: Record<string, DependCondition>;
   /** Brought up only when one of these is asked for (absent: always). */
   profiles?: string[];
+  /** One of the replicas NAME-1 … NAME-N of the box NAME declared with `replicas: N`. */
+  replicaOf?: string;
   snapshots?: SnapshotPolicy;
   /** Paused by `up --watch` after this long without use (no exec, no network traffic); woken by the next use. */
   pauseAfterMs?: number;
@@ -69,6 +71,8 @@ export interface ProjectSpec {
   boxes: Record<string, BoxSpec>;
   volumes: Record<string, VolumeSpec>;
   warnings: string[];
+  /** Boxes declared with `replicas: N`, by their declared name: the plan removes replicas beyond N. */
+  replicas?: Record<string, number>;
   /** The host's variables the file read while interpolating (not its .env's), and where (absent: none). */
   hostVariables?: { name: string; box: string; field: string }[];
 }

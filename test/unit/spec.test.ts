@@ -34,7 +34,7 @@ const malformed: [string, string, string[]][] = [
   ['an empty boxes map', 'boxes: {}\n', ['1:8 boxes: declare at least one box']],
   ['a misspelt top-level key', 'boxs:\n  web: {image: x}\n', ['1:1 boxs: unknown key "boxs" (did you mean "boxes"?)']],
   ['a misspelt box key', 'boxes:\n  web:\n    imgae: debian:12\n', ['3:5 boxes.web.imgae: unknown key "imgae" (did you mean "image"?)']],
-  ['an unknown box key far from any', box('    colour: red\n'), ['4:5 boxes.web.colour: unknown key "colour"; allowed here: image, cpus, memory, disk, env, working_dir, user, network, secrets, dns, volumes, ports, setup, command, healthcheck, pause_after, restart, depends_on, profiles, snapshots']],
+  ['an unknown box key far from any', box('    colour: red\n'), ['4:5 boxes.web.colour: unknown key "colour"; allowed here: image, cpus, memory, disk, env, working_dir, user, network, secrets, dns, volumes, ports, setup, command, healthcheck, pause_after, restart, depends_on, replicas, profiles, snapshots']],
   ['a box without image', 'boxes:\n  web:\n    cpus: 2\n', ['3:5 boxes.web: missing required key "image"']],
   ['a box that is a string', 'boxes:\n  web: debian:12\n', ['2:8 boxes.web: expected a mapping, got "debian:12"']],
   ['memory in words', box('    memory: lots\n'), ['4:13 boxes.web.memory: expected a size such as 512MiB, 2GiB or 10G (a bare number is MiB), got "lots"']],

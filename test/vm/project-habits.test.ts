@@ -65,6 +65,37 @@ describe('profiles', () => {
   });
 });
 
+describe('replicas', () => {
+  it('make NAME-1 … NAME-N, each reachable by name; an edit of N under watch scales them up and down', async () => {
+    const web = `${SMALL}    setup: mkdir -p /www && hostname > /www/index.html\n    command: httpd -f -p 80 -h /www\n`;
+    const dir = fx.dir(`name: rep\nboxes:\n  web:\n${web}    replicas: 2\n`);
+    const get = (from: string, to: string) => cli(fx.home, ['exec', from, 'wget', '-q', '-O', '-', `http://${to}/`], { cwd: dir }).then((r) => r.stdout);
+    const up = await cli(fx.home, ['up', '--trust'], { cwd: dir });
+    expect(up.code).toBe(0);
+    expect(fx.records('rep').map((r) => `${r.project!.box} ${r.state}`)).toEqual(['web-1 running', 'web-2 running']);
+    expect(await get('web-1', 'web-2')).toBe('web-2\n');
+
+    const w = new CliProcess(fx.home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
+    try {
+      await w.waitFor(/watching boxlite\.yaml/, 150_000);
+      let mark = w.output.length;
+      fx.edit(dir, (s) => s.replace('replicas: 2', 'replicas: 3'));
+      await w.waitFor(/\+\s+web-3: create[\s\S]*\] applied\n/, 150_000, mark);
+      expect(names('rep')).toEqual(['web-1', 'web-2', 'web-3']);
+      expect(await get('web-3', 'web-1')).toBe('web-1\n');
+      expect(await get('web-1', 'web-3')).toBe('web-3\n'); // the running ones learnt the new name
+      mark = w.output.length;
+      fx.edit(dir, (s) => s.replace('replicas: 3', 'replicas: 1'));
+      await w.waitFor(/-\s+web-2: remove\s+\(web is scaled to 1\)[\s\S]*\] applied\n/, 150_000, mark);
+      expect(names('rep')).toEqual(['web-1']);
+    } finally {
+      w.child.kill('SIGINT');
+    }
+    expect(await w.exited()).toBe(0);
+    expect((await cli(fx.home, ['down', '--remove'], { cwd: dir })).code).toBe(0);
+  });
+});
+
 describe('start', () => {
   it('waits for a dependency to be healthy first, and says why not when it is not', async () => {
     const dir = fx.dir(`name: hdep\nboxes:\n  db:\n${SMALL}    setup: touch /ok\n    healthcheck: {test: cat /ok, interval: 200ms, retries: 2}\n  web:\n${SMALL}    depends_on: {db: {condition: healthy}}\n`);

@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/main.js';
+// --version answers before anything is loaded: scripts ask it to see that boxlite is there.
+if (process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === 'version')) {
+  const { VERSION } = await import('../dist/src/core/version.js');
+  process.stdout.write(`boxlite ${VERSION}\n`);
+  process.exit(0);
+}
+const { main } = await import('../dist/src/cli/main.js');
 
 // A closed pipe (boxlite ps | head) ends output quietly, like other CLI tools.
 process.stdout.on('error', (e) => {

@@ -2,6 +2,7 @@
 // errors (a BoxliteError's message names the thing and the fix; anything else is a bug, shown with its stack).
 import { printable } from '../util/printable.js';
 import { BoxliteError } from '../core/errors.js';
+import { VERSION } from '../core/version.js';
 import { projectRuntime } from '../reconciler/project.js';
 import { helpFor, HelpRequested, parseArgs, UsageError } from './args.js';
 import { stderr, stdout, type Cli, type Command, type ProjectContext } from './command.js';
@@ -74,7 +75,7 @@ export async function main(argvAll: string[]): Promise<number> {
     return 0;
   }
   if (cmd === '--version' || cmd === 'version') {
-    stdout('boxlite 0.1.0');
+    stdout(`boxlite ${VERSION}`);
     return 0;
   }
   if (host && cmd !== 'serve') return remote(host, cmd, args);

@@ -43,12 +43,28 @@ export function contextProjectName(ctx: ProjectContext): string | undefined {
   } catch {
     return undefined;
   }
+  const quick = quickName(fs.readFileSync(file, 'utf8'), path.dirname(file));
+  if (quick) return quick;
   try {
     return loadProject(file, { env: { ...process.env } }).name;
   } catch {
     const m = /^name:\s*["']?([a-z0-9][a-z0-9_-]*)/m.exec(fs.readFileSync(file, 'utf8'));
     return m?.[1] ?? path.basename(path.dirname(file)).toLowerCase().replace(/[^a-z0-9_-]/g, '');
   }
+}
+
+/** The project's name from a block-style file without the YAML parser, which would cost a CLI that only looks
+ *  up a box (ps, exec, logs) about 100 ms: its one top-level `name:` line, or the folder's name when it has none.
+ *  Anything else (an interpolated name, flow style, a name written twice) is left to the parser. */
+export function quickName(text: string, dir: string): string | undefined {
+  if (!/^boxes:/m.test(text)) return undefined;
+  const lines = text.split('\n').filter((l) => /^["']?name["']?\s*:/.test(l));
+  if (!lines.length) {
+    const folder = path.basename(dir).toLowerCase().replace(/[^a-z0-9_-]/g, ''); // as the file's loader names it
+    return /^[a-z0-9]/.test(folder) ? folder : undefined;
+  }
+  const m = lines.length === 1 ? /^name:[ \t]*(["']?)([a-z0-9][a-z0-9_-]{0,39})\1[ \t]*(#.*)?\r?$/.exec(lines[0]) : null;
+  return m?.[2];
 }
 
 /** Lets `boxlite exec web …` find the project's box "web" inside a project folder. */

@@ -1,7 +1,6 @@
 // `boxlite serve`: BoxLite's REST API on a port, until SIGINT or SIGTERM; boxes keep running after it.
 import { parseArgs } from './args.js';
 import type { Command } from './command.js';
-import { BoxliteServer } from '../server/server.js';
 
 export const SERVE_COMMAND: Command = {
   usage: 'serve [--listen ADDR:PORT] [--api-key-file F] [--tls-cert F --tls-key F] [--allow-host-folders DIR] [--projects-dir DIR]',
@@ -18,6 +17,7 @@ export const SERVE_COMMAND: Command = {
   async run({ rt, err }, args, spec) {
     const p = parseArgs(args, spec, -1, 'serve');
     const o = p.opts as Record<string, string | undefined>;
+    const { BoxliteServer } = await import('../server/server.js'); // the server's code only for serve
     const server = await BoxliteServer.start({
       runtime: rt,
       listen: o.listen,

@@ -1,7 +1,8 @@
 // The client side of BoxLite's REST API: one base URL and credential, JSON calls whose errors become boxlite's
 // typed errors (a 404 is a BoxNotFoundError, a 409 a BoxStateError …, the message the server's), and the attach
 // WebSocket. Used by JsBoxlite.rest(), SimpleBox on a remote runtime and the CLI's --host.
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { createRequire } from 'node:module';
 import {
   BoxExistsError, BoxNotFoundError, BoxStateError, BoxliteError, ExecError, ImageError, InvalidOptionError, TimeoutError,
 } from '../core/errors.js';
@@ -126,6 +127,8 @@ export class RestClient {
 
   attach(boxId: string, execId: string): WebSocket {
     const url = `${this.base.replace(/^http/, 'ws')}${this.box(boxId)}/executions/${encodeURIComponent(execId)}/attach`;
-    return new WebSocket(url, { headers: this.headers(), maxPayload: 8 << 20 });
+    // Loaded at the first attach: a CLI that never attaches (ps, rm) does not load the WebSocket library.
+    const Ws = createRequire(import.meta.url)('ws') as typeof WebSocket;
+    return new Ws(url, { headers: this.headers(), maxPayload: 8 << 20 });
   }
 }

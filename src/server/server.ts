@@ -1,6 +1,7 @@
 // `boxlite serve`: BoxLite's REST API over this machine's boxes. It is a client of the runtime like the CLI, not
 // a daemon that owns boxes: they run on when it stops, and executions in flight are told it went. It listens on
 // loopback unless told otherwise, and beyond loopback only with an API key (and says so when without TLS).
+import { VERSION } from '../core/version.js';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -73,7 +74,7 @@ export class BoxliteServer {
       execs: new Executions(o.runtime, { ...DEFAULT_EXEC_LIMITS, ...o.execLimits }),
       folders: new HostFolders(o.allowHostFolders),
       limits: { ...DEFAULT_LIMITS, ...o.limits },
-      version: o.version ?? '0.1.0',
+      version: o.version ?? VERSION,
       counters: { boxesCreated: 0, boxesFailed: 0, boxesStopped: 0 },
       lastMetrics: new Map(),
     };

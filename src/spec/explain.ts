@@ -1,6 +1,7 @@
 // Schema errors → located, readable problems: ajv's errors for boxlite.yaml turned into file:line:col, the key path
 // as written, and a message that says what was expected (with "did you mean" for near misses).
-import { isMap, isPair, isScalar, type Document, type Node } from 'yaml';
+import type { Document, Node } from 'yaml';
+import { yamlLib } from './yaml-lib.js';
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { suggest, type SpecProblem } from './errors.js';
 
@@ -19,6 +20,7 @@ export function nodeAt(doc: Document, segs: string[]): Node | undefined {
 
 export function keyOffset(doc: Document, segs: string[], key: string): number | undefined {
   const m = nodeAt(doc, segs);
+  const { isMap, isPair, isScalar } = yamlLib();
   if (!isMap(m)) return undefined;
   const pair = m.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === key);
   return (pair?.key as Node | undefined)?.range?.[0];

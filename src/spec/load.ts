@@ -4,13 +4,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit } from 'yaml';
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv/dist/2020.js';
 import { createRequire } from 'node:module';
 import { SpecError, type SpecProblem } from './errors.js';
 import { interpolate, InterpolationError, parseDotenv } from './interpolate.js';
 import { explain } from './explain.js';
 import { normalize } from './normalize.js';
+import { yamlLib } from './yaml-lib.js';
 import type { ProjectSpec } from './types.js';
 
 export const PROJECT_FILES = ['boxlite.yaml', 'boxlite.yml'];
@@ -33,6 +33,8 @@ function validate(data: unknown): ErrorObject[] {
     const compiled = path.join(path.dirname(fileURLToPath(import.meta.url)), 'schema-validator.cjs');
     if (fs.existsSync(compiled)) validator = createRequire(import.meta.url)(compiled) as Validator;
     else {
+      // Only from the sources (tests): the built CLI never loads ajv's compiler.
+      const { Ajv2020 } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof import('ajv/dist/2020.js');
       const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictTuples: false, allowUnionTypes: true });
       ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
       validator = ajv.compile(projectSchema());
@@ -119,6 +121,7 @@ export function parseProject(text: string, file: string, opts: LoadOptions = {})
   const dir = path.dirname(file);
   const rel = path.relative(process.cwd(), file) || file;
   const shown = rel.startsWith('..') ? file : rel;
+  const { LineCounter, parseDocument, Scalar, visit } = yamlLib();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const pos = (offset: number) => lc.linePos(offset);
@@ -182,6 +185,7 @@ type HostVariable = NonNullable<ProjectSpec['hostVariables']>[number] & { at: nu
 
 /** The box and field a scalar sits under, from its ancestors: boxes.web.env.KEY → web, env.KEY. */
 function where(ancestors: readonly unknown[], node: unknown): { box: string; field: string } {
+  const { isPair, isScalar, isSeq } = yamlLib();
   const keys: string[] = [];
   const chain = [...ancestors, node];
   for (let i = 0; i < ancestors.length; i++) {

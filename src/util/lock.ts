@@ -2,7 +2,7 @@
 // koffi calls libc. Locks vanish with the process that held them, so a killed CLI never leaves a stale lock.
 // Shared locks let many users of a thing (pulls of the image store) exclude one remover (prune), and no more.
 import * as fs from 'node:fs';
-import koffi from 'koffi';
+import { koffiLib } from './koffi-lib.js';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
@@ -11,7 +11,7 @@ const LOCK_UN = 8;
 
 let flockFn: ((fd: number, op: number) => number) | null = null;
 function flock(fd: number, op: number): number {
-  flockFn ??= koffi.load('libc.so.6').func('int flock(int, int)');
+  flockFn ??= koffiLib().load('libc.so.6').func('int flock(int, int)');
   return flockFn(fd, op);
 }
 

@@ -3,10 +3,14 @@
 // Buffer.from(v, 'latin1') gets them back.
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import * as tarStream from 'tar-stream';
+import type * as tarStream from 'tar-stream';
 
-{
+/** tar-stream, loaded (and patched) at the first extraction or pack: a CLI that moves no tar never loads it. */
+let lib: typeof tarStream | null = null;
+function tarLib(): typeof tarStream {
+  if (lib) return lib;
   const require = createRequire(import.meta.url);
+  lib = require('tar-stream') as typeof tarStream;
   const headers = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js'));
   if (!headers.__boxlitePatched) {
     headers.decodePax = (buf: Buffer) => {
@@ -27,10 +31,11 @@ import * as tarStream from 'tar-stream';
     };
     headers.__boxlitePatched = true;
   }
+  return lib;
 }
 
-export const extract = tarStream.extract;
-export const pack = tarStream.pack;
+export const extract: typeof tarStream.extract = (opts) => tarLib().extract(opts);
+export const pack: typeof tarStream.pack = (opts) => tarLib().pack(opts);
 export type Header = tarStream.Header;
 
 /** What an xattr name may be: a known namespace and a plain name. Anything else (spaces, quotes, newlines) is

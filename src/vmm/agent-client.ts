@@ -1,6 +1,7 @@
 // Host side of the host↔guest channel. Each process takes one of the box's virtio-serial ports (a flock marks it
 // taken), runs the link handshake on the port's Unix socket, and relays a private Unix socket to it so that a
 // plain @grpc/grpc-js client can speak gRPC over the port.
+import { VERSION } from '../core/version.js';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -208,7 +209,7 @@ export class AgentClient {
     try {
       // Generous: READY came from the agent, but a guest on a loaded host may take a while to answer.
       // A restore's request is made now: the clock it carries must be the host's at this instant.
-      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: '0.1.0', restored: opts.restored?.() }, 60_000);
+      info = await client.call<AgentInfo>('guest', 'handshake', { protocolVersion: PROTOCOL_VERSION, hostVersion: VERSION, restored: opts.restored?.() }, 60_000);
     } catch (e) {
       client.close();
       throw e;

@@ -3,7 +3,7 @@
 // boxlite process, root perhaps, talk to another socket of the host. So before a word is sent, the peer must be the
 // box's own QEMU process. Node has no getsockopt; koffi calls libc.
 import type * as net from 'node:net';
-import koffi from 'koffi';
+import { koffiLib } from '../util/koffi-lib.js';
 
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
@@ -17,7 +17,7 @@ export interface PeerCred {
 }
 
 export function peerCred(sock: net.Socket): PeerCred {
-  getsockopt ??= koffi.load('libc.so.6').func('int getsockopt(int, int, int, _Inout_ uint8_t *, _Inout_ uint8_t *)');
+  getsockopt ??= koffiLib().load('libc.so.6').func('int getsockopt(int, int, int, _Inout_ uint8_t *, _Inout_ uint8_t *)');
   const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (fd === undefined || fd < 0) throw new Error('the socket has no descriptor');
   const val = Buffer.alloc(12);

@@ -5,7 +5,7 @@
 // Measured with and without, same run: warm start → first exec 1.5 s vs 1.05 s; 10 forks 11.8 s vs 10 s.
 // The flag is set on the spawning process for the moment of the spawn: a child inherits it and keeps it across
 // exec.
-import koffi from 'koffi';
+import { koffiLib } from '../util/koffi-lib.js';
 
 const PR_SET_THP_DISABLE = 41;
 const PR_GET_THP_DISABLE = 42;
@@ -15,7 +15,7 @@ let prctl: Prctl | null | undefined;
 function load(): Prctl | null {
   if (prctl === undefined) {
     try {
-      prctl = koffi.load('libc.so.6').func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)') as Prctl;
+      prctl = koffiLib().load('libc.so.6').func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)') as Prctl;
     } catch {
       prctl = null; // huge pages cost time, not correctness: spawn as is
     }

@@ -5,7 +5,7 @@
 // Measured cost and the reasons for this design: README, "Network".
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import koffi from 'koffi';
+import { koffiLib } from '../../util/koffi-lib.js';
 import { fileURLToPath } from 'node:url';
 import { compiledModule } from '../../util/package-root.js';
 import { helperPid, startHelper, stopHelper } from '../helpers.js';
@@ -48,7 +48,7 @@ let libc: { socket: (d: number, t: number, p: number) => number; bind: (fd: numb
  *  listening sockets cannot be handed to a child that is not a Node IPC peer. */
 function listenUnix(file: string, as: JailIdentity | null): number {
   if (!libc) {
-    const lib = koffi.load('libc.so.6');
+    const lib = koffiLib().load('libc.so.6');
     libc = { socket: lib.func('int socket(int, int, int)'), bind: lib.func('int bind(int, uint8_t *, uint32_t)'), listen: lib.func('int listen(int, int)'), close: lib.func('int close(int)') };
   }
   fs.rmSync(file, { force: true });

@@ -56,8 +56,11 @@ function unary<Req>(fn: (req: Req) => unknown | Promise<unknown>) {
 
 function main(): void {
   process.title = 'boxlite-agent'; // findable with pidof/ps inside the box
-  const protoPath = path.join(__dirname, 'agent.proto');
-  const def = protoLoader.loadSync(protoPath, { keepCase: false, longs: Number, enums: Number, defaults: true });
+  // The contract compiled at build time (agent.json beside the bundle): parsing agent.proto was a part of every
+  // boot. From the sources (tests of the agent on the host), the .proto.
+  const opts = { keepCase: false, longs: Number, enums: Number, defaults: true };
+  const compiled = path.join(__dirname, 'agent.json');
+  const def = fs.existsSync(compiled) ? protoLoader.fromJSON(JSON.parse(fs.readFileSync(compiled, 'utf8')), opts) : protoLoader.loadSync(path.join(__dirname, 'agent.proto'), opts);
   const pkg = (grpc.loadPackageDefinition(def) as any).boxlite.agent.v1;
   const procs = new ProcessTable();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });

@@ -145,6 +145,7 @@ async function assetInputsKey(): Promise<string> {
     await kernelPackageName(),
     sha256File(bundle),
     fs.readFileSync(path.join(AGENT_BUNDLE_DIR, 'agent.proto')),
+    fs.readFileSync(path.join(AGENT_BUNDLE_DIR, 'agent.json')),
     fs.readFileSync(path.join(AGENT_BUNDLE_DIR, 'boot.cjs')),
     fs.readFileSync(path.join(GUEST_DIR, 'init.sh')),
     fs.readFileSync(path.join(GUEST_DIR, 'start.sh')),
@@ -289,6 +290,7 @@ async function buildInitImage(home: Home, say: Say): Promise<string> {
     copy(path.join(GUEST_DIR, 'start.sh'), 'start.sh', 0o755);
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.cjs'), 'agent/agent.cjs');
     copy(path.join(AGENT_BUNDLE_DIR, 'agent.proto'), 'agent/agent.proto');
+    copy(path.join(AGENT_BUNDLE_DIR, 'agent.json'), 'agent/agent.json');
     copy(path.join(AGENT_BUNDLE_DIR, 'boot.cjs'), 'agent/boot.cjs');
     // koffi (pty calls in the guest) loads a native addon by path: copy its package and the linux-x64 addon.
     const koffiDir = path.join(PACKAGE_ROOT, 'node_modules/koffi');

@@ -31,12 +31,12 @@ const FLOW_WINDOW = 4 << 20;
 let packageCache: any = null;
 function agentPackage(): any {
   if (!packageCache) {
-    const def = protoLoader.loadSync(path.join(PACKAGE_ROOT, 'proto/agent.proto'), {
-      keepCase: false,
-      longs: Number,
-      enums: Number,
-      defaults: true,
-    });
+    const opts = { keepCase: false, longs: Number, enums: Number, defaults: true };
+    // The build's compiled descriptor (scripts/bundle-agent.mjs); from the sources, the .proto itself.
+    const compiled = path.join(PACKAGE_ROOT, 'dist/agent-bundle/agent.json');
+    const def = fs.existsSync(compiled)
+      ? protoLoader.fromJSON(JSON.parse(fs.readFileSync(compiled, 'utf8')), opts)
+      : protoLoader.loadSync(path.join(PACKAGE_ROOT, 'proto/agent.proto'), opts);
     packageCache = (grpc.loadPackageDefinition(def) as any).boxlite.agent.v1;
   }
   return packageCache;

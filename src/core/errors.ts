@@ -24,6 +24,12 @@ export class RegistryUnreachableError extends ImageError {}
 export class DigestMismatchError extends ImageError {}
 export class InvalidOptionError extends BoxliteError {}
 export class AgentVersionError extends BoxliteError {}
+/** A call the guest agent answered with an error: its own words (never a gRPC stack trace), with the gRPC code. */
+export class AgentCallError extends BoxliteError {
+  constructor(readonly code: number, readonly details: string) {
+    super(`the box's agent refused the call: ${details}`);
+  }
+}
 export class QemuMissingError extends BoxliteError {}
 export class AssetsMissingError extends BoxliteError {}
 export class ExecError extends BoxliteError {

@@ -3,7 +3,7 @@
 import { secretEnv } from './secrets.js';
 import { PassThrough } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
-import { ExecError, TimeoutError } from '../core/errors.js';
+import { AgentCallError, ExecError, TimeoutError } from '../core/errors.js';
 import type { AgentClient } from '../vmm/agent-client.js';
 import { agentClient } from './channel.js';
 import { startBox } from './boot.js';
@@ -12,7 +12,6 @@ import { countExec, markActive } from './activity.js';
 import { Execution, relayCall, signalExitCode, type ExecOptions, type ExecResult } from './execution.js';
 import type { RuntimeContext } from './context.js';
 
-const GRPC_FAILED_PRECONDITION = 9;
 
 export interface NetworkStats {
   name: string;
@@ -62,8 +61,8 @@ async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opt
     return { client, execId: res.execId, pid: res.pid };
   } catch (e) {
     if (opts.countsAsUse !== false) countExec(ctx, id, false);
-    const err = e as grpc.ServiceError;
-    if (err.code === GRPC_FAILED_PRECONDITION) throw new ExecError(`box ${rec.name}: ${err.details}`);
+    // The agent's refusal (a missing user, command or folder) in its own words, naming the box.
+    if (e instanceof AgentCallError) throw new ExecError(`box ${rec.name}: ${e.details}`);
     throw e;
   }
 }

@@ -21,7 +21,7 @@ export class AgentGoneError extends BoxliteError {
     this.code = cause.code;
   }
 }
-import { AgentVersionError, BoxBusyError } from '../core/errors.js';
+import { AgentCallError, AgentVersionError, BoxBusyError } from '../core/errors.js';
 import { runDir } from './engine.js';
 import { checkPeer, WrongPeerError } from './peer.js';
 
@@ -237,7 +237,7 @@ export class AgentClient {
   call<T>(service: 'guest' | 'execution' | 'files', method: string, req: unknown, timeoutMs = 30_000): Promise<T> {
     return new Promise((resolve, reject) => {
       (this as any)[service][method](req, { deadline: timeoutMs > 0 ? Date.now() + timeoutMs : Infinity }, (err: grpc.ServiceError | null, res: T) =>
-        err ? reject(err.code === grpc.status.UNAVAILABLE ? new AgentGoneError(err) : err) : resolve(res),
+        err ? reject(err.code === grpc.status.UNAVAILABLE ? new AgentGoneError(err) : new AgentCallError(err.code, err.details || err.message)) : resolve(res),
       );
     });
   }

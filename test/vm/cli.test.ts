@@ -158,6 +158,12 @@ describe("the command line: what is boxlite's and what is the box's", () => {
     const both = await cli(home, ['run', '-d', '--rm', rootfs, '--', 'true']);
     expect(both.code).toBe(125);
     expect(both.stderr).toContain('-d and --rm cannot go together');
+    // What the agent refuses is said in its words, naming the box: no gRPC stack trace.
+    const ghost = await cli(home, ['exec', '-u', 'ghost', 'server', 'true']);
+    expect(ghost.code).toBe(125);
+    expect(ghost.stderr.split('\n').filter((l) => l && !/software emulation/.test(l))).toEqual([
+      `boxlite: box server: user "ghost" not found in the box's /etc/passwd; use a uid (e.g. 1000) or add the user`,
+    ]);
     expect((await cli(home, ['rm', '-f', 'server'])).code).toBe(0);
   });
 });

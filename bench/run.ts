@@ -4,6 +4,7 @@
 //   memory    see memory.ts: warm start, pause/resume, forks, an idle box's resident memory
 //   jail      see start.ts: the same box started jailed and unjailed
 //   network   see network.ts      egress   see egress.ts      state   see state.ts      project   see project.ts      images   see images.ts
+//   cli       see cli.ts: --version, help, ps of 20 boxes, exec, each beside node's own start
 //   output    see output.ts: 256 MiB of exec output to the host beside a TCP transfer out of the same box
 // BENCH_ONLY=state,network runs only those sections; BENCH_RUNS sets the repetitions of the start section.
 import { execFileSync } from 'node:child_process';
@@ -20,6 +21,7 @@ import { egressBench } from './egress.js';
 import { stateBench } from './state.js';
 import { projectBench } from './project.js';
 import { memoryBench } from './memory.js';
+import { cliBench } from './cli.js';
 import { dirLayer, ociImage } from '../test/oci.js';
 
 function busyboxRootfs(): string {
@@ -44,6 +46,7 @@ async function main(): Promise<number> {
   const runs = Number(process.env.BENCH_RUNS ?? 5);
   const sections: [string, () => Promise<[string, string][]>][] = [
     ['start', () => startBench(rt, rootfs, runs)],
+    ['cli', () => cliBench(rt, home, rootfs)],
     ['jail', () => jailBench(home, rootfs, runs)],
     ['memory', () => memoryBench(rt, image, runs)],
     ['network', () => networkBench(rt, rootfs)],

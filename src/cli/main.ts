@@ -119,9 +119,10 @@ async function remote(host: string, cmd: string, args: string[]): Promise<number
       stdout(`Usage: boxlite --host URL ${c.usage}\n\n${c.help}\n\n${helpFor(c.opts)}\n  -h, --help                  show this help`);
       return 0;
     }
-    if (e instanceof UsageError) stderr(`boxlite: ${e.message}\nUsage: boxlite --host URL ${c.usage}`);
-    else if (e instanceof BoxliteError) stderr(`boxlite: ${e.message}`);
-    else stderr(`boxlite: ${(e as Error).stack ?? e}`);
+    // A server's answer may quote its boxes: printable text only, as for a local command.
+    if (e instanceof UsageError) stderr(`boxlite: ${printable(e.message)}\nUsage: boxlite --host URL ${c.usage}`);
+    else if (e instanceof BoxliteError) stderr(`boxlite: ${printable(e.message)}`);
+    else stderr(`boxlite: ${printable(String((e as Error).stack ?? e))}`);
     return cmd === 'exec' ? 125 : 1;
   }
 }

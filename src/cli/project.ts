@@ -53,18 +53,23 @@ export function contextProjectName(ctx: ProjectContext): string | undefined {
   }
 }
 
-/** The project's name from a block-style file without the YAML parser, which would cost a CLI that only looks
- *  up a box (ps, exec, logs) about 100 ms: its one top-level `name:` line, or the folder's name when it has none.
- *  Anything else (an interpolated name, flow style, a name written twice) is left to the parser. */
+/** The project's name from a plain block-style file without the YAML parser, which would cost a CLI that only
+ *  looks up a box (ps, exec, logs) about 100 ms: its one top-level `name:` line, or the folder's name when it has
+ *  none. Only when every top-level line is a plain `name:`, `boxes:` or `volumes:` key (or a comment): anything
+ *  else (a byte-order mark, an interpolated, quoted, anchored, tagged or explicit key, flow style, a name written
+ *  twice) is left to the parser, so this never names another project than `up` would. */
 export function quickName(text: string, dir: string): string | undefined {
-  if (!/^boxes:/m.test(text)) return undefined;
-  const lines = text.split('\n').filter((l) => /^["']?name["']?\s*:/.test(l));
-  if (!lines.length) {
+  // Indentation is spaces (YAML allows no tabs there); any other first character makes a top-level line.
+  const top = text.split('\n').filter((l) => !/^[ \r]*$/.test(l) && !l.startsWith(' ') && !l.startsWith('#'));
+  if (!top.length || !top.every((l) => /^(name|boxes|volumes):(\s|$)/.test(l))) return undefined;
+  if (!top.some((l) => l.startsWith('boxes:'))) return undefined;
+  const names = top.filter((l) => l.startsWith('name:'));
+  if (!names.length) {
     const folder = path.basename(dir).toLowerCase().replace(/[^a-z0-9_-]/g, ''); // as the file's loader names it
     return /^[a-z0-9]/.test(folder) ? folder : undefined;
   }
-  const m = lines.length === 1 ? /^name:[ \t]*(["']?)([a-z0-9][a-z0-9_-]{0,39})\1[ \t]*(#.*)?\r?$/.exec(lines[0]) : null;
-  return m?.[2];
+  const m = names.length === 1 ? /^name:[ \t]+([a-z0-9][a-z0-9_-]{0,39})[ \t]*(#.*)?\r?$/.exec(names[0]) : null;
+  return m?.[1];
 }
 
 /** Lets `boxlite exec web …` find the project's box "web" inside a project folder. */

@@ -286,10 +286,10 @@ export function plan(project: ProjectSpec, observed: ObservedBox[], volumes: Obs
 
   // Boxes recorded for this project but no longer declared.
   for (const o of live) {
-    if (project.boxes[o.label.box]) continue;
+    if (Object.hasOwn(project.boxes, o.label.box)) continue;
     // A replica beyond its box's replicas: scaled down, as compose's scale removes containers.
     const of = (o.label.applied as { replicaOf?: string }).replicaOf;
-    if (of && project.replicas?.[of] !== undefined) {
+    if (of && project.replicas && Object.hasOwn(project.replicas, of) && o.label.file === project.file) {
       boxes.push({ box: o.label.box, action: 'remove', changes: [], notes: [`${of} is scaled to ${project.replicas[of]}`], id: o.id, prune: [], update: false });
       continue;
     }

@@ -26,11 +26,14 @@ export class PlanProblemsError extends BoxliteError {
 const overlaps = (a: PortMapping, b: PortMapping) =>
   a.hostPort === b.hostPort && a.protocol === b.protocol && (a.hostIp === b.hostIp || a.hostIp === '0.0.0.0' || b.hostIp === '0.0.0.0');
 
-export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan): Promise<PlanProblem[]> {
+/** secrets: check that each secret can be read; only for a file whose reach is approved (an unapproved one must
+ *  not make boxlite open host files or look up variables it names, even to say they are missing). */
+export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan, opts: { secrets: boolean }): Promise<PlanProblem[]> {
   const problems: PlanProblem[] = [];
   const ours = new Set(pl.boxes.map((b) => b.id).filter(Boolean));
   const others = rt.list().filter((r) => !ours.has(r.id) && (r.state === 'running' || r.state === 'paused'));
   const claimed: { box: string; port: PortMapping }[] = [];
+  const paused = (id: string | undefined) => !!id && rt.list().some((r) => r.id === id && r.state === 'paused');
   for (const b of pl.boxes) {
     const spec = b.spec;
     if (!spec || !['create', 'recreate', 'restart', 'start'].includes(b.action)) continue;
@@ -45,7 +48,7 @@ export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan): Pr
         }
       }
     }
-    for (const sec of spec.secrets ?? []) {
+    for (const sec of opts.secrets ? (spec.secrets ?? []) : []) {
       const problem = checkSecretSource(sec.name, sec.source);
       if (problem) problems.push({ box: b.box, message: problem });
     }
@@ -55,8 +58,9 @@ export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan): Pr
       const box = others.find((r) => (r.ports ?? r.options.ports ?? []).some((q) => overlaps(q, p)));
       if (sibling) problems.push({ box: b.box, message: `${port} is also declared by ${sibling.box}: give one of them another host port` });
       else if (box) problems.push({ box: b.box, message: `${port} is held by box ${box.name} (${box.state}): stop it (boxlite stop ${box.name}) or pick another host port` });
-      // A box being restarted or recreated holds its own port until then: only a box not running is checked here.
-      else if ((b.action === 'create' || b.action === 'start') && !(await portFree(p.hostIp, p.hostPort, p.protocol))) {
+      // A box being restarted or recreated holds its own port until then, and a paused one's port is held for its
+      // wake-up (by whoever paused it): only a box that is stopped or new is checked here.
+      else if ((b.action === 'create' || (b.action === 'start' && !paused(b.id))) && !(await portFree(p.hostIp, p.hostPort, p.protocol))) {
         const holder = portHolder(p.hostPort, p.protocol);
         problems.push({ box: b.box, message: `${port} is held by ${holder ? `another process: ${holder}` : 'another process (one this user cannot look into)'}: stop it or pick another host port` });
       }

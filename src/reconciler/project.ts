@@ -103,7 +103,8 @@ export class Project {
     // A locked reference runs its locked digest: a tag moved since changes nothing until the lock is updated.
     const spec = o.locked === 'ignore' ? written : applyLock(written, readLock(lockPathOf(written)), { locked: o.locked });
     const profiles = o.profiles ? { names: o.profiles, fromEnv: false } : { names: profilesFromEnv(), fromEnv: true };
-    selectBoxes(spec, { profiles: profiles.names, lenient: profiles.fromEnv }); // an unknown profile, or a dependency a profile keeps out, is told at load
+    // Which boxes a command acts on is decided by plan, up and watch (with the boxes named): trust, lock and config
+    // take the whole file whatever its profiles.
     return new Project(spec, written, o.runtime ?? projectRuntime({ say }), say, !o.runtime, o.locked === true, profiles);
   }
 
@@ -126,13 +127,13 @@ export class Project {
 
   /** What up would do, field by field (a pure function of the file and the boxes as they are); boxes: only these
    *  and what they depend on, as `docker compose up web` does (the others are not orphans then). */
-  async plan(opts: { removeOrphans?: boolean; boxes?: string[] } = {}): Promise<Plan> {
+  async plan(opts: { removeOrphans?: boolean; boxes?: string[]; trusted?: boolean } = {}): Promise<Plan> {
     const { spec, inactive } = this.select(opts.boxes);
     const o = await observe(this.runtime, this.name);
     // Boxes named leave the others alone; boxes a profile keeps out are not orphans.
     const observed = opts.boxes ? o.boxes.filter((b) => spec.boxes[b.label.box]) : o.boxes.filter((b) => !inactive.includes(b.label.box));
     const pl = makePlan(spec, observed, o.volumes, { removeOrphans: opts.removeOrphans && !opts.boxes });
-    const problems = await preflight(this.runtime, spec, pl);
+    const problems = await preflight(this.runtime, spec, pl, { secrets: opts.trusted ?? this.trustState().approved });
     return problems.length ? { ...pl, problems } : pl;
   }
 
@@ -149,7 +150,7 @@ export class Project {
     const lock = await lockProject(this.runtime, this.name, this.say);
     try {
       const { spec } = this.select(opts.boxes);
-      const pl = await this.plan({ removeOrphans: opts.removeOrphans, boxes: opts.boxes });
+      const pl = await this.plan({ removeOrphans: opts.removeOrphans, boxes: opts.boxes, trusted: true }); // approved just above
       // Nothing is made when the plan already knows it would fail.
       if (pl.problems) throw new PlanProblemsError(pl.problems);
       const orphans = pl.boxes.filter((b) => b.action === 'orphan').map((b) => b.box);

@@ -47,8 +47,9 @@ export function selectBoxes(project: ProjectSpec, opts: SelectOptions = {}): Sel
     // replicas, for all of them).
     const add = (name: string) => {
       if (keep.has(name)) return;
-      if (!all[name] && project.replicas?.[name] !== undefined) return void Object.values(all).filter((b) => b.replicaOf === name).forEach((b) => add(b.name));
-      if (!all[name]) throw new InvalidOptionError(`no box "${name}" in ${file}: its boxes are ${Object.keys(all).join(', ')}`);
+      const declared = Object.hasOwn(all, name); // not a name Object.prototype has (constructor, toString)
+      if (!declared && project.replicas && Object.hasOwn(project.replicas, name)) return void Object.values(all).filter((b) => b.replicaOf === name).forEach((b) => add(b.name));
+      if (!declared) throw new InvalidOptionError(`no box "${name}" in ${file}: its boxes are ${Object.keys(all).join(', ')}`);
       keep.add(name);
       for (const d of Object.keys(all[name].dependsOn)) add(d);
     };

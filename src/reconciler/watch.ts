@@ -191,7 +191,7 @@ export class Watcher {
       const o = await observe(this.rt, next.name);
       const observed = o.boxes.filter((b) => !selection.inactive.includes(b.label.box)); // kept out by a profile: not orphans
       const p = plan(selection.spec, observed, o.volumes, { removeOrphans: this.opts.removeOrphans });
-      const problems = await preflight(this.rt, selection.spec, p);
+      const problems = await preflight(this.rt, selection.spec, p, { secrets: true }); // its reach is approved (reload)
       if (problems.length) {
         this.refuse(`the edit is not applied; 'up' would fail, so the boxes stay as they are:\n${problems.map((q) => `  ✖ ${q.box}: ${q.message}`).join('\n')}`);
         return;

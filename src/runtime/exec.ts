@@ -4,6 +4,10 @@ import { secretEnv } from './secrets.js';
 import { PassThrough } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { AgentCallError, ExecError, TimeoutError } from '../core/errors.js';
+
+/** The codes the agent answers its own refusals with (agent/main.ts fail()). */
+const GRPC_INTERNAL = 13;
+const GRPC_FAILED_PRECONDITION = 9;
 import type { AgentClient } from '../vmm/agent-client.js';
 import { agentClient } from './channel.js';
 import { startBox } from './boot.js';
@@ -62,7 +66,7 @@ async function startProcess(ctx: RuntimeContext, id: string, argv: string[], opt
   } catch (e) {
     if (opts.countsAsUse !== false) countExec(ctx, id, false);
     // The agent's refusal (a missing user, command or folder) in its own words, naming the box.
-    if (e instanceof AgentCallError) throw new ExecError(`box ${rec.name}: ${e.details}`);
+    if (e instanceof AgentCallError && (e.code === GRPC_FAILED_PRECONDITION || e.code === GRPC_INTERNAL)) throw new ExecError(`box ${rec.name}: ${e.details}`);
     throw e;
   }
 }

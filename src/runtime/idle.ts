@@ -10,14 +10,10 @@ import { pauseBox } from './memory.js';
 import { startBox } from './boot.js';
 import { boxStatus } from './status.js';
 import { activeFile } from './activity.js';
+import { carry } from './carry.js';
 import type { RuntimeContext } from './context.js';
 
 const PORT_FREED_MS = 15_000;
-/** How long a woken box's forward is retried: its network helper accepts a connection as soon as it holds the
- *  port, and may close it when the guest's service has not yet taken its first one after the resume. */
-const CARRY_RETRY_MS = 10_000;
-/** What the client sent before the box first answered, kept to replay on a retry; beyond it, no retry. */
-const REPLAY_LIMIT = 64 * 1024;
 
 export class IdlePauser {
   /** Per box: the traffic last seen and when it last changed. */
@@ -109,53 +105,4 @@ export class IdlePauser {
     }
     carry(conn, host, port);
   }
-}
-
-/** Carries a client's connection to the woken box's forward. Until the box has answered a byte, a refused or
- *  closed upstream is tried again (replaying what the client sent), so the client never sees the moment between
- *  the resume and the guest's service taking connections. */
-function carry(conn: net.Socket, host: string, port: number): void {
-  const deadline = Date.now() + CARRY_RETRY_MS;
-  const sent: Buffer[] = [];
-  let sentBytes = 0;
-  let clientEnded = false;
-  let up: net.Socket | null = null;
-  let answered = false;
-  const early = (b: Buffer) => {
-    sentBytes += b.length;
-    if (sentBytes <= REPLAY_LIMIT) sent.push(b);
-    if (up?.readyState === 'open') up.write(b);
-    else if (sentBytes > REPLAY_LIMIT) conn.destroy(); // between tries, and too much to replay
-  };
-  conn.on('data', early);
-  conn.once('end', () => {
-    clientEnded = true;
-    if (!answered) up?.end();
-  });
-  conn.on('close', () => up?.destroy());
-  const attempt = () => {
-    const u = net.connect(port, host);
-    up = u;
-    u.on('error', () => {});
-    u.once('connect', () => {
-      for (const b of sent) u.write(b);
-      if (clientEnded) u.end();
-      conn.resume();
-    });
-    u.once('data', (first) => {
-      answered = true;
-      conn.off('data', early);
-      conn.write(first);
-      u.pipe(conn);
-      conn.pipe(u);
-      if (clientEnded) u.end();
-    });
-    u.once('close', () => {
-      if (answered) return void (conn.writableEnded || conn.destroy()); // ended by the pipe, or cut
-      const replayable = sentBytes <= REPLAY_LIMIT;
-      if (conn.destroyed || !replayable || Date.now() >= deadline) return void conn.destroy();
-      setTimeout(attempt, 100);
-    });
-  };
-  attempt();
 }

@@ -31,9 +31,9 @@ export function expandReplicas(
   }
   const out: Record<string, BoxSpec> = {};
   const dependsOn = (d: BoxSpec['dependsOn']) =>
-    Object.fromEntries(Object.entries(d).flatMap(([dep, cond]) => (dep in replicas ? replicaNames(dep, replicas[dep]).map((r) => [r, cond] as const) : [[dep, cond] as const])));
+    Object.fromEntries(Object.entries(d).flatMap(([dep, cond]) => (Object.hasOwn(replicas, dep) ? replicaNames(dep, replicas[dep]).map((r) => [r, cond] as const) : [[dep, cond] as const])));
   for (const [bn, b] of Object.entries(boxes)) {
-    const made = bn in replicas ? replicaNames(bn, replicas[bn]).map((r) => ({ ...b, name: r, replicaOf: bn })) : [b];
+    const made = Object.hasOwn(replicas, bn) ? replicaNames(bn, replicas[bn]).map((r) => ({ ...b, name: r, replicaOf: bn })) : [b];
     for (const m of made) out[m.name] = { ...m, dependsOn: dependsOn(m.dependsOn) };
   }
   return out;

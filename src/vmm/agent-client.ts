@@ -237,7 +237,7 @@ export class AgentClient {
   call<T>(service: 'guest' | 'execution' | 'files', method: string, req: unknown, timeoutMs = 30_000): Promise<T> {
     return new Promise((resolve, reject) => {
       (this as any)[service][method](req, { deadline: timeoutMs > 0 ? Date.now() + timeoutMs : Infinity }, (err: grpc.ServiceError | null, res: T) =>
-        err ? reject(err.code === grpc.status.UNAVAILABLE ? new AgentGoneError(err) : new AgentCallError(err.code, err.details || err.message)) : resolve(res),
+        err ? reject(callError(err, timeoutMs)) : resolve(res),
       );
     });
   }
@@ -251,4 +251,13 @@ export class AgentClient {
     fs.rmSync(this.relayDir, { recursive: true, force: true });
     this.portLock.release();
   }
+}
+
+/** A failed call as boxlite says it: the agent gone, no answer in time (gRPC's text for that names host sockets),
+ *  or the agent's own words; a call this process cancelled stays gRPC's. */
+function callError(err: grpc.ServiceError, timeoutMs: number): Error {
+  if (err.code === grpc.status.UNAVAILABLE) return new AgentGoneError(err);
+  if (err.code === grpc.status.DEADLINE_EXCEEDED) return new AgentCallError(err.code, `no answer within ${timeoutMs / 1000}s`);
+  if (err.code === grpc.status.CANCELLED) return err;
+  return new AgentCallError(err.code, err.details || err.message);
 }

@@ -58,11 +58,16 @@ describe('what a CLI command loads', () => {
   it('reads the project name as the parser would, without it', async () => {
     const { quickName } = await import('../../src/cli/project.js');
     expect(quickName('name: shop # the shop\nboxes:\n  web: {}\n', '/x/y')).toBe('shop');
-    expect(quickName('name: "shop"\nboxes: {}\n', '/x/y')).toBe('shop');
+    expect(quickName('name: "shop"\nboxes: {}\n', '/x/y')).toBeUndefined(); // quoted: parsed
     expect(quickName('boxes:\n  web:\n    name: inner\n', '/srv/My Shop')).toBe('myshop');
     expect(quickName('name: ${PROJECT}\nboxes: {}\n', '/x/y')).toBeUndefined(); // interpolated: parsed
     expect(quickName('{name: shop, boxes: {}}\n', '/x/y')).toBeUndefined(); // flow style: parsed
     expect(quickName('name: a\nname: b\nboxes: {}\n', '/x/y')).toBeUndefined(); // twice: the parser's error
+    // Keys the parser reads as name but a line match would not: each left to the parser (else the folder's name
+    // would be taken, and a box of another project found).
+    for (const text of ['\uFEFFname: foo\nboxes: {}\n', '? name\n: foo\nboxes: {}\n', '&k name: foo\nboxes: {}\n', '!!str name: foo\nboxes: {}\n', '"n\\x61me": foo\nboxes: {}\n']) {
+      expect(quickName(text, '/srv/bar'), JSON.stringify(text)).toBeUndefined();
+    }
     expect(execFileSync(process.execPath, [CLI, 'config'], { cwd: project, env: { ...process.env, BOXLITE_HOME: home } }).toString()).toContain('"name": "shop"');
   });
 });

@@ -40,6 +40,12 @@ describe('replicas', () => {
     expect(p.boxes.lb.dependsOn).toEqual({ 'web-1': 'healthy', 'web-2': 'healthy', 'web-3': 'healthy' });
     expect(p.replicas).toEqual({ web: 3 });
     expect(Object.keys(project(WEB(0)).boxes)).toEqual(['lb']);
+    // A box named as Object.prototype's keys is a box like any other, not taken for a replicated one.
+    const odd = project('boxes:\n  constructor:\n    image: x\n  web:\n    image: x\n    replicas: 2\n    depends_on: [constructor]\n');
+    expect(Object.keys(odd.boxes)).toEqual(['constructor', 'web-1', 'web-2']);
+    expect(odd.boxes['web-2'].dependsOn).toEqual({ constructor: 'started' });
+    expect(Object.keys(selectBoxes(odd, { boxes: ['constructor'] }).spec.boxes)).toEqual(['constructor']);
+    expect(() => selectBoxes(odd, { boxes: ['toString'] })).toThrow('no box "toString" in boxlite.yaml');
   });
 
   it('refuse a fixed host port, a named volume, and a replica name another box has', () => {

@@ -9,7 +9,7 @@ import { formatPort } from '../core/network.js';
 import type { CreateOptions } from '../runtime/options.js';
 import type { BoxRecord } from '../runtime/types.js';
 import { describeProjectBox, healthOfRun, projectLabel, updateProjectLabel } from '../reconciler/label.js';
-import { refreshHealth, UnhealthyError, waitHealthy } from '../reconciler/health.js';
+import { lastCheckSaid, refreshHealth, waitHealthy } from '../reconciler/health.js';
 import type { HealthcheckSpec } from '../spec/types.js';
 import { boxName } from '../reconciler/names.js';
 import { parseArgs, parseEnv, parseIntOpt, UsageError, type OptionSpec } from './args.js';
@@ -145,9 +145,10 @@ async function startWithDependencies(rt: Cli['rt'], ref: string, o: { cold: bool
  *  not started. */
 async function dependencyHealthy(rt: Cli['rt'], id: string, dep: string, dependant: string, say: (l: string) => void): Promise<void> {
   const rec = rt.record(id);
-  const h = (projectLabel(rec)?.applied as { healthcheck?: HealthcheckSpec } | undefined)?.healthcheck;
+  const label = projectLabel(rec);
+  const h = (label?.applied as { healthcheck?: HealthcheckSpec } | undefined)?.healthcheck;
   if (!h) return; // no check declared: running is all it can be
-  if (healthOfRun(projectLabel(rec)!, rec)?.status === 'healthy') return;
+  if (healthOfRun(label, rec)?.status === 'healthy') return;
   say(`boxlite: waiting for ${dep} to be healthy (${dependant} depends on it)`);
   const startedAt = Date.parse(rec.startedAt ?? '') || Date.now();
   try {
@@ -157,8 +158,7 @@ async function dependencyHealthy(rt: Cli['rt'], id: string, dep: string, dependa
       onState: (s) => updateProjectLabel(rt, id, (l) => l && { ...l, health: s }),
     });
   } catch (e) {
-    const said = e instanceof UnhealthyError && e.lastOutput ? ` (its last check said: ${e.lastOutput.split('\n')[0]})` : '';
-    throw new BoxliteError(`${dependant} not started: it depends on ${dep}, which did not become healthy${said}: see 'boxlite ps' and 'boxlite logs ${dep}'`);
+    throw new BoxliteError(`${dependant} not started: it depends on ${dep}, which did not become healthy${lastCheckSaid(e)}: see 'boxlite ps' and 'boxlite logs ${dep}'`);
   }
 }
 

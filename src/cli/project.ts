@@ -8,6 +8,7 @@ import { Project, downProject, type DownResult } from '../reconciler/project.js'
 import { failedSummary, renderPlan } from '../reconciler/plan.js';
 import { PlanProblemsError, type PlanProblem } from '../reconciler/preflight.js';
 import { projectLabel } from '../reconciler/label.js';
+import { profileList } from '../reconciler/select.js';
 import type { TrustState } from '../reconciler/trust.js';
 import { describePart } from '../spec/reach.js';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
@@ -101,7 +102,7 @@ const PROFILE: OptionSpec = { value: true, multiple: true, help: "also the boxes
 /** --profile a --profile b,c → [a, b, c]; none given: undefined, so $BOXLITE_PROFILES applies. */
 function profilesOf(opts: Record<string, unknown>): string[] | undefined {
   const given = opts.profile as string[] | undefined;
-  return given?.length ? given.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean) : undefined;
+  return given?.length ? profileList(given) : undefined;
 }
 
 /** plan's marks for what the file reaches outside its folder: each part, and whether it is approved here. */

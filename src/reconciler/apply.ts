@@ -9,7 +9,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { BoxSpec, ProjectSpec } from '../spec/types.js';
 import { failedSummary, hashGroups, type BoxPlan, type Plan } from './plan.js';
 import { boxName, runtimeOptions, volumeName } from './names.js';
-import { UnhealthyError, waitHealthy } from './health.js';
+import { lastCheckSaid, waitHealthy } from './health.js';
 import { BoxliteError } from '../core/errors.js';
 import { BUSYBOX } from '../core/guest.js';
 import { failpoint } from '../util/failpoint.js';
@@ -105,8 +105,7 @@ export async function applyPlan(rt: Runtime, project: ProjectSpec, plan: Plan, o
           } catch (e) {
             // The dependency's own failure is reported on its own line; only a health check's verdict is news here.
             const own = errors.some((x) => x.box === dep);
-            const said = e instanceof UnhealthyError && e.lastOutput ? ` (its last check said: ${e.lastOutput.split('\n')[0]})` : '';
-            const why = own || cond !== 'healthy' ? 'failed' : `did not become healthy${said}`;
+            const why = own || cond !== 'healthy' ? 'failed' : `did not become healthy${lastCheckSaid(e)}`;
             throw new DependencyError(`not started: it depends on ${dep}, which ${why}`);
           }
         }

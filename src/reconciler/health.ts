@@ -13,6 +13,11 @@ export class UnhealthyError extends BoxliteError {
   }
 }
 
+/** " (its last check said: …)" for a dependency that did not become healthy, or nothing when there was no check. */
+export function lastCheckSaid(e: unknown): string {
+  return e instanceof UnhealthyError && e.lastOutput ? ` (its last check said: ${e.lastOutput.split('\n')[0]})` : '';
+}
+
 export async function checkOnce(rt: Runtime, id: string, h: HealthcheckSpec): Promise<{ ok: boolean; output: string }> {
   try {
     const r = await rt.exec(id, h.test, { timeoutMs: h.timeoutMs, countsAsUse: false }); // not a use, for pause_after

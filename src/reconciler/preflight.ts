@@ -31,9 +31,11 @@ const overlaps = (a: PortMapping, b: PortMapping) =>
 export async function preflight(rt: Runtime, project: ProjectSpec, pl: Plan, opts: { secrets: boolean }): Promise<PlanProblem[]> {
   const problems: PlanProblem[] = [];
   const ours = new Set(pl.boxes.map((b) => b.id).filter(Boolean));
-  const others = rt.list().filter((r) => !ours.has(r.id) && (r.state === 'running' || r.state === 'paused'));
+  const records = rt.list();
+  const others = records.filter((r) => !ours.has(r.id) && (r.state === 'running' || r.state === 'paused'));
   const claimed: { box: string; port: PortMapping }[] = [];
-  const paused = (id: string | undefined) => !!id && rt.list().some((r) => r.id === id && r.state === 'paused');
+  const pausedIds = new Set(records.filter((r) => r.state === 'paused').map((r) => r.id));
+  const paused = (id: string | undefined) => !!id && pausedIds.has(id);
   for (const b of pl.boxes) {
     const spec = b.spec;
     if (!spec || !['create', 'recreate', 'restart', 'start'].includes(b.action)) continue;

@@ -22,9 +22,14 @@ export interface SelectOptions {
   lenient?: boolean;
 }
 
-/** The profiles asked for by $BOXLITE_PROFILES (a comma-separated list, as COMPOSE_PROFILES is). */
+/** Profiles as given: each value may be a comma-separated list (--profile a,b; COMPOSE_PROFILES's form). */
+export function profileList(values: string[]): string[] {
+  return values.flatMap((v) => v.split(',')).map((p) => p.trim()).filter(Boolean);
+}
+
+/** The profiles asked for by $BOXLITE_PROFILES. */
 export function profilesFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.BOXLITE_PROFILES ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  return profileList([env.BOXLITE_PROFILES ?? '']);
 }
 
 export function selectBoxes(project: ProjectSpec, opts: SelectOptions = {}): Selection {
@@ -60,7 +65,7 @@ export function selectBoxes(project: ProjectSpec, opts: SelectOptions = {}): Sel
       for (const d of Object.keys(all[n].dependsOn)) {
         if (keep.has(d)) continue;
         const only = all[d].profiles!;
-        throw new InvalidOptionError(`box ${n} depends on ${d}, which is only in profile${only.length > 1 ? 's' : ''} ${only.join(', ')}: add --profile ${all[d].profiles![0]}, or take ${d} out of its profiles`);
+        throw new InvalidOptionError(`box ${n} depends on ${d}, which is only in profile${only.length > 1 ? 's' : ''} ${only.join(', ')}: add --profile ${only[0]}, or take ${d} out of its profiles`);
       }
     }
     if (!keep.size) {

@@ -12,6 +12,24 @@ const SMALL = '    image: ./rootfs\n    memory: 192MiB\n    disk: 128MiB\n';
 const lines = (s: string) => s.trimEnd().split('\n').filter((l) => l && !/software emulation/.test(l));
 const names = (project: string) => fx.records(project).map((r) => r.project!.box);
 
+/** Runs `up --watch` in dir while edit() edits the file: edit(change, seen) makes a change and waits until the
+ *  watch prints what matches seen after it. The watch ends with SIGINT, cleanly, and the project is taken down. */
+async function underWatch(dir: string, steps: (edit: (change: (s: string) => string, seen: RegExp, timeoutMs: number) => Promise<void>) => Promise<void>): Promise<void> {
+  const w = new CliProcess(fx.home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
+  try {
+    await w.waitFor(/watching boxlite\.yaml/, 150_000);
+    await steps(async (change, seen, timeoutMs) => {
+      const mark = w.output.length;
+      fx.edit(dir, change);
+      await w.waitFor(seen, timeoutMs, mark);
+    });
+  } finally {
+    w.child.kill('SIGINT');
+  }
+  expect(await w.exited()).toBe(0);
+  expect((await cli(fx.home, ['down', '--remove'], { cwd: dir })).code).toBe(0);
+}
+
 beforeAll(() => {
   fx = new ProjectFixture();
 });
@@ -47,21 +65,11 @@ describe('profiles', () => {
     expect(lines(unknown.stderr)[0]).toBe('boxlite: no profile "nope" in boxlite.yaml: its profiles are debug');
 
     // The watch checks an edit as up's plan does: an image that is not there is not applied, and says why.
-    const w = new CliProcess(fx.home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
-    try {
-      await w.waitFor(/watching boxlite\.yaml/, 150_000);
-      let mark = w.output.length;
-      fx.edit(dir, (s) => `${s}  b:\n    image: ./missing\n`);
-      await w.waitFor(/the edit is not applied; 'up' would fail, so the boxes stay as they are:\n  ✖ b: image \/\S+\/missing does not exist/, 60_000, mark);
+    await underWatch(dir, async (edit) => {
+      await edit((s) => `${s}  b:\n    image: ./missing\n`, /the edit is not applied; 'up' would fail, so the boxes stay as they are:\n  ✖ b: image \/\S+\/missing does not exist/, 60_000);
       expect(names('prof')).toEqual(['a', 'tools']);
-      mark = w.output.length;
-      fx.edit(dir, (s) => s.replace('  b:\n    image: ./missing\n', ''));
-      await w.waitFor(/boxlite\.yaml is valid again/, 60_000, mark);
-    } finally {
-      w.child.kill('SIGINT');
-    }
-    expect(await w.exited()).toBe(0);
-    expect((await cli(fx.home, ['down', '--remove'], { cwd: dir })).code).toBe(0);
+      await edit((s) => s.replace('  b:\n    image: ./missing\n', ''), /boxlite\.yaml is valid again/, 60_000);
+    });
   });
 });
 
@@ -75,24 +83,14 @@ describe('replicas', () => {
     expect(fx.records('rep').map((r) => `${r.project!.box} ${r.state}`)).toEqual(['web-1 running', 'web-2 running']);
     expect(await get('web-1', 'web-2')).toBe('web-2\n');
 
-    const w = new CliProcess(fx.home, ['up', '--watch'], { cwd: dir, env: { BOXLITE_WATCH_POLL_MS: '500' } });
-    try {
-      await w.waitFor(/watching boxlite\.yaml/, 150_000);
-      let mark = w.output.length;
-      fx.edit(dir, (s) => s.replace('replicas: 2', 'replicas: 3'));
-      await w.waitFor(/\+\s+web-3: create[\s\S]*\] applied\n/, 150_000, mark);
+    await underWatch(dir, async (edit) => {
+      await edit((s) => s.replace('replicas: 2', 'replicas: 3'), /\+\s+web-3: create[\s\S]*\] applied\n/, 150_000);
       expect(names('rep')).toEqual(['web-1', 'web-2', 'web-3']);
       expect(await get('web-3', 'web-1')).toBe('web-1\n');
       expect(await get('web-1', 'web-3')).toBe('web-3\n'); // the running ones learnt the new name
-      mark = w.output.length;
-      fx.edit(dir, (s) => s.replace('replicas: 3', 'replicas: 1'));
-      await w.waitFor(/-\s+web-2: remove\s+\(web is scaled to 1\)[\s\S]*\] applied\n/, 150_000, mark);
+      await edit((s) => s.replace('replicas: 3', 'replicas: 1'), /-\s+web-2: remove\s+\(web is scaled to 1\)[\s\S]*\] applied\n/, 150_000);
       expect(names('rep')).toEqual(['web-1']);
-    } finally {
-      w.child.kill('SIGINT');
-    }
-    expect(await w.exited()).toBe(0);
-    expect((await cli(fx.home, ['down', '--remove'], { cwd: dir })).code).toBe(0);
+    });
   });
 });
 
